@@ -1,0 +1,84 @@
+"""Errors a user can act on, and the one place that formats them.
+
+Every stage raises `SpecError` (bad input, exit 2) or `CheckFailed` (a check such as
+`expect` did not hold, exit 1). The CLI prints `str(error)`: one line,
+`FILE:LINE:COL: error: FIELD.PATH: message`. Imports nothing from netspec.
+"""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_INVALID = 2
+EXIT_INTERNAL = 3  # a bug in netspec itself; NETSPEC_DEBUG=1 shows the traceback
+
+PathT = tuple  # keys (str) and list indexes (int) into the spec document
+
+
+def format_path(path: PathT) -> str:
+    """('layers', 3, 'conv', 'groups') -> 'layers[3].conv.groups'."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+class NetspecError(Exception):
+    exit_code = EXIT_INVALID
+
+
+class SpecError(NetspecError):
+    """Invalid input. `path` points into the spec document; `file/line/col` are
+    filled in by `locate()` once the document's positions are known."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, message: str, path: PathT = (), *, file: str | None = None,
+                 line: int | None = None, col: int | None = None, on_key: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.path = tuple(path)
+        self.file = file
+        self.line = line
+        self.col = col
+        self.on_key = on_key  # point at the key (e.g. an unknown field), not its value
+
+    def located(self, file: str | None, position: tuple[int, int] | None) -> "SpecError":
+        if self.file is None:
+            self.file = file
+        if self.line is None and position is not None:
+            self.line, self.col = position
+        return self
+
+    def __str__(self) -> str:
+        where = self.file or "<spec>"
+        if self.line is not None:
+            where += f":{self.line}:{self.col}"
+        field = format_path(self.path)
+        return f"{where}: error: {field + ': ' if field else ''}{self.message}"
+
+
+class CheckFailed(NetspecError):
+    """A requested check did not hold (expected vs got). Exit 1."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+    def __init__(self, message: str, file: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+
+    def __str__(self) -> str:
+        return f"{self.file or '<spec>'}: check failed: {self.message}"
+
+
+class LayerError(ValueError):
+    """Raised by a layer's shape rule; `field` names the offending field so the
+    analysis can point at it in the document."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message

@@ -1,0 +1,72 @@
+"""Activation functions: parameter-free, shape-preserving, one torch module each."""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from netspec.layers.registry import Layer, Shape, register
+
+
+class Activation(Layer):
+    torch_name: ClassVar[str] = ""  # the torch.nn class this tag builds
+
+    def build(self, shape: Shape):
+        from torch import nn
+        return getattr(nn, self.torch_name)(**self.model_dump(exclude={"name", "frozen"}))
+
+
+@register("relu")
+class ReLU(Activation):
+    """max(0, x) (torch.nn.ReLU)."""
+    torch_name: ClassVar[str] = "ReLU"
+
+
+@register("relu6")
+class ReLU6(Activation):
+    """min(max(0, x), 6) (torch.nn.ReLU6), as in MobileNetV2."""
+    torch_name: ClassVar[str] = "ReLU6"
+
+
+@register("leaky_relu", shorthand="negative_slope")
+class LeakyReLU(Activation):
+    """x if x > 0 else negative_slope * x (torch.nn.LeakyReLU)."""
+    torch_name: ClassVar[str] = "LeakyReLU"
+    negative_slope: float = Field(0.01, description="Slope for negative inputs.")
+
+
+@register("sigmoid")
+class Sigmoid(Activation):
+    """1 / (1 + exp(-x)) (torch.nn.Sigmoid)."""
+    torch_name: ClassVar[str] = "Sigmoid"
+
+
+@register("tanh")
+class Tanh(Activation):
+    """Hyperbolic tangent (torch.nn.Tanh)."""
+    torch_name: ClassVar[str] = "Tanh"
+
+
+@register("gelu", shorthand="approximate")
+class GELU(Activation):
+    """Gaussian error linear unit (torch.nn.GELU)."""
+    torch_name: ClassVar[str] = "GELU"
+    approximate: Literal["none", "tanh"] = Field("none", description="'tanh' uses the tanh approximation.")
+
+
+@register("silu")
+class SiLU(Activation):
+    """x * sigmoid(x), a.k.a. swish (torch.nn.SiLU)."""
+    torch_name: ClassVar[str] = "SiLU"
+
+
+@register("hardswish")
+class Hardswish(Activation):
+    """x * relu6(x + 3) / 6 (torch.nn.Hardswish), as in MobileNetV3."""
+    torch_name: ClassVar[str] = "Hardswish"
+
+
+@register("hardsigmoid")
+class Hardsigmoid(Activation):
+    """relu6(x + 3) / 6 (torch.nn.Hardsigmoid), as in MobileNetV3's squeeze-excitation."""
+    torch_name: ClassVar[str] = "Hardsigmoid"

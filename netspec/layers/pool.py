@@ -1,0 +1,75 @@
+"""Pooling layers: `maxpool`, `avgpool` (windowed, or `global`), `adaptive_maxpool`,
+`adaptive_avgpool`."""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from netspec.errors import LayerError
+from netspec.layers.registry import (Layer, NonNegInt, NonNegPair, Pair, PosInt, Shape, need_rank,
+                                     pair, register, window_out)
+
+
+class WindowPool(Layer):
+    torch_name: ClassVar[str] = ""
+    k: PosInt | Pair | Literal["global"] = Field(description="Window size (kernel_size): an int, [height, width], or 'global' (pool each channel to 1x1).")
+    stride: PosInt | Pair | None = Field(None, description="Stride; default: the window size (as in torch).")
+    padding: NonNegInt | NonNegPair = Field(0, description="Implicit padding on both sides; at most half the window.")
+    ceil_mode: bool = Field(False, description="Use ceil instead of floor to compute the output size.")
+
+    def infer(self, shape: Shape) -> Shape:
+        need_rank(shape, 3, self.tag)
+        c, h, w = shape
+        if self.k == "global":
+            return (c, 1, 1)
+        (kh, kw), (ph, pw) = pair(self.k), pair(self.padding)
+        sh, sw = pair(self.stride, self.k)
+        if ph > kh // 2 or pw > kw // 2:
+            raise LayerError("padding", f"padding {list(pair(self.padding))} is more than half the window {list(pair(self.k))}")
+        return (c, window_out(h, kh, sh, ph, ceil_mode=self.ceil_mode),
+                window_out(w, kw, sw, pw, ceil_mode=self.ceil_mode))
+
+    def build(self, shape: Shape):
+        from torch import nn
+        if self.k == "global":
+            return getattr(nn, f"Adaptive{self.torch_name}")(1)
+        return getattr(nn, self.torch_name)(pair(self.k), stride=pair(self.stride, self.k),
+                                            padding=pair(self.padding), ceil_mode=self.ceil_mode)
+
+
+@register("maxpool", shorthand="k")
+class MaxPool(WindowPool):
+    """Max pooling (torch.nn.MaxPool2d; AdaptiveMaxPool2d(1) for k: global)."""
+    torch_name: ClassVar[str] = "MaxPool2d"
+
+
+@register("avgpool", shorthand="k")
+class AvgPool(WindowPool):
+    """Average pooling (torch.nn.AvgPool2d; AdaptiveAvgPool2d(1) for k: global)."""
+    torch_name: ClassVar[str] = "AvgPool2d"
+
+
+class AdaptivePool(Layer):
+    torch_name: ClassVar[str] = ""
+    size: PosInt | Pair = Field(description="Output size (output_size): an int or [height, width].")
+
+    def infer(self, shape: Shape) -> Shape:
+        need_rank(shape, 3, self.tag)
+        return (shape[0], *pair(self.size))
+
+    def build(self, shape: Shape):
+        from torch import nn
+        return getattr(nn, self.torch_name)(pair(self.size))
+
+
+@register("adaptive_maxpool", shorthand="size")
+class AdaptiveMaxPool(AdaptivePool):
+    """Max pooling to a fixed output size (torch.nn.AdaptiveMaxPool2d)."""
+    torch_name: ClassVar[str] = "AdaptiveMaxPool2d"
+
+
+@register("adaptive_avgpool", shorthand="size")
+class AdaptiveAvgPool(AdaptivePool):
+    """Average pooling to a fixed output size (torch.nn.AdaptiveAvgPool2d)."""
+    torch_name: ClassVar[str] = "AdaptiveAvgPool2d"

@@ -1,0 +1,110 @@
+"""The layer registry: the one base class every leaf layer type derives from.
+
+A layer type is one pydantic model registered under a tag (`conv`, `bn`, ...). It owns
+its fields (the schema), `infer` (shape rule), `param_count`, `macs` and `build`
+(the only method that touches torch, imported lazily there). Nothing else in netspec
+knows about individual layer types: the spec schema, JSON Schema, analysis, builder,
+summary and the every-layer test all iterate over `REGISTRY`.
+
+Shapes are tuples of ints without the batch dimension: (C, H, W) or (features,).
+Must not import torch at module level, nor any later pipeline stage.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from netspec.errors import LayerError
+
+Shape = tuple[int, ...]
+
+REGISTRY: dict[str, type["Layer"]] = {}
+
+PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Pair = Annotated[list[PosInt], Field(min_length=2, max_length=2)]
+NonNegPair = Annotated[list[NonNegInt], Field(min_length=2, max_length=2)]
+
+
+class Layer(BaseModel):
+    """Base of every leaf layer type."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    tag: ClassVar[str] = ""
+    shorthand: ClassVar[str | None] = None  # `dropout: 0.5` means `dropout: {p: 0.5}`
+
+    name: str | None = Field(None, description="Module name in the built model (a state_dict key segment); default: position in its container.")
+    frozen: bool = Field(False, description="Freeze this layer's parameters (requires_grad=False); they count in params but not trainable_params.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_shorthand(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return value
+        if cls.shorthand is not None:
+            return {cls.shorthand: value}
+        raise ValueError(f"'{cls.tag}' takes a mapping of fields, not {type(value).__name__} {value!r}")
+
+    # -- the four rules a layer type owns -------------------------------------------
+    def infer(self, shape: Shape) -> Shape:
+        """Output shape for an input shape; raise LayerError on impossible input."""
+        return shape
+
+    def param_count(self, shape: Shape) -> int:
+        return 0
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        """Multiply-accumulates per sample (counted for conv and linear layers, as
+        torch's FlopCounterMode does: its FLOPs / 2)."""
+        return 0
+
+    def build(self, shape: Shape):
+        raise NotImplementedError(f"layer '{self.tag}' has no builder")
+
+    def settings(self) -> dict:
+        """Fields that differ from their defaults (for summaries and diffs)."""
+        return {k: v for k, v in self.model_dump(exclude={"name"}).items()
+                if v != type(self).model_fields[k].default}
+
+
+def register(tag: str, shorthand: str | None = None):
+    """Class decorator: add a layer type under `tag`. A duplicate tag is a bug."""
+    def add(cls: type[Layer]) -> type[Layer]:
+        if tag in REGISTRY:
+            raise RuntimeError(f"layer tag {tag!r} registered twice ({REGISTRY[tag].__name__}, {cls.__name__})")
+        cls.tag = tag
+        cls.shorthand = shorthand
+        REGISTRY[tag] = cls
+        return cls
+    return add
+
+
+# -- shape helpers shared by the spatial layer families -----------------------------
+def need_rank(shape: Shape, rank: int, what: str) -> None:
+    if len(shape) != rank:
+        names = {1: "[features]", 2: "[channels, length]", 3: "[channels, height, width]"}
+        raise LayerError(None, f"{what} needs input {names[rank]}, got {list(shape)}")
+
+
+def pair(value, default=None) -> tuple[int, int]:
+    if value is None:
+        value = default
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def window_out(size: int, k: int, stride: int, pad: int, dilation: int = 1,
+               ceil_mode: bool = False, field: str = "k") -> int:
+    """Output length of a sliding window, exactly as torch computes it."""
+    span = dilation * (k - 1) + 1
+    if size + 2 * pad < span:
+        raise LayerError(field, f"kernel {k}{f' (dilated to {span})' if dilation > 1 else ''} "
+                                f"is larger than the padded input {size + 2 * pad} ({size} + 2*{pad})")
+    num = size + 2 * pad - span
+    out = (-(-num // stride) if ceil_mode else num // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1  # torch: the last window must start inside the input or left padding
+    return out

@@ -1,0 +1,35 @@
+"""Text -> validated Spec. Knows nothing of torch or of later stages."""
+from __future__ import annotations
+
+import os
+
+from pydantic import ValidationError
+
+from netspec.spec.load import Source, apply_overrides, from_data, read
+from netspec.spec.locate import validation_error
+from netspec.spec.schema import Spec
+
+
+def load_spec(spec, overrides=()) -> Spec:
+    """A path (YAML/JSON), a dict, or a Spec -> a validated Spec. `overrides` are
+    `--set PATH=VALUE` strings applied to the document before validation."""
+    if isinstance(spec, Spec) and not overrides:
+        return spec
+    if isinstance(spec, Spec):
+        source = from_data(spec.source.data if spec.source else spec.model_dump(), spec.source.file if spec.source else "<spec>")
+    elif isinstance(spec, dict):
+        source = from_data(spec)
+    elif isinstance(spec, (str, os.PathLike)):
+        source = read(spec)
+    else:
+        raise TypeError(f"load() takes a path, a dict or a Spec, not {type(spec).__name__}")
+    apply_overrides(source, overrides)
+    try:
+        validated = Spec.model_validate(source.data)
+    except ValidationError as e:
+        raise validation_error(e, source) from None
+    validated._source = source
+    return validated
+
+
+__all__ = ["Spec", "Source", "load_spec"]

@@ -1,0 +1,274 @@
+"""The spec language as pydantic models: `Spec`, `Block`, the `Item` union, and its
+JSON Schema (`netspec schema`).
+
+Two families of models:
+- structural constructs (repeat, residual, concat, dense, sequence, block calls): the
+  small fixed grammar, written here;
+- leaf layers: generated from `netspec.layers.REGISTRY` — each layer model gets a
+  "spec variant" whose fields also accept a `$expression` (parsed here, evaluated in
+  resolve, then re-validated strictly against the layer model itself).
+
+Every model is strict (`"64"` is not an int, `no` is not `false`) and closed (unknown
+fields are errors). Must not import torch or any later stage.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, RootModel, Tag,
+                      create_model, model_validator)
+from pydantic_core import PydanticCustomError, core_schema
+
+from netspec.layers import REGISTRY
+from netspec.spec.expr import ExprError, parse
+from netspec.spec.train import TrainConfig
+
+EXPR_JSON = {"type": "string", "pattern": r"^\$", "description": "A reference `$name` or an expression `${...}`."}
+REQUIRED = "required"  # block argument without a default
+
+
+class ExprOr:
+    """`Annotated[T, ExprOr()]`: the field takes a T or a `$...` expression."""
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        inner = handler(source)
+
+        def validate(value, validate_inner):
+            if isinstance(value, str) and value.startswith("$"):
+                try:
+                    return parse(value)
+                except ExprError as e:
+                    raise PydanticCustomError("expression", "bad expression: {reason}", {"reason": str(e)})
+            return validate_inner(value)
+        return core_schema.no_info_wrap_validator_function(validate, inner)
+
+    def __get_pydantic_json_schema__(self, schema, handler):
+        return {"anyOf": [handler(schema), EXPR_JSON]}
+
+
+class Closed(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_${}+\-*/% ()]+$",
+                            description="Module name (a state_dict key segment). May embed ${...}, e.g. denselayer${i + 1}.")]
+
+
+# -- leaf layers: spec variants generated from the registry ----------------------------
+def _spec_variant(cls):
+    fields = {}
+    for fname, info in cls.model_fields.items():
+        annotation = Annotated[(info.annotation, *info.metadata, ExprOr())] if fname != "name" \
+            else (Name | None)
+        default = ... if info.is_required() else info.default
+        fields[fname] = (annotation, Field(default, description=info.description))
+    variant = create_model(f"{cls.__name__}Fields", __base__=cls, __doc__=cls.__doc__, **fields)
+    return variant
+
+
+LAYER_FIELDS = {tag: _spec_variant(cls) for tag, cls in REGISTRY.items()}
+
+
+class _ItemBase(Closed):
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value):
+        return {value: None} if isinstance(value, str) else value
+
+
+LAYER_ITEMS = {
+    tag: create_model(f"{cls.__name__}Item", __base__=_ItemBase, __doc__=cls.__doc__,
+                      **{tag: (LAYER_FIELDS[tag], Field(description=(cls.__doc__ or "").strip()))})
+    for tag, cls in REGISTRY.items()
+}
+
+
+# -- structural constructs ----------------------------------------------------------
+def _as_list(value):
+    return value if isinstance(value, list) or value is None else [value]
+
+
+class Repeat(_ItemBase):
+    """`repeat: N` copies of `body`; `overrides` give some copies other arguments."""
+
+    repeat: Annotated[int, Field(ge=0), ExprOr()] = Field(description="How many copies; the body sees the index as $i.")
+    body: list["Item"] = Field(min_length=1, description="Items repeated; one item (usually a block call) to use `overrides`.")
+    name: Name | None = Field(None, description="Named: the copies form a nested module; unnamed: they are inlined into the parent.")
+    overrides: dict[int | str, dict[str, Any]] = Field(default_factory=dict, description="Index (0-based, negative from the end) -> arguments merged into that copy's single body item, e.g. {0: {stride: 2}}.")
+
+
+class ResidualFields(Closed):
+    """y = post(body(x) + shortcut(x))."""
+
+    body: list["Item"] = Field(min_length=1, description="The residual branch.")
+    shortcut: Literal["auto", "identity"] | list["Item"] = Field("auto", description="'auto': identity when the body keeps the shape, else 1x1 conv (stride to match) + bn; 'identity'; or a list of items (a projection).")
+    shortcut_name: Name = Field("shortcut", description="Module name of the shortcut (torchvision: downsample).")
+    post: list["Item"] = Field(default_factory=list, description="Items applied after the addition (e.g. relu).")
+    name: Name | None = Field(None, description="Module name.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _post_as_list(cls, value):
+        if isinstance(value, dict) and "post" in value:
+            value = {**value, "post": _as_list(value["post"])}
+        return value
+
+
+class ConcatFields(Closed):
+    """Branches applied to the same input, joined along channels (Inception)."""
+
+    branches: dict[str, list["Item"]] | list[list["Item"]] = Field(description="Named branches (name -> items) or a list of branches; each gets the same input.")
+    name: Name | None = Field(None, description="Module name.")
+
+
+class DenseFields(Closed):
+    """Dense connectivity (DenseNet): copy i sees the concat of the input and all earlier outputs; the output is the concat of all."""
+
+    repeat: Annotated[int, Field(ge=1), ExprOr()] = Field(description="Number of layers; each sees $i.")
+    body: list["Item"] = Field(min_length=1, description="One dense layer.")
+    name: Name | None = Field(None, description="Module name.")
+
+
+class SequenceFields(Closed):
+    """An explicitly nested sequential module (e.g. torchvision's `features`)."""
+
+    body: list["Item"] = Field(description="Items applied in order.")
+    name: Name | None = Field(None, description="Module name.")
+
+
+class ResidualItem(_ItemBase):
+    residual: ResidualFields
+
+
+class ConcatItem(_ItemBase):
+    concat: ConcatFields
+
+
+class DenseItem(_ItemBase):
+    dense: DenseFields
+
+
+class SequenceItem(_ItemBase):
+    sequence: SequenceFields
+
+
+class BlockCall(Closed):
+    """`blockname: {arg: value, name: ...}` — an instance of a block from `blocks:`."""
+
+    block: str
+    args: dict[str, Any]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, value):
+        if isinstance(value, str):
+            return {"block": value, "args": {}}
+        if isinstance(value, dict) and len(value) == 1:
+            (block, args), = value.items()
+            if args is None:
+                args = {}
+            if not isinstance(args, dict):
+                raise PydanticCustomError("block_args", "'{block}' is not a layer type; as a block call it takes a mapping of arguments, not {kind}",
+                                          {"block": block, "kind": type(args).__name__})
+            return {"block": block, "args": args}
+        return value
+
+
+STRUCTURAL = {"residual": ResidualItem, "concat": ConcatItem, "dense": DenseItem, "sequence": SequenceItem}
+
+
+def _item_tag(value) -> str | None:
+    if isinstance(value, str):
+        return value if value in REGISTRY else "call"
+    if isinstance(value, dict):
+        if "repeat" in value:
+            return "repeat"
+        if len(value) == 1:
+            key = next(iter(value))
+            return key if key in REGISTRY or key in STRUCTURAL else "call"
+    return None
+
+
+_ITEM_UNION = Annotated[
+    Union[tuple(Annotated[m, Tag(t)] for t, m in
+                [*LAYER_ITEMS.items(), *STRUCTURAL.items(), ("repeat", Repeat), ("call", BlockCall)])],
+    Discriminator(_item_tag, custom_error_type="item",
+                  custom_error_message="an item is a layer name, or a mapping with exactly one key (a layer type, block name or construct); `repeat:` items take body/name/overrides"),
+]
+
+
+class Item(RootModel[_ITEM_UNION]):
+    """One entry of a layer list: a layer, a block call, or a construct."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema, handler):
+        out = handler(schema)
+        inner = handler.resolve_ref_schema(out)
+        alternatives = inner.pop("oneOf", None) or inner.pop("anyOf")
+        alternatives.append({"type": "string", "description": "A layer type or block name with default arguments."})
+        inner["anyOf"] = alternatives
+        inner.pop("discriminator", None)
+        return out
+
+
+for _m in (Repeat, ResidualFields, ConcatFields, DenseFields, SequenceFields,
+           ResidualItem, ConcatItem, DenseItem, SequenceItem):
+    _m.model_rebuild()
+
+
+# -- blocks and the spec ------------------------------------------------------------
+class Block(Closed):
+    """A named, parameterised block: `args` with defaults (or `required`), and a body."""
+
+    doc: str = Field("", description="What the block is (shown in summaries).")
+    args: dict[str, Any] = Field(default_factory=dict, description="Argument name -> default value, or 'required'.")
+    body: list[Item] = Field(min_length=1, description="Items of the block; a body of one item becomes that item's module.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _construct_as_body(cls, value):
+        # `basic: {args, residual: {...}}` is shorthand for `body: [residual: {...}]`
+        if isinstance(value, dict) and "body" not in value:
+            constructs = [k for k in value if k in STRUCTURAL]
+            if len(constructs) == 1:
+                value = dict(value)
+                value["body"] = [{constructs[0]: value.pop(constructs[0])}]
+        return value
+
+
+class Expect(Closed):
+    """What `netspec compile --check-params` verifies."""
+
+    params: Annotated[int, Field(ge=0)] | None = Field(None, description="Total parameter count.")
+    trainable_params: Annotated[int, Field(ge=0)] | None = Field(None, description="Parameters with requires_grad.")
+    output: list[Annotated[int, Field(gt=0)]] | None = Field(None, description="Output shape without the batch dimension.")
+    macs: Annotated[int, Field(ge=0)] | None = Field(None, description="Multiply-accumulates per sample.")
+
+
+class Spec(Closed):
+    """A netspec architecture."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", title="netspec spec")
+
+    netspec: Literal[1] = Field(description="Spec format version.")
+    name: str = Field(min_length=1, description="Model name.")
+    description: str = Field("", description="What this spec reproduces and where it comes from.")
+    input: list[Annotated[int, Field(gt=0)]] = Field(min_length=1, max_length=3, description="Input shape without the batch dimension, e.g. [3, 32, 32].")
+    vars: dict[str, Any] = Field(default_factory=dict, description="Variables for $name / ${...}; later ones may use earlier ones.")
+    blocks: dict[str, Block] = Field(default_factory=dict, description="Named, parameterised blocks usable like layers.")
+    layers: list[Item] = Field(min_length=1, description="The network, in order.")
+    expect: Expect | None = Field(None, description="Expected totals, checked by --check-params.")
+    train: TrainConfig | None = Field(None, description="How `netspec train` trains this model.")
+
+    _source: Any = PrivateAttr(None)
+
+    @property
+    def source(self):
+        """The document this spec came from (file, raw data, positions)."""
+        return self._source
+
+
+def json_schema() -> dict:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
