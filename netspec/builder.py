@@ -26,14 +26,14 @@ class ResidualBlock(nn.Module):
         for name, module in (*body, *([shortcut] if shortcut else []), *post):
             self.add_module(name, module)
         self._body = tuple(m for _, m in body)
-        self._shortcut = shortcut[1] if shortcut else None
+        self._shortcut = (shortcut[1],) if shortcut else ()  # a tuple: not registered twice
         self._post = tuple(m for _, m in post)
 
     def forward(self, x):
         y = x
         for layer in self._body:
             y = layer(y)
-        y = y + (x if self._shortcut is None else self._shortcut(x))
+        y = y + (self._shortcut[0](x) if self._shortcut else x)
         for layer in self._post:
             y = layer(y)
         return y
