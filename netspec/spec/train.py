@@ -1,0 +1,270 @@
+"""The spec's `train:` section: what to train on and how, as strict, closed models.
+
+Owns `TrainConfig` and its nested models (dataset, augmentation, normalization,
+optimizer, schedule, loss). Every field carries a one-line `description`: it becomes the
+JSON Schema that editors read and the field list that `netspec train --help` prints.
+Optimizer, schedule and dataset are unions told apart by their `name`; an unknown name
+is an error that lists the valid ones. `train: {}` is a working configuration (the
+embedded `digits` dataset, SGD, one-cycle).
+
+Must not import torch, nor anything from netspec past `spec/`: `netspec check` and
+`netspec schema` validate this section without torch.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+
+class _Strict(BaseModel):
+    # strict: "64" is not an int, "no" is not false; closed: a typo is an error, not ignored
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _tagged_by_name(default: str, kind: str, names: tuple[str, ...]):
+    """A discriminator that reads `name` and falls back to `default` when it is left
+    out, so `optimizer: {lr: 0.1}` means the default optimizer with that rate."""
+
+    def pick(value: Any) -> str | None:
+        if isinstance(value, dict):
+            name = value.get("name", default)
+        else:
+            name = getattr(value, "name", default)
+        return name if isinstance(name, str) else None
+
+    return Discriminator(pick, custom_error_type=f"unknown_{kind}",
+                         custom_error_message=f"unknown {kind} name; valid names: {', '.join(names)}")
+
+
+DATASET_NAMES = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder")
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "onecycle")
+
+# ---------------------------------------------------------------- datasets
+
+class DigitsData(_Strict):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes): ships
+    inside the installed package, so the demo needs no network."""
+
+    name: Literal["digits"] = Field("digits", description="Dataset name.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Fraction of the images held out for testing (a fixed random split).")
+    split_seed: int = Field(0, description="Seed of the random train/test split.")
+
+
+class SyntheticData(_Strict):
+    """Random class templates plus noise, shaped like the spec's input: for tests."""
+
+    name: Literal["synthetic"] = Field("synthetic", description="Dataset name.")
+    train_size: int = Field(512, ge=1, description="Number of training images.")
+    test_size: int = Field(256, ge=1, description="Number of test images.")
+    classes: int = Field(10, ge=2, description="Number of classes.")
+    noise: float = Field(40.0, ge=0, description="Standard deviation of the pixel noise around each class template (0..255 scale).")
+    seed: int = Field(0, description="Seed the images are drawn from.")
+
+
+class TorchvisionData(_Strict):
+    """A dataset torchvision knows by name, read from `root` (downloaded there on request)."""
+
+    name: Literal["cifar10", "cifar100", "mnist", "fashion_mnist"] = Field(description="Dataset name.")
+    root: str | None = Field(None, description="Folder holding the dataset; default ~/.cache/netspec/data.")
+    download: bool = Field(False, description="Download the dataset into root when it is missing.")
+
+
+class ImageFolderData(_Strict):
+    """Any `root/<split>/<class>/*.jpg|png` tree, or one `root/<class>/*` tree split at random."""
+
+    name: Literal["imagefolder"] = Field("imagefolder", description="Dataset name.")
+    root: str = Field(description="Folder holding the images.")
+    train_dir: str = Field("train", description="Subfolder of root with the training images (one folder per class).")
+    test_dir: str = Field("test", description="Subfolder of root with the test images (one folder per class).")
+    split: float | None = Field(None, gt=0, lt=1, description="If set, ignore train_dir/test_dir and split root/<class>/* at random, this fraction for training (e.g. 0.8).")
+    split_seed: int = Field(0, description="Seed of the random split.")
+    resize: bool = Field(False, description="Resize every image to the spec's input height and width (else sizes must already match).")
+
+
+Dataset = Annotated[
+    Union[
+        Annotated[DigitsData, Tag("digits")],
+        Annotated[SyntheticData, Tag("synthetic")],
+        Annotated[TorchvisionData, Tag("cifar10")],
+        Annotated[TorchvisionData, Tag("cifar100")],
+        Annotated[TorchvisionData, Tag("mnist")],
+        Annotated[TorchvisionData, Tag("fashion_mnist")],
+        Annotated[ImageFolderData, Tag("imagefolder")],
+    ],
+    _tagged_by_name("digits", "dataset", DATASET_NAMES),
+]
+
+
+class Augmentation(_Strict):
+    """Training-time augmentation, applied on the training device batch by batch."""
+
+    crop_padding: int = Field(0, ge=0, description="Random crop after padding each side by this many pixels (0 = off; 4 is usual for CIFAR).")
+    padding_mode: Literal["zeros", "reflect"] = Field("reflect", description="How the crop padding is filled.")
+    flip: bool = Field(False, description="Random horizontal flip with probability 1/2.")
+    test_flip: bool = Field(False, description="At evaluation, average the logits of each image and its mirror image.")
+
+
+class Normalization(_Strict):
+    """Per-channel (x/255 - mean) / std; left out, mean and std are measured on the training images."""
+
+    mean: list[float] | None = Field(None, description="Per-channel mean on the 0..1 scale; default measured on the training set.")
+    std: list[float] | None = Field(None, description="Per-channel standard deviation on the 0..1 scale; default measured on the training set.")
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "Normalization":
+        if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} channels but std has {len(self.std)}")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError("std must be positive")
+        return self
+
+
+# ---------------------------------------------------------------- optimizers
+
+class SGD(_Strict):
+    name: Literal["sgd"] = Field("sgd", description="Optimizer name.")
+    lr: float = Field(0.1, gt=0, description="Peak learning rate (the schedule scales it).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum factor.")
+    nesterov: bool = Field(True, description="Use Nesterov momentum.")
+    weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay (coupled, as in torch.optim.SGD).")
+    decay_norm_and_bias: bool = Field(False, description="Also apply weight decay to normalization weights and biases.")
+
+
+class Adam(_Strict):
+    name: Literal["adam"] = Field("adam", description="Optimizer name.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (the schedule scales it).")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Coefficients of the running averages of the gradient and its square.")
+    eps: float = Field(1e-8, gt=0, description="Term added to the denominator for numerical stability.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay (coupled, as in torch.optim.Adam).")
+    decay_norm_and_bias: bool = Field(False, description="Also apply weight decay to normalization weights and biases.")
+
+
+class AdamW(_Strict):
+    name: Literal["adamw"] = Field("adamw", description="Optimizer name.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (the schedule scales it).")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Coefficients of the running averages of the gradient and its square.")
+    eps: float = Field(1e-8, gt=0, description="Term added to the denominator for numerical stability.")
+    weight_decay: float = Field(0.05, ge=0, description="Decoupled weight decay (as in torch.optim.AdamW).")
+    decay_norm_and_bias: bool = Field(False, description="Also apply weight decay to normalization weights and biases.")
+
+
+Optimizer = Annotated[
+    Union[Annotated[SGD, Tag("sgd")], Annotated[Adam, Tag("adam")], Annotated[AdamW, Tag("adamw")]],
+    _tagged_by_name("sgd", "optimizer", OPTIMIZER_NAMES),
+]
+
+
+# ---------------------------------------------------------------- schedules (stepped every batch)
+
+class ConstantSchedule(_Strict):
+    name: Literal["constant"] = Field("constant", description="Schedule name.")
+    warmup_epochs: float = Field(0.0, ge=0, description="Epochs of linear warmup from 0 to the peak learning rate.")
+
+
+class StepSchedule(_Strict):
+    name: Literal["step"] = Field("step", description="Schedule name.")
+    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75], description="Fractions of training (0..1) at which the rate is multiplied by gamma.")
+    gamma: float = Field(0.1, gt=0, description="Factor applied at each milestone.")
+    warmup_epochs: float = Field(0.0, ge=0, description="Epochs of linear warmup from 0 to the peak learning rate.")
+
+
+class CosineSchedule(_Strict):
+    name: Literal["cosine"] = Field("cosine", description="Schedule name.")
+    final_ratio: float = Field(0.0, ge=0, le=1, description="Final learning rate as a fraction of the peak.")
+    warmup_epochs: float = Field(0.0, ge=0, description="Epochs of linear warmup from 0 to the peak learning rate.")
+
+
+class OneCycleSchedule(_Strict):
+    name: Literal["onecycle"] = Field("onecycle", description="Schedule name.")
+    pct_start: float = Field(0.25, gt=0, lt=1, description="Fraction of training spent rising to the peak learning rate.")
+    div_factor: float = Field(25.0, ge=1, description="Initial learning rate = peak / div_factor.")
+    final_div_factor: float = Field(1e3, ge=1, description="Final learning rate = initial / final_div_factor.")
+    anneal: Literal["linear", "cos"] = Field("linear", description="Shape of the rise and fall.")
+
+
+Schedule = Annotated[
+    Union[
+        Annotated[ConstantSchedule, Tag("constant")],
+        Annotated[StepSchedule, Tag("step")],
+        Annotated[CosineSchedule, Tag("cosine")],
+        Annotated[OneCycleSchedule, Tag("onecycle")],
+    ],
+    _tagged_by_name("onecycle", "schedule", SCHEDULE_NAMES),
+]
+
+
+class Loss(_Strict):
+    """Cross-entropy on the model's logits."""
+
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
+
+
+# ---------------------------------------------------------------- the section
+
+class TrainConfig(_Strict):
+    """How `netspec train` trains the spec's model. Every field can be set from the
+    command line: `--set train.optimizer.lr=0.05`."""
+
+    dataset: Dataset = Field(default_factory=DigitsData, description="What to train and test on; `name` picks the dataset.")
+    augmentation: Augmentation = Field(default_factory=Augmentation, description="Training-time augmentation, done on the training device.")
+    normalization: Normalization = Field(default_factory=Normalization, description="Input normalization, done on the training device.")
+    optimizer: Optimizer = Field(default_factory=SGD, description="The optimizer; `name` is sgd, adam or adamw.")
+    schedule: Schedule = Field(default_factory=OneCycleSchedule, description="Learning-rate schedule, stepped every batch; `name` is constant, step, cosine or onecycle.")
+    loss: Loss = Field(default_factory=Loss, description="The loss (cross-entropy).")
+    epochs: int = Field(10, ge=1, description="Passes over the training set.")
+    batch_size: int = Field(128, ge=1, description="Global batch size: with N processes each takes batch_size / N.")
+    eval_batch_size: int | None = Field(None, ge=1, description="Batch size at evaluation; default 2 x batch_size.")
+    eval_every: int = Field(1, ge=1, description="Evaluate on the test set every N epochs (and always after the last).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Arithmetic: fp32, or bf16/fp16 autocast (fp16 adds loss scaling).")
+    channels_last: bool = Field(False, description="Keep images and convolution weights in channels-last memory layout (faster on tensor cores).")
+    compile: bool = Field(False, description="Compile the model with torch.compile (slow start, faster steps on GPU).")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value.")
+    seed: int = Field(0, description="Seed of weight initialization, shuffling and augmentation.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto picks cuda when available (the --device option overrides).")
+    data_on_device: bool = Field(True, description="Keep the whole decoded dataset as uint8 on the training device.")
+
+
+def field_reference(model: type[BaseModel] = TrainConfig, prefix: str = "train") -> list[tuple[str, str, str, str]]:
+    """(path, type, default, description) for every field, nested models expanded.
+    Union members are listed under their `name`, e.g. `train.optimizer[adam].betas`."""
+    rows: list[tuple[str, str, str, str]] = []
+    for fname, info in model.model_fields.items():
+        path = f"{prefix}.{fname}"
+        members = _models_in(info.annotation)
+        if members:
+            for member in members:
+                tag = member.model_fields.get("name")
+                label = path
+                if tag is not None and len(members) > 1:
+                    label = f"{path}[{_literal_text(tag.annotation)}]"
+                rows.extend(r for r in field_reference(member, label) if not r[0].endswith(".name") or len(members) == 1)
+            continue
+        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+        rows.append((path, _type_text(info.annotation), default, info.description or ""))
+    return rows
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()) or ():
+        for m in _models_in(arg):
+            if m not in out:
+                out.append(m)
+    if not out and hasattr(annotation, "__origin__") and hasattr(annotation, "__metadata__"):
+        out = _models_in(annotation.__origin__)
+    return out
+
+
+def _literal_text(annotation: Any) -> str:
+    return "|".join(str(a) for a in getattr(annotation, "__args__", ()))
+
+
+def _type_text(annotation: Any) -> str:
+    if getattr(annotation, "__origin__", None) is Literal:
+        return _literal_text(annotation)
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "")

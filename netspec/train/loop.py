@@ -1,0 +1,462 @@
+"""The training loop, top to bottom: data → model → optimizer → epochs → report.
+
+Owns `Job` (what to train, taken from a spec), `fit` (train, checkpoint, resume, write
+the run folder) and `evaluate_checkpoint` (`netspec eval`). The parts live beside it:
+optim.py (optimizers, schedules), checkpoint.py (atomic files, RNG), runs.py (run
+folder, progress), distributed.py (torchrun/DDP), ../data (datasets, device batches).
+
+Imports torch, netspec.data and the parts above; reaches the compiler only through
+`Job.from_spec` (netspec.analyze / netspec.build). Must not import netspec.cli.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from netspec.data.datasets import DataError, ImageData, load_dataset
+from netspec.data.gpu_loader import DeviceLoader, channel_stats
+from netspec.errors import EXIT_CHECK_FAILED, NetspecError
+from netspec.spec.train import TrainConfig
+from netspec.train import checkpoint, distributed, optim
+from netspec.train.runs import Progress, RunFolder, default_run_dir
+
+
+class TrainingFailed(NetspecError):
+    """Training could not go on (NaN loss, out of memory); what was saved is kept. Exit 1."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+    def __str__(self) -> str:
+        return f"error: {self.args[0]}"
+
+
+class Interrupted(NetspecError):
+    """SIGTERM or Ctrl-C: a resumable checkpoint was written. Exit 130."""
+
+    exit_code = 130
+
+    def __str__(self) -> str:
+        return f"stopped: {self.args[0]}"
+
+
+@dataclass
+class Job:
+    """Everything the loop needs from a spec, so the loop can also train a hand-made model."""
+
+    name: str
+    input: list[int]
+    config: TrainConfig
+    build: Callable[[], torch.nn.Module]
+    outputs: list[int] | None = None
+    params: int | None = None
+    macs: int | None = None
+    document: dict = field(default_factory=dict)
+    source: str = "SPEC"
+
+    @classmethod
+    def from_spec(cls, spec, source: str = "SPEC") -> "Job":
+        import netspec
+
+        analysis = netspec.analyze(spec)
+        try:
+            document = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        except Exception:  # a spec that cannot dump itself still trains
+            document = {"name": spec.name}
+        config = spec.train if spec.train is not None else TrainConfig()
+        document["train"] = config.model_dump(mode="json")
+        return cls(name=spec.name, input=list(spec.input), config=config, build=lambda: netspec.build(spec),
+                   outputs=list(analysis.output), params=int(analysis.params), macs=int(analysis.macs),
+                   document=document, source=source)
+
+
+# ---------------------------------------------------------------- fit
+
+def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = None,
+        device: str | None = None, quiet: bool = False, command: list[str] | None = None,
+        on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Train `job`; returns the summary (also written to OUT/summary.json).
+    `on_step(epoch, step)` is called after every optimizer step (tests use it to
+    interrupt a run at a chosen point)."""
+    t_start = time.perf_counter()
+    cfg = job.config
+    d = distributed.setup(device or cfg.device)
+    dev = d.device
+    torch.manual_seed(cfg.seed)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    # data: decoded once (rank 0 first, so a download or cache happens once)
+    with _rank0_first(d):
+        data = load_dataset(cfg.dataset, job.input)
+    n_classes = _check_classes(job, data)
+    if cfg.normalization.mean is not None and cfg.normalization.std is not None:
+        mean, std = list(cfg.normalization.mean), list(cfg.normalization.std)
+    else:
+        stats = channel_stats(data.train_x)
+        mean = list(cfg.normalization.mean) if cfg.normalization.mean is not None else stats[0]
+        std = list(cfg.normalization.std) if cfg.normalization.std is not None else stats[1]
+    if len(mean) != job.input[0]:
+        raise DataError(f"train.normalization has {len(mean)} channels, the spec input has {job.input[0]}")
+    if cfg.batch_size % d.world:
+        raise DataError(f"train.batch_size {cfg.batch_size} is not divisible by the {d.world} processes")
+    aug = cfg.augmentation
+    train_loader = DeviceLoader(data.train_x, data.train_y, batch_size=cfg.batch_size // d.world, device=dev,
+                                mean=mean, std=std, train=True, seed=cfg.seed, crop_padding=aug.crop_padding,
+                                padding_mode=aug.padding_mode, flip=aug.flip, rank=d.rank, world=d.world,
+                                channels_last=cfg.channels_last, on_device=cfg.data_on_device)
+    eval_bs = max(1, (cfg.eval_batch_size or 2 * cfg.batch_size) // d.world)
+    test_loader = DeviceLoader(data.test_x, data.test_y, batch_size=eval_bs, device=dev, mean=mean, std=std,
+                               train=False, rank=d.rank, world=d.world, channels_last=cfg.channels_last,
+                               on_device=cfg.data_on_device)
+    steps = len(train_loader)
+    if steps == 0:
+        raise DataError(f"train.batch_size {cfg.batch_size} is larger than the training set "
+                        f"({data.train_x.shape[0]} images); lower it")
+
+    # model: the plain module owns the weights; DDP and torch.compile wrap it
+    model = job.build().to(dev)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    params = job.params if job.params is not None else sum(p.numel() for p in model.parameters())
+    net: torch.nn.Module = model
+    if d.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    # evaluation runs the plain (compiled) module: DDP's forward syncs buffers across
+    # processes, and the ranks' test shards may differ by a batch
+    eval_net = net if not d.enabled else (torch.compile(model) if cfg.compile else model)
+    optimizer = optim.make_optimizer(cfg.optimizer, model, dev)
+    scheduler = optim.make_scheduler(cfg.schedule, optimizer, steps, cfg.epochs)
+    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.loss.label_smoothing)
+
+    # run folder and where to start from
+    run = RunFolder(resume or out or default_run_dir(job.name)) if d.main else None
+    config_json = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+    st = {"epoch": 0, "step": 0, "history": [], "best_acc": -1.0, "best_epoch": 0, "wall_s": 0.0,
+          "partial": None}
+    if resume is not None:
+        st = _restore(Path(resume) / "last.pt", config_json, model, optimizer, scheduler, scaler, dev, job)
+    if run is not None:
+        run.write_spec(job.document, command or sys.argv)
+    progress = Progress(enabled=d.main and not quiet, epochs=cfg.epochs)
+    if d.main and not quiet:
+        where = f"{dev}" + (f" x{d.world}" if d.enabled else "")
+        progress.print(f"training {job.name} on {data.name} ({data.train_x.shape[0]} train / "
+                       f"{data.test_x.shape[0]} test images), {params:,} params, {where}, run folder {run.path}"
+                       + (f", resumed at epoch {st['epoch'] + 1} step {st['step']}" if resume else ""))
+
+    def save_last(epoch: int, step: int, partial: dict | None) -> None:
+        if d.main:
+            checkpoint.save({
+                "epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
+                "history": st["history"], "best_acc": st["best_acc"], "best_epoch": st["best_epoch"],
+                "wall_s": st["wall_s"] + time.perf_counter() - t_start, "partial": partial,
+                "train_config": config_json, **_meta(job, data, mean, std)}, run.file("last.pt"))
+
+    confusion = None
+    try:
+        with _stop_on_signals() as stop:
+            for epoch in range(st["epoch"], cfg.epochs):
+                net.train()
+                start_step, partial = (st["step"], st["partial"]) if epoch == st["epoch"] else (0, None)
+                losses = torch.zeros(steps, device=dev)
+                correct = torch.zeros((), dtype=torch.long, device=dev)
+                train_s = 0.0
+                if partial is not None:  # a run stopped mid-epoch: carry its sums on
+                    losses[:start_step] = partial["losses"].to(dev)
+                    correct += partial["correct"].to(dev)
+                    train_s = partial["train_s"]
+                check_every = max(1, min(25, steps // 4))
+                progress.start_epoch(epoch, steps, start_step)
+                t0 = time.perf_counter()
+                for step, (x, y, _) in enumerate(train_loader.epoch(epoch, start_step), start=start_step):
+                    with autocast():
+                        logits = net(x)
+                        loss = criterion(logits, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if cfg.grad_clip is not None:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    losses[step] = loss.detach()
+                    correct += (logits.detach().argmax(1) == y).sum()
+                    if on_step is not None:
+                        on_step(epoch, step)
+                    if (step + 1) % check_every and step + 1 != steps:
+                        continue
+                    # a check point: every rank reaches the same ones, so stopping agrees
+                    done = step + 1
+                    seen = done * train_loader.batch_size
+                    bad = _first_nonfinite(losses[:done])
+                    flags = d.max_(torch.tensor([float(stop.requested), float(bad is not None)], device=dev))
+                    if flags[1] > 0:
+                        raise _nonfinite(losses, bad, epoch, run)
+                    elapsed = train_s + time.perf_counter() - t0
+                    progress.update(done, losses[:done].mean().item(), correct.item() / seen,
+                                    seen * d.world / max(elapsed, 1e-9))
+                    if flags[0] > 0 and done < steps:
+                        save_last(epoch, done, {"losses": losses[:done].cpu(), "correct": correct.cpu(),
+                                                "train_s": elapsed})
+                        raise Interrupted(f"at epoch {epoch + 1} step {done}; resumable checkpoint "
+                                          f"{run.file('last.pt') if run else 'on rank 0'}; continue with: "
+                                          f"netspec train {job.source} --resume {run.path if run else 'DIR'}")
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                train_s += time.perf_counter() - t0
+                row = _epoch_row(d, epoch, scheduler, losses, correct, steps, train_loader, train_s)
+                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                    with autocast():
+                        row["test_loss"], row["test_acc"], confusion = evaluate(
+                            eval_net, test_loader, n_classes, d, test_flip=aug.test_flip)
+                row["wall_s"] = round(st["wall_s"] + time.perf_counter() - t_start, 3)
+                st["history"].append(row)
+                improved = row["test_acc"] is not None and row["test_acc"] > st["best_acc"]
+                if improved:
+                    st["best_acc"], st["best_epoch"] = row["test_acc"], epoch + 1
+                save_last(epoch + 1, 0, None)
+                if improved and d.main:
+                    checkpoint.save({"epoch": epoch + 1, "model": model.state_dict(), "test_acc": row["test_acc"],
+                                     **_meta(job, data, mean, std)}, run.file("best.pt"))
+                if run is not None:
+                    run.write_metrics(st["history"])
+                progress.end_epoch(row)
+                if stop.requested and epoch + 1 < cfg.epochs:
+                    raise Interrupted(f"after epoch {epoch + 1}; resumable checkpoint {run.file('last.pt') if run else ''}; "
+                                      f"continue with: netspec train {job.source} --resume {run.path if run else 'DIR'}")
+    except torch.OutOfMemoryError:
+        raise TrainingFailed(f"out of GPU memory at train.batch_size {cfg.batch_size}; try "
+                             f"--set train.batch_size={max(1, cfg.batch_size // 2)}") from None
+    finally:
+        progress.close()
+
+    if confusion is None:  # resumed after the last epoch: evaluate once for the report
+        with autocast():
+            _, _, confusion = evaluate(eval_net, test_loader, n_classes, d, test_flip=aug.test_flip)
+    summary = _summary(job, cfg, d, data, st, params, time.perf_counter() - t_start)
+    if run is not None:
+        run.write_curves(st["history"])
+        run.write_report(job.name, _class_names(data, n_classes), confusion.cpu(), summary)
+        run.write_summary(summary)
+        summary["run_dir"] = str(run.path)
+    distributed.teardown(d)
+    return summary
+
+
+# ---------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(net: torch.nn.Module, loader: DeviceLoader, n_classes: int, d: distributed.Dist | None = None,
+             test_flip: bool = False) -> tuple[float, float, torch.Tensor]:
+    """(mean loss, accuracy, confusion matrix rows=true cols=predicted) over all ranks."""
+    was_training = net.training
+    net.eval()
+    dev = loader.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    confusion = torch.zeros(n_classes * n_classes, dtype=torch.long, device=dev)
+    for x, y, valid in loader.epoch(0):
+        logits = net(x)
+        if test_flip:  # the mean of the image's and its mirror image's logits
+            logits = (logits + net(x.flip(3))) / 2
+        logits, y = logits[:valid].float(), y[:valid]
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        confusion += torch.bincount(y * n_classes + logits.argmax(1), minlength=n_classes * n_classes)
+    counts = torch.cat([loss_sum.view(1), confusion.double()])
+    if d is not None:
+        d.sum_(counts)
+    net.train(was_training)
+    confusion = counts[1:].round().long().view(n_classes, n_classes)
+    total = max(1, int(confusion.sum()))
+    return float(counts[0]) / total, float(confusion.diag().sum()) / total, confusion
+
+
+def evaluate_checkpoint(job: Job, ckpt: str | Path, device: str | None = None) -> dict:
+    """`netspec eval`: the checkpoint's model on the spec's test set."""
+    cfg = job.config
+    dev = distributed.pick_device(device or cfg.device)
+    state = checkpoint.load(ckpt, map_location=dev)
+    data = load_dataset(cfg.dataset, job.input)
+    n_classes = _check_classes(job, data)
+    model = job.build().to(dev)
+    _load_weights(model, state, ckpt)
+    loader = DeviceLoader(data.test_x, data.test_y, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
+                          device=dev, mean=state["mean"], std=state["std"], train=False,
+                          channels_last=cfg.channels_last)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+        loss, acc, confusion = evaluate(model, loader, n_classes, test_flip=cfg.augmentation.test_flip)
+    rows = confusion.sum(1).clamp_min(1)
+    per_class = (confusion.diag().double() / rows).tolist()
+    return {"test_acc": acc, "test_loss": loss, "classes": _class_names(data, n_classes),
+            "per_class_acc": per_class, "confusion": confusion.tolist(), "epoch": state.get("epoch"),
+            "images": int(confusion.sum())}
+
+
+# ---------------------------------------------------------------- helpers
+
+def _check_classes(job: Job, data: ImageData) -> int:
+    n = len(data.classes)
+    if job.outputs is None:
+        return n
+    if len(job.outputs) != 1:
+        raise DataError(f"spec output {job.outputs} is not a vector of class scores; end the spec with "
+                        f"flatten and linear: {{out: {n}}}")
+    if job.outputs[0] < n:
+        raise DataError(f"spec output [{job.outputs[0]}] has fewer scores than {data.name}'s {n} classes")
+    return job.outputs[0]
+
+
+def _class_names(data: ImageData, n: int) -> list[str]:
+    return list(data.classes) + [f"unused{i}" for i in range(len(data.classes), n)]
+
+
+def _meta(job: Job, data: ImageData, mean: list[float], std: list[float]) -> dict:
+    return {"name": job.name, "input": list(job.input), "classes": list(data.classes), "mean": mean, "std": std}
+
+
+def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, dev, job: Job) -> dict:
+    state = checkpoint.load(path, map_location=dev)
+    if state.get("train_config") != config_json:
+        old, new = json.loads(state.get("train_config") or "{}"), json.loads(config_json)
+        diff = _first_difference(old, new, "train")
+        raise checkpoint.CheckpointError(f"cannot resume {path}: the spec's train section changed ({diff}); "
+                                         f"train into a new --out instead")
+    _load_weights(model, state, path)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    checkpoint.set_rng_state(state["rng"])
+    return {k: state[k] for k in ("epoch", "step", "history", "best_acc", "best_epoch", "wall_s", "partial")}
+
+
+def _load_weights(model: torch.nn.Module, state: dict, path) -> None:
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise checkpoint.CheckpointError(f"checkpoint {path} does not fit the spec's model: "
+                                         f"{' '.join(s.strip() for s in first[:2])[:300]}") from None
+
+
+def _first_difference(old, new, path: str) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new)):
+            if old.get(k) != new.get(k):
+                return _first_difference(old.get(k), new.get(k), f"{path}.{k}")
+    return f"{path}: {old!r} then, {new!r} now"
+
+
+def _first_nonfinite(losses: torch.Tensor) -> int | None:
+    bad = ~torch.isfinite(losses)
+    if not bool(bad.any()):
+        return None
+    return int(bad.nonzero()[0, 0])
+
+
+def _nonfinite(losses: torch.Tensor, bad: int | None, epoch: int, run: RunFolder | None) -> TrainingFailed:
+    where = f"at epoch {epoch + 1} step {bad + 1}" if bad is not None else f"in epoch {epoch + 1} (another process)"
+    value = f"{float(losses[bad])}" if bad is not None else "non-finite"
+    last = run.file("last.pt") if run is not None else None
+    kept = (f"last good checkpoint {last} (end of epoch {epoch})" if last is not None and last.exists()
+            else "no checkpoint was written before it")
+    return TrainingFailed(f"loss became {value} {where}; training stopped, {kept}; "
+                          f"try a lower train.optimizer.lr or train.precision=fp32")
+
+
+def _epoch_row(d, epoch: int, scheduler, losses, correct, steps: int, loader: DeviceLoader, train_s: float) -> dict:
+    sums = d.sum_(torch.stack([losses.sum().double(), correct.double()]))
+    images = loader.images_per_epoch
+    return {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr": scheduler.get_last_lr()[0],
+            "train_loss": float(sums[0]) / (steps * d.world), "train_acc": float(sums[1]) / images,
+            "test_loss": None, "test_acc": None, "images_per_s": images / max(train_s, 1e-9),
+            "epoch_s": round(train_s, 3), "wall_s": None}
+
+
+def _summary(job: Job, cfg: TrainConfig, d, data: ImageData, st: dict, params: int, wall: float) -> dict:
+    hist = st["history"]
+    tested = [r for r in hist if r["test_acc"] is not None]
+    # steady state: leave the first epoch (compilation, cuDNN autotuning) out when there are more
+    timed = hist[1:] if len(hist) > 1 else hist
+    img = sum(r["images_per_s"] * r["epoch_s"] for r in timed)
+    secs = sum(r["epoch_s"] for r in timed)
+    dev = d.device
+    out = {
+        "name": job.name, "test_acc": tested[-1]["test_acc"] if tested else None,
+        "best_test_acc": max((r["test_acc"] for r in tested), default=None), "best_epoch": st["best_epoch"],
+        "epochs": len(hist), "final_train_loss": hist[-1]["train_loss"] if hist else None,
+        "final_train_acc": hist[-1]["train_acc"] if hist else None,
+        "images_per_s": img / secs if secs else None,
+        "images_per_s_all_epochs": (sum(r["images_per_s"] * r["epoch_s"] for r in hist)
+                                    / max(1e-9, sum(r["epoch_s"] for r in hist))) if hist else None,
+        "train_s": sum(r["epoch_s"] for r in hist), "wall_s": st["wall_s"] + wall, "params": params,
+        "macs": job.macs, "device": str(dev.type),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "world_size": d.world, "precision": cfg.precision, "batch_size": cfg.batch_size,
+        "dataset": data.name, "train_images": int(data.train_x.shape[0]), "test_images": int(data.test_x.shape[0]),
+        "torch": torch.__version__,
+    }
+    if job.macs and out["images_per_s"]:
+        # training ≈ 3 passes (forward, and backward's two) of 2 FLOPs per multiply-add
+        out["train_tflops"] = 6 * job.macs * out["images_per_s"] / 1e12
+    return out
+
+
+@contextlib.contextmanager
+def _rank0_first(d):
+    if d.enabled and not d.main:
+        d.barrier()
+    try:
+        yield
+    finally:
+        if d.enabled and d.main:
+            d.barrier()
+
+
+class _StopFlag:
+    requested = False
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM and the first Ctrl-C ask the loop to stop at its next check point and
+    save a resumable checkpoint; a second Ctrl-C aborts at once."""
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.requested = True
+        print("\nstopping at the next check point and saving a checkpoint (Ctrl-C again to abort)",
+              file=sys.stderr, flush=True)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

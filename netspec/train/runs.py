@@ -1,0 +1,206 @@
+"""What a run leaves behind and shows: the run folder and the progress display.
+
+Owns the run folder's files (resolved spec, metrics.jsonl + metrics.csv, curves.png,
+report.md + confusion.png, summary.json; the checkpoints are checkpoint.py's) and
+`Progress`, the rich progress bar with loss, accuracy and images/s (one plain line per
+epoch when the output is not a terminal, e.g. a log file).
+
+Imports torch (tensors in, no math), rich, and matplotlib (Agg, lazily: plotting is
+the slowest import here). Must not import the loop, data or build.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import re
+from pathlib import Path
+
+from rich.console import Console
+
+CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
+              "images_per_s", "epoch_s", "wall_s"]
+
+
+def default_run_dir(name: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    return Path("runs") / f"{safe}-{stamp}"
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RunFolder:
+    """The files of one run. Every write replaces a whole file, so a run stopped at any
+    point leaves each file complete."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_spec(self, document: dict, command: list[str]) -> None:
+        from ruamel.yaml import YAML
+
+        yaml = YAML(typ="safe", pure=True)
+        yaml.default_flow_style = None
+        import io
+
+        buf = io.StringIO()
+        buf.write(f"# resolved spec of this run (defaults and --set filled in)\n# command: {' '.join(command)}\n")
+        yaml.dump(document, buf)
+        _write_text(self.file("spec.yaml"), buf.getvalue())
+
+    def write_metrics(self, history: list[dict]) -> None:
+        # rewritten whole from the checkpoint's history, so a resumed run has no
+        # duplicate or orphan rows from epochs after the last checkpoint
+        _write_text(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
+        tmp = self.file(".metrics.csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            for row in history:
+                w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+        os.replace(tmp, self.file("metrics.csv"))
+
+    def write_summary(self, summary: dict) -> None:
+        _write_text(self.file("summary.json"), json.dumps(summary, indent=2) + "\n")
+
+    def write_curves(self, history: list[dict]) -> None:
+        plt = _pyplot()
+        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+        ep = [r["epoch"] for r in history]
+        tested = [r for r in history if r.get("test_acc") is not None]
+        ax_loss.plot(ep, [r["train_loss"] for r in history], label="train")
+        ax_loss.plot([r["epoch"] for r in tested], [r["test_loss"] for r in tested], label="test", marker=".")
+        ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+        ax_acc.plot(ep, [100 * r["train_acc"] for r in history], label="train")
+        ax_acc.plot([r["epoch"] for r in tested], [100 * r["test_acc"] for r in tested], label="test", marker=".")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+        for ax in (ax_loss, ax_acc):
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(self.file("curves.png"), dpi=100)
+        plt.close(fig)
+
+    def write_report(self, name: str, classes: list[str], confusion, summary: dict) -> None:
+        """report.md: the summary, per-class accuracy and the confusion matrix (rows are
+        true classes, columns predictions), plus confusion.png."""
+        cm = confusion.tolist()
+        lines = [f"# {name}: training report", "",
+                 "| | |", "| --- | --- |"]
+        for key in ("test_acc", "best_test_acc", "best_epoch", "epochs", "images_per_s", "wall_s",
+                    "params", "macs", "device", "dataset", "precision", "world_size"):
+            if key in summary:
+                value = summary[key]
+                if key.endswith("_acc") and value is not None:
+                    value = f"{100 * value:.2f}%"
+                elif isinstance(value, float):
+                    value = f"{value:,.1f}"
+                elif isinstance(value, int):
+                    value = f"{value:,}"
+                lines.append(f"| {key} | {value} |")
+        lines += ["", "## Per-class accuracy (last evaluation)", "", "| class | accuracy | correct / images |",
+                  "| --- | ---: | ---: |"]
+        for i, cls in enumerate(classes):
+            total = sum(cm[i])
+            acc = f"{100 * cm[i][i] / total:.2f}%" if total else "n/a"
+            lines.append(f"| {cls} | {acc} | {cm[i][i]} / {total} |")
+        lines += ["", "## Confusion matrix", "", "Rows: true class; columns: predicted class.", ""]
+        if len(classes) <= 20:
+            lines.append("| true \\ predicted | " + " | ".join(classes) + " |")
+            lines.append("| --- |" + " ---: |" * len(classes))
+            for i, cls in enumerate(classes):
+                lines.append(f"| {cls} | " + " | ".join(str(v) for v in cm[i]) + " |")
+        else:
+            lines.append(f"({len(classes)} classes: see the image.)")
+        lines += ["", "![confusion matrix](confusion.png)", "", "![curves](curves.png)", ""]
+        _write_text(self.file("report.md"), "\n".join(lines))
+        self._confusion_png(classes, cm)
+
+    def _confusion_png(self, classes: list[str], cm: list[list[int]]) -> None:
+        plt = _pyplot()
+        k = len(classes)
+        size = min(12, 3 + 0.5 * k)
+        fig, ax = plt.subplots(figsize=(size, size))
+        ax.imshow(cm, cmap="Blues")
+        if k <= 30:
+            ax.set_xticks(range(k), classes, rotation=90)
+            ax.set_yticks(range(k), classes)
+        if k <= 12:
+            peak = max(max(r) for r in cm) or 1
+            for i in range(k):
+                for j in range(k):
+                    ax.text(j, i, cm[i][j], ha="center", va="center",
+                            color="white" if cm[i][j] > peak / 2 else "black", fontsize=8)
+        ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+        fig.tight_layout()
+        fig.savefig(self.file("confusion.png"), dpi=100)
+        plt.close(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+class Progress:
+    """A live bar on a terminal; one line per epoch either way."""
+
+    def __init__(self, enabled: bool, epochs: int):
+        self.console = Console(stderr=False)
+        self.enabled = enabled
+        self.live = enabled and self.console.is_terminal
+        self.epochs = epochs
+        self._bar = None
+        self._task = None
+
+    def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
+        if not self.live:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+        self._bar = Bar(TextColumn(f"epoch {epoch + 1}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+                        console=self.console, transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task("train", total=steps, completed=done, stats="")
+
+    def update(self, step: int, loss: float, acc: float, images_per_s: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step,
+                             stats=f"loss {loss:.4f}  acc {100 * acc:.2f}%  {images_per_s:,.0f} img/s")
+
+    def end_epoch(self, row: dict) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        if not self.enabled:
+            return
+        test = ""
+        if row.get("test_acc") is not None:
+            test = f"  test loss {row['test_loss']:.4f}  test acc {100 * row['test_acc']:.2f}%"
+        self.console.print(f"epoch {row['epoch']}/{self.epochs}  loss {row['train_loss']:.4f}  "
+                           f"acc {100 * row['train_acc']:.2f}%{test}  {row['images_per_s']:,.0f} img/s  "
+                           f"{row['epoch_s']:.1f}s", highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def print(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(text, highlight=False, soft_wrap=True)
