@@ -51,11 +51,13 @@ def _message(err: dict) -> str:
         if kind == "bool_type" and value.lower() in ("yes", "no", "on", "off", "y", "n"):
             hint = " (YAML 1.2: yes/no/on/off are strings; write true or false)"
         return f"{msg}, got the string {value!r}{hint}"
+    if kind in ("int_from_float", "int_type") and isinstance(value, float):
+        return f"{msg}, got {value!r} (use // for integer division in expressions)"
     if kind in ("int_type", "bool_type", "string_type", "float_type", "list_type", "dict_type", "model_type", "literal_error"):
         shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
         return f"{msg}, got {shown}"
-    if kind == "int_from_float":
-        return f"{msg}, got {value!r} (use // for integer division in expressions)"
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return f"{msg}, got {value!r}"
     return msg
 
 
