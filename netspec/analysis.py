@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netspec.errors import LayerError
-from netspec.ir import Concat, Dense, Graph, Leaf, Node, Residual, Seq
+from netspec.ir import Concat, Dense, Gate, Graph, Leaf, Node, Residual, Seq
 from netspec.layers import REGISTRY, Shape
 
 _MAX_ELEMENTS = 2**62  # a shape bigger than this is nonsense; refuse rather than overflow torch
@@ -96,6 +96,10 @@ class _Walker:
             self.residual(m, node, shape)
         elif isinstance(node, Concat):
             self.concat(m, node, shape)
+        elif isinstance(node, Gate):
+            gate = self.chain(m, node.body, shape)
+            if len(gate) != len(shape) or any(g not in (1, s) for g, s in zip(gate, shape)):
+                raise self.fail(node, m.path, f"gate output {list(gate)} does not broadcast over its input {list(shape)}")
         else:
             self.dense(m, node, shape)
         return m

@@ -1,7 +1,7 @@
 """Analysis -> torch.nn.Module, and the meta-device cross-check of the analysis.
 
 The only stage that imports torch. Every leaf module comes from its layer type's
-`build(input_shape)`; the four containers below hold their children as named
+`build(input_shape)`; the containers below hold their children as named
 submodules, so state_dict keys are the spec's module paths (`layer1.0.conv1.weight`).
 Containers keep their wiring in plain tuples of modules, which torch.compile
 (fullgraph) and torch.export trace without graph breaks.
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from netspec.analysis import Analysis, Module
-from netspec.ir import Concat, Dense, Leaf, Residual, Seq
+from netspec.ir import Concat, Dense, Gate, Leaf, Residual, Seq
 
 
 class ResidualBlock(nn.Module):
@@ -68,6 +68,22 @@ class DenseBlock(nn.Module):
         return torch.cat(features, 1)
 
 
+class GateBlock(nn.Module):
+    """x * gate(x): squeeze-excitation; the gate layers are direct children."""
+
+    def __init__(self, layers: list[tuple[str, nn.Module]]):
+        super().__init__()
+        for name, module in layers:
+            self.add_module(name, module)
+        self._layers = tuple(m for _, m in layers)
+
+    def forward(self, x):
+        g = x
+        for layer in self._layers:
+            g = layer(g)
+        return x * g
+
+
 def build_module(m: Module) -> nn.Module:
     node = m.node
     if isinstance(node, Leaf):
@@ -86,6 +102,8 @@ def build_module(m: Module) -> nn.Module:
         return ConcatBranches(children)
     if isinstance(node, Dense):
         return DenseBlock(children)
+    if isinstance(node, Gate):
+        return GateBlock(children)
     raise TypeError(f"unknown IR node {type(node).__name__}")
 
 

@@ -1,7 +1,7 @@
 """The resolved graph: frozen-shape-free values passed from resolve to analysis.
 
 After resolve there are no blocks, repeats, variables or expressions left: only
-concrete layers (`Leaf`) inside five kinds of containers, each of which becomes one
+concrete layers (`Leaf`) inside six kinds of containers, each of which becomes one
 torch module. `src` is the path of the spec node that produced the value, so later
 stages can point errors at the document. `str(graph)` prints it. Imports no torch.
 """
@@ -61,7 +61,16 @@ class Dense:
     kind = "dense"
 
 
-Node = Union[Leaf, Seq, Residual, Concat, Dense]
+@dataclass
+class Gate:
+    """x * body(x), body's output broadcast over x (squeeze-excitation)."""
+    name: str
+    body: list["Node"]
+    src: tuple
+    kind = "gate"
+
+
+Node = Union[Leaf, Seq, Residual, Concat, Dense, Gate]
 
 
 @dataclass
@@ -95,6 +104,6 @@ def _dump(node: Node, depth: int, lines: list[str]) -> None:
             _dump(child, depth + 1, lines)
         return
     lines.append(f"{pad}{node.name}: {node.kind}")
-    for child in (node.children if isinstance(node, Seq) else
+    for child in (node.children if isinstance(node, Seq) else node.body if isinstance(node, Gate) else
                   node.branches if isinstance(node, Concat) else node.layers):
         _dump(child, depth + 1, lines)

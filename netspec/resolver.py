@@ -18,7 +18,7 @@ import re
 from pydantic import ValidationError
 
 from netspec.errors import SpecError, format_path
-from netspec.ir import Concat, Dense, Graph, Leaf, Node, Residual, Seq
+from netspec.ir import Concat, Dense, Gate, Graph, Leaf, Node, Residual, Seq
 from netspec.layers import REGISTRY
 from netspec.spec import schema
 from netspec.spec.expr import Expr, ExprError, interpolate, is_expr_text, parse
@@ -130,10 +130,11 @@ class _Resolver:
             return [self.concat(item.concat, scope, path + ("concat",), stack)]
         if isinstance(item, schema.DenseItem):
             return [self.dense(item.dense, scope, path + ("dense",), stack)]
-        if isinstance(item, schema.SequenceItem):
-            f = item.sequence
-            children = self.named(self.items(f.body, scope, path + ("sequence", "body"), stack), path, stack)
-            return [Seq(self.name(f.name, scope, path + ("sequence", "name"), stack), children, path + ("sequence",))]
+        if isinstance(item, (schema.SequenceItem, schema.GateItem)):
+            key, cls = ("sequence", Seq) if isinstance(item, schema.SequenceItem) else ("gate", Gate)
+            f = getattr(item, key)
+            children = self.named(self.items(f.body, scope, path + (key, "body"), stack), path, stack)
+            return [cls(self.name(f.name, scope, path + (key, "name"), stack), children, path + (key,))]
         return [self.leaf(item, scope, path, stack, None)]
 
     def leaf(self, item, scope: dict, path: tuple, stack: tuple, extra: dict | None) -> Leaf:

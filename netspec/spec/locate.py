@@ -29,7 +29,7 @@ def _fields_for(path: tuple):
     if parent in REGISTRY:
         return REGISTRY[parent].model_fields
     constructs = {"residual": schema.ResidualFields, "concat": schema.ConcatFields,
-                  "dense": schema.DenseFields, "sequence": schema.SequenceFields, "expect": schema.Expect}
+                  "dense": schema.DenseFields, "sequence": schema.SequenceFields, "gate": schema.GateFields, "expect": schema.Expect}
     if parent in constructs:
         return constructs[parent].model_fields
     if len(path) >= 2 and path[-2] == "blocks":

@@ -136,6 +136,13 @@ class SequenceFields(Closed):
     name: Name | None = Field(None, description="Module name.")
 
 
+class GateFields(Closed):
+    """y = x * body(x), the body's output broadcast over x: squeeze-excitation's channel gate."""
+
+    body: list["Item"] = Field(min_length=1, description="Computes the gate, e.g. global avgpool, 1x1 conv, relu, 1x1 conv, sigmoid.")
+    name: Name | None = Field(None, description="Module name.")
+
+
 class ResidualItem(_ItemBase):
     residual: ResidualFields
 
@@ -150,6 +157,10 @@ class DenseItem(_ItemBase):
 
 class SequenceItem(_ItemBase):
     sequence: SequenceFields
+
+
+class GateItem(_ItemBase):
+    gate: GateFields
 
 
 class BlockCall(Closed):
@@ -174,7 +185,7 @@ class BlockCall(Closed):
         return value
 
 
-STRUCTURAL = {"residual": ResidualItem, "concat": ConcatItem, "dense": DenseItem, "sequence": SequenceItem}
+STRUCTURAL = {"residual": ResidualItem, "concat": ConcatItem, "dense": DenseItem, "sequence": SequenceItem, "gate": GateItem}
 
 
 def _item_tag(value) -> str | None:
@@ -211,8 +222,8 @@ class Item(RootModel[_ITEM_UNION]):
         return out
 
 
-for _m in (Repeat, ResidualFields, ConcatFields, DenseFields, SequenceFields,
-           ResidualItem, ConcatItem, DenseItem, SequenceItem):
+for _m in (Repeat, ResidualFields, ConcatFields, DenseFields, SequenceFields, GateFields,
+           ResidualItem, ConcatItem, DenseItem, SequenceItem, GateItem):
     _m.model_rebuild()
 
 
