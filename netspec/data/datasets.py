@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,8 +226,10 @@ def _decode_all(paths: list[str], channels: int, size: tuple[int, int] | None) -
             img = img.round().clamp(0, 255).to(torch.uint8)
         return img
 
-    # torchvision's decoders release the GIL, so threads decode in parallel
-    with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
+    # torchvision's decoders release the GIL, so threads decode in parallel; torchvision
+    # 0.29 warns that they move to torchcodec, which is not a dependency: quiet that
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
+        warnings.simplefilter("ignore", DeprecationWarning)
         images = list(pool.map(one, paths, chunksize=256))
     first = images[0].shape
     for path, img in zip(paths, images):

@@ -11,6 +11,7 @@ Imports torch, netspec.data and the parts above; reaches the compiler only throu
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import signal
@@ -69,10 +70,9 @@ class Job:
         import netspec
 
         analysis = netspec.analyze(spec)
-        try:
-            document = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-        except Exception:  # a spec that cannot dump itself still trains
-            document = {"name": spec.name}
+        # the document as loaded, --set overrides applied; the train section with defaults filled in
+        source = getattr(spec, "source", None)
+        document = copy.deepcopy(source.data) if source is not None else {"name": spec.name}
         config = spec.train if spec.train is not None else TrainConfig()
         document["train"] = config.model_dump(mode="json")
         return cls(name=spec.name, input=list(spec.input), config=config, build=lambda: netspec.build(spec),

@@ -49,8 +49,9 @@ class RunFolder:
     def write_spec(self, document: dict, command: list[str]) -> None:
         from ruamel.yaml import YAML
 
-        yaml = YAML(typ="safe", pure=True)
+        yaml = YAML()  # round-trip dumper: keeps the document's key order
         yaml.default_flow_style = None
+        yaml.width = 120
         import io
 
         buf = io.StringIO()
