@@ -99,7 +99,8 @@ def parse(raw: bytes | str, file: str = "<string>") -> Source:
         problem = (e.problem or e.context or "invalid YAML").strip()
         if "duplicate key" in problem and e.context_mark is not None:
             problem = problem.replace("found duplicate", "duplicate") + f"; first at line {e.context_mark.line + 1}"
-        raise SpecError(f"invalid YAML: {problem}", file=file,
+        kind = "JSON" if file.endswith(".json") else "YAML"
+        raise SpecError(f"invalid {kind}: {problem}", file=file,
                         line=mark.line + 1 if mark else None, col=mark.column + 1 if mark else None) from None
     except (YAMLError, RecursionError) as e:
         raise SpecError(f"invalid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=file, line=1, col=1) from None

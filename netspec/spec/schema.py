@@ -282,4 +282,29 @@ class Spec(Closed):
 def json_schema() -> dict:
     schema = Spec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    defs = schema["$defs"]
+    for tag, cls in REGISTRY.items():
+        # `bn:` (null) and shorthands such as `maxpool: 2` are accepted by the models' before-validators
+        item = defs[LAYER_ITEMS[tag].__name__]["properties"]
+        fields = item[tag]
+        alternatives = [{k: v for k, v in fields.items() if k != "description"}, {"type": "null"}]
+        if cls.shorthand:
+            alternatives.append(defs[LAYER_FIELDS[tag].__name__]["properties"][cls.shorthand])
+        item[tag] = {"description": fields.get("description", ""), "anyOf": alternatives}
+    # a block call is written `blockname: {args}`; its model splits that into block/args
+    defs["BlockCall"] = {
+        "title": "BlockCall", "type": "object", "minProperties": 1, "maxProperties": 1,
+        "description": BlockCall.__doc__,
+        "propertyNames": {"not": {"enum": [*REGISTRY, *STRUCTURAL, "repeat"]}},
+        "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+    }
+    # a block's body may be written as one construct key (`residual: {...}`) instead of `body:`
+    block = defs["Block"]
+    block["required"] = []
+    for key, item_model in STRUCTURAL.items():
+        block["properties"][key] = {"$ref": f"#/$defs/{item_model.model_fields[key].annotation.__name__}"}
+    block["oneOf"] = [{"required": [key]} for key in ("body", *STRUCTURAL)]
+    post = defs["ResidualFields"]["properties"]["post"]  # `post: relu` is a list of one
+    defs["ResidualFields"]["properties"]["post"] = {"description": post.pop("description", ""),
+                                                    "anyOf": [post, {"$ref": "#/$defs/Item"}]}
     return schema

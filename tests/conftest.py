@@ -1,0 +1,48 @@
+"""Shared helpers: run the real CLI in-process and capture what a user sees."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").rglob("*.yaml"))
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    from netspec.cli import main
+
+    def run(*args: str) -> Run:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+    return run
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write(text, name='spec.yaml') -> path of a spec file with that text."""
+    def make(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+    return make
+
+
+def spec_text(layers: str, extra: str = "", input_shape: str = "[3, 32, 32]") -> str:
+    return f"netspec: 1\nname: t\ninput: {input_shape}\n{extra}layers:\n{layers}"
+
+
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("NETSPEC_TEST", "1")

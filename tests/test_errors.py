@@ -1,0 +1,108 @@
+"""Every class of bad input ends as one located line on stderr and exit 2, through the
+real CLI. The corpus lives in tests/bad/; expectations are (line:col, field path, words
+the message must contain)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+BAD = ROOT / "tests" / "bad"
+EXPECTED = {
+    "unknown_layer.yaml": ("5:5", "layers[0].convv", "unknown layer type or block 'convv' (did you mean 'conv'?)"),
+    "missing_arg.yaml": ("5:11", "layers[0].conv.out", "missing required field 'out'"),
+    "wrong_type.yaml": ("5:17", "layers[0].conv.out", "valid integer, got the string '64'"),
+    "negative.yaml": ("5:17", "layers[0].conv.out", "greater than 0, got -4"),
+    "zero.yaml": ("5:19", "layers[0].linear.out", "greater than 0, got 0"),
+    "groups.yaml": ("5:35", "layers[0].conv.groups", "5 does not divide in_channels 3"),
+    "inblock.yaml": ("5:65", "blocks.b.body[0].conv.groups", "3 does not divide out channels 8"),
+    "kernel.yaml": ("5:23", "layers[0].conv.k", "kernel 40 is larger than the padded input 32"),
+    "residual.yaml": ("7:17", "layers[0].residual.shortcut", "cannot be added to the identity shortcut"),
+    "concat.yaml": ("6:7", "layers[0].concat", "concat needs equal sizes apart from channels"),
+    "dense_spatial.yaml": ("6:7", "layers[0].dense", "must keep the spatial size"),
+    "undefined.yaml": ("5:17", "layers[0].conv.out", "undefined variable 'width'"),
+    "unknown_block.yaml": ("7:5", "layers[0].stemm", "did you mean 'stem'?"),
+    "recursive.yaml": ("6:14", "blocks.b.body[0]", "block 'a' uses itself (a -> b -> a)"),
+    "bad_expr.yaml": ("5:17", "layers[0].conv.out", "bad expression: unexpected '*'"),
+    "injection.yaml": ("5:17", "layers[0].conv.out", "bad expression"),
+    "attr_access.yaml": ("5:17", "layers[0].conv.out", "bad expression: unexpected '.'"),
+    "yaml_syntax.yaml": ("6:1", "", "invalid YAML"),
+    "tag.yaml": ("4:9", "layers", "YAML tag !!python/object/apply:os.system is not allowed"),
+    "custom_tag.yaml": ("5:17", "layers[0].conv.out", "YAML tag !int is not allowed"),
+    "dupkey.yaml": ("5:26", "", 'duplicate key "out"'),
+    "json_dupkey.json": ("2:22", "", 'invalid JSON: duplicate key "name"'),
+    "json_groups.json": ("2:51", "layers[0].conv.groups", "3 does not divide out channels 8"),
+    "no_bool.yaml": ("5:32", "layers[0].conv.bias", "got the string 'no'"),
+    "unknown_field.yaml": ("5:26", "layers[0].conv.strid", "unknown field 'strid' (did you mean 'stride'?)"),
+    "top_unknown_field.yaml": ("4:1", "layerz", "unknown field 'layerz' (did you mean 'layers'?)"),
+    "block_missing_arg.yaml": ("7:8", "layers[0].b", "block 'b' needs argument 'c'"),
+    "float_int.yaml": ("6:17", "layers[0].conv.out", "use // for integer division"),
+    "override_index.yaml": ("9:17", "layers[0].overrides[5]", "override index 5 is not a copy"),
+    "duplicate_name.yaml": ("6:11", "layers[1].conv", "two modules named 'a'"),
+    "repeat_huge.yaml": ("5:13", "layers[0].repeat", "expands to more than 1,000,000 layers"),
+    "alias_bomb.yaml": ("5:13", None, "more than 500,000 nodes"),
+    "top_list.yaml": ("1:1", "", "a spec is a mapping at the top level"),
+    "empty.yaml": ("1:1", "", "the file is empty"),
+    "bad_utf8.yaml": ("4:10", "", "not valid UTF-8"),
+}
+
+
+def test_corpus_is_complete():
+    assert sorted(EXPECTED) == sorted(p.name for p in BAD.iterdir())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_spec_is_one_located_line(cli, name):
+    where, field, words = EXPECTED[name]
+    path = BAD / name
+    for command in ("check", "compile"):
+        run = cli(command, path)
+        assert run.code == 2, run.err
+        lines = run.err.strip().splitlines()
+        assert len(lines) == 1, run.err
+        prefix = f"{path}:{where}: error: "
+        assert lines[0].startswith(prefix), lines[0]
+        rest = lines[0][len(prefix):]
+        if field:
+            assert rest.startswith(field + ": "), rest
+        elif field == "":
+            assert not rest.startswith("layers"), rest
+        assert words in rest
+        assert "Traceback" not in run.err
+
+
+def test_tag_is_never_constructed(tmp_path, cli):
+    marker = tmp_path / "pwned"
+    spec = tmp_path / "evil.yaml"
+    spec.write_text(f"netspec: 1\nname: t\ninput: [3]\nlayers: !!python/object/apply:os.system ['touch {marker}']\n")
+    assert cli("check", spec).code == 2
+    assert not marker.exists()
+
+
+def test_console_script_and_module_agree():
+    """`netspec` and `python -m netspec` are the same program, with no traceback."""
+    path = BAD / "groups.yaml"
+    a = subprocess.run(["netspec", "check", str(path)], capture_output=True, text=True)
+    b = subprocess.run([sys.executable, "-m", "netspec", "check", str(path)], capture_output=True, text=True)
+    assert a.returncode == b.returncode == 2
+    assert a.stderr == b.stderr and a.stderr.count("\n") == 1
+
+
+def test_large_file_refused_unread(tmp_path, cli):
+    path = tmp_path / "big.yaml"
+    with open(path, "wb") as f:
+        f.truncate(50 * 1024 * 1024)
+    run = cli("check", path)
+    assert run.code == 2 and f"{path}:1:1: error: file is 52.4 MB" in run.err
+
+
+def test_check_failure_exit_1_says_expected_and_got(write, cli):
+    from conftest import spec_text
+    path = write(spec_text("  - conv: {out: 8, k: 3}\n", input_shape="[3, 8, 8]") + "expect: {params: 100, output: [8, 6, 6]}\n")
+    run = cli("compile", path, "--check-params")
+    assert run.code == 1
+    assert "params: expected 100, got 224 (off by +124)" in run.err
+
