@@ -72,3 +72,9 @@ def test_elexnet_rows_match_published_summary():
 def test_shallow_cnn_and_resnet18_cifar_counts():
     assert netspec.analyze(ROOT / "specs" / "shallow_cnn.yaml").params == 62_006
     assert netspec.analyze(ROOT / "specs" / "resnet18_cifar.yaml").params == 11_173_962
+
+
+def test_committed_editor_schema_is_current():
+    """specs/ point editors at netspec.schema.json; it must match `netspec schema`."""
+    committed = json.loads((ROOT / "netspec.schema.json").read_text())
+    assert committed == json_schema(), "run: netspec schema --out netspec.schema.json"
