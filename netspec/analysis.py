@@ -63,6 +63,16 @@ class Analysis:
     graph: Graph
     spec: object = None
 
+    def tree_leaves(self):
+        stack = [self.tree]
+        while stack:
+            m = stack.pop()
+            if isinstance(m.node, Leaf):
+                yield m
+            stack.extend(m.children)
+            if m.shortcut is not None:
+                stack.append(m.shortcut)
+
     def as_dict(self) -> dict:
         return {"name": self.name, "input": self.input, "output": self.output, "params": self.params,
                 "trainable_params": self.trainable_params, "macs": self.macs,

@@ -53,8 +53,7 @@ def cmd_compile(args) -> int:
     for path in args.specs:
         try:
             analysis = netspec.analyze(path, input=args.input, overrides=args.set)
-            if analysis.params > args.max_params:
-                raise CheckFailed(f"{analysis.params:,} parameters exceed --max-params {args.max_params:,}; not built", path)
+            _refuse_huge(analysis, args.max_params)
             if args.json:
                 print(as_json(analysis))
             else:
@@ -65,6 +64,16 @@ def cmd_compile(args) -> int:
             print(e, file=sys.stderr)
             worst = max(worst, e.exit_code)
     return worst
+
+
+def _refuse_huge(analysis, limit: int) -> None:
+    """Refuse, from the analysis alone, a model too large to build (before any allocation)."""
+    if analysis.params <= limit:
+        return
+    biggest = max(analysis.tree_leaves(), key=lambda m: m.params)
+    raise analysis.spec.source.error(
+        f"the model has {analysis.params:,} parameters (this layer {biggest.params:,}), over --max-params {limit:,}; refused",
+        biggest.node.src)
 
 
 def _check_params(analysis, path: str, quiet: bool) -> None:

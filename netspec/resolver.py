@@ -82,6 +82,8 @@ class _Resolver:
     def name(self, raw, scope: dict, path: tuple, stack: tuple) -> str | None:
         if raw is None:
             return None
+        if not isinstance(raw, (str, Expr)):
+            raise self.error(f"a module name is a string, got {type(raw).__name__} {raw!r}", path, stack)
         try:
             value = raw.evaluate(scope) if isinstance(raw, Expr) else \
                 interpolate(raw, scope) if "${" in raw else raw

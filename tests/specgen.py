@@ -1,0 +1,328 @@
+"""Random valid specs and random edits of specs, for differential and mutation fuzzing.
+
+`random_spec(r)` builds a spec while tracking the shape, so every layer is legal: stacks
+of every layer type, blocks with arguments, repeats with overrides, grouped and dilated
+convs, residuals with each shortcut kind, concat, dense, gate, sequence, vars and
+expressions, random input sizes. `r` is a `Draw`: a `random.Random` (bench/fuzz.py) or
+hypothesis data (tests). `differential(spec)` compares the static analysis with the
+module built on the meta device. `mutate(r, data)` is one random edit of a document.
+"""
+from __future__ import annotations
+
+import copy
+import random
+from collections import Counter
+
+ACTS = ["relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid", "identity",
+        {"leaky_relu": 0.2}, {"gelu": "tanh"}, "dropout"]
+
+
+class Draw:
+    """The few random choices the generator makes; subclass for hypothesis."""
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    def int(self, lo: int, hi: int) -> int:
+        return self.rng.randint(lo, hi)
+
+    def choice(self, options):
+        return options[self.int(0, len(options) - 1)]
+
+    def chance(self, p: float) -> bool:
+        return self.int(0, 999) < p * 1000
+
+
+class Gen:
+    def __init__(self, r: Draw):
+        self.r = r
+        self.used: Counter = Counter()
+        self.blocks: dict = {}
+        self.names = 0  # for unique module names
+
+    # -- leaves ---------------------------------------------------------------------
+    def conv(self, c: int, h: int, w: int, out: int | None = None, stride: int | None = None) -> tuple[dict, tuple]:
+        r = self.r
+        divisors = [g for g in range(1, c + 1) if c % g == 0]
+        groups = r.choice(divisors) if out is None else 1
+        out = out if out is not None else groups * r.int(1, max(1, 8 // groups + 1))
+        k = r.int(1, min(5, h, w) if min(h, w) >= 1 else 1)
+        stride = stride if stride is not None else r.choice([1, 1, 2])
+        dilation = r.choice([1, 1, 2]) if min(h, w) >= 2 * k else 1
+        span = dilation * (k - 1) + 1
+        fields = {"out": out, "k": k, "groups": groups}
+        if stride != 1:
+            fields["stride"] = stride
+        if dilation != 1:
+            fields["dilation"] = dilation
+        if stride == 1 and r.chance(0.3) and span <= min(h, w):
+            fields["padding"] = "same"
+            oh, ow = h, w
+        else:
+            p = r.int(0, k // 2)
+            if p:
+                fields["padding"] = p
+            if h + 2 * p < span or w + 2 * p < span:
+                fields.pop("padding", None), fields.pop("dilation", None)
+                fields["k"], span, p = 1, 1, 0
+            oh, ow = (h + 2 * p - span) // stride + 1, (w + 2 * p - span) // stride + 1
+        if r.chance(0.3):
+            fields["bias"] = False
+        self.used["conv"] += 1
+        if groups > 1:
+            self.used["grouped conv"] += 1
+        return {"conv": fields}, (out, oh, ow)
+
+    def pool(self, shape) -> tuple[dict, tuple]:
+        r = self.r
+        c, h, w = shape
+        kind = r.choice(["maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "global"])
+        self.used[kind] += 1
+        if kind == "global":
+            return {r.choice(["maxpool", "avgpool"]): "global"}, (c, 1, 1)
+        if kind.startswith("adaptive"):
+            size = [r.int(1, h), r.int(1, w)]
+            return {kind: {"size": size}}, (c, *size)
+        k = r.int(1, min(3, h, w))
+        stride = r.int(1, k)
+        p = r.int(0, k // 2)
+        ceil = r.chance(0.3)
+
+        def out(n):
+            num = n + 2 * p - k
+            o = (-(-num // stride) if ceil else num // stride) + 1
+            return o - 1 if ceil and (o - 1) * stride >= n + p else o
+        return {kind: {"k": k, "stride": stride, "padding": p, "ceil_mode": ceil}}, (c, out(h), out(w))
+
+    def act(self) -> object:
+        a = self.r.choice(ACTS)
+        self.used[a if isinstance(a, str) else next(iter(a))] += 1
+        return a
+
+    # -- items over [C, H, W] -------------------------------------------------------------
+    def items(self, shape, depth: int, n: int) -> tuple[list, tuple]:
+        out = []
+        for _ in range(n):
+            item, shape = self.item(shape, depth)
+            out.append(item)
+        return out, shape
+
+    def item(self, shape, depth: int):
+        r = self.r
+        kinds = ["conv", "conv", "bn", "act", "pool"]
+        if depth < 2:
+            kinds += ["residual", "concat", "dense", "gate", "sequence", "block", "repeat"]
+        kind = r.choice(kinds)
+        c, h, w = shape
+        if kind == "conv":
+            return self.conv(c, h, w)
+        if kind == "bn":
+            self.used["bn"] += 1
+            return "bn", shape
+        if kind == "act":
+            return self.act(), shape
+        if kind == "pool":
+            return self.pool(shape)
+        self.used[kind] += 1
+        return getattr(self, kind)(shape, depth)
+
+    def keeping(self, shape, depth: int) -> list:
+        """Items that keep the spatial size (and may change channels)."""
+        c, h, w = shape
+        items = []
+        for _ in range(self.r.int(1, 3)):
+            choice = self.r.choice(["conv", "bn", "act"])
+            if choice == "conv":
+                k = self.r.choice([1, 3]) if min(h, w) >= 3 else 1
+                out = self.r.int(1, 8)
+                items.append({"conv": {"out": out, "k": k, "padding": k // 2}})
+                c = out
+            else:
+                items.append("bn" if choice == "bn" else self.act())
+        return items, (c, h, w)
+
+    def residual(self, shape, depth):
+        c, h, w = shape
+        stride = self.r.choice([1, 2])
+        out = self.r.choice([c, c, self.r.int(1, 12)])
+        first = {"conv": {"out": out, "k": 3, "stride": stride, "padding": 1, "bias": self.r.chance(0.5)}}
+        after = (out, (h - 1) // stride + 1, (w - 1) // stride + 1)
+        more, _ = self.keeping(after, depth + 1)
+        more = [i for i in more if not (isinstance(i, dict) and "conv" in i)]  # keep channels
+        body = [first, *more]
+        kind = self.r.choice(["auto", "identity", "projection"]) if after == shape else self.r.choice(["auto", "projection"])
+        self.used[f"shortcut {kind}"] += 1
+        fields = {"body": body, "shortcut": kind}
+        if kind == "projection":
+            fields["shortcut"] = [{"conv": {"out": out, "k": 1, "stride": stride, "bias": False}}, "bn"]
+            fields["shortcut_name"] = "downsample"
+        if self.r.chance(0.6):
+            fields["post"] = self.act()
+        return {"residual": fields}, after
+
+    def concat(self, shape, depth):
+        c, h, w = shape
+        branches, total = {}, 0
+        for b in range(self.r.int(2, 3)):
+            if self.r.chance(0.3):
+                items, out = [{"maxpool": {"k": 3 if min(h, w) >= 3 else 1, "stride": 1, "padding": 1 if min(h, w) >= 3 else 0}}], shape
+            else:
+                items, out = self.keeping(shape, depth + 1)
+            branches[f"branch{b + 1}"] = items
+            total += out[0]
+        return {"concat": {"branches": branches}}, (total, h, w)
+
+    def dense(self, shape, depth):
+        c, h, w = shape
+        n, growth = self.r.int(1, 3), self.r.int(1, 4)
+        k = 3 if min(h, w) >= 3 else 1
+        body = ["bn", "relu", {"conv": {"out": growth, "k": k, "padding": k // 2, "name": "layer${i + 1}"}}]
+        if self.r.chance(0.5):
+            body = [{"conv": {"out": growth, "k": k, "padding": k // 2}}]
+        return {"dense": {"repeat": n, "body": body}}, (c + n * growth, h, w)
+
+    def gate(self, shape, depth):
+        c = shape[0]
+        squeeze = max(1, c // 4)
+        return {"gate": {"body": [{"avgpool": "global"}, {"conv": {"out": squeeze, "k": 1, "name": "fc1"}}, "relu",
+                                  {"conv": {"out": c, "k": 1, "name": "fc2"}}, self.r.choice(["sigmoid", "hardsigmoid"])]}}, shape
+
+    def sequence(self, shape, depth):
+        items, out = self.items(shape, depth + 1, self.r.int(1, 3))
+        self.names += 1
+        return {"sequence": {"name": f"seq{self.names}", "body": items}}, out
+
+    def block(self, shape, depth):
+        """A call of the spec's parameterised block `unit` (defined once)."""
+        self.define_unit()
+        c, h, w = shape
+        out = self.r.int(1, 8)
+        stride = self.r.choice([1, 2])
+        args = {"c": out} if stride == 1 else {"c": out, "stride": stride}
+        return {"unit": args}, (out * 2, (h - 1) // stride + 1, (w - 1) // stride + 1)
+
+    def repeat(self, shape, depth):
+        self.define_unit()
+        c, h, w = shape
+        out = self.r.int(1, 6)
+        n = self.r.int(1, 3)
+        item = {"repeat": n, "body": [{"unit": {"c": out}}]}
+        oh, ow = h, w
+        if self.r.chance(0.5):
+            item["overrides"] = {0: {"stride": 2}}
+            oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        if self.r.chance(0.5):
+            self.names += 1
+            item["name"] = f"stage{self.names}"
+            self.used["named repeat"] += 1
+        return item, (out * 2, oh, ow)
+
+    def define_unit(self):
+        self.blocks["unit"] = {
+            "args": {"c": "required", "stride": 1},
+            "residual": {"body": [{"conv": {"out": "${c * width}", "k": 3, "stride": "$stride", "padding": 1, "bias": False, "name": "conv1"}},
+                                  {"bn": {"name": "bn1"}}, "relu",
+                                  {"conv": {"out": "${max(c, 1) * width}", "k": 1, "bias": False, "name": "conv2"}}],
+                         "shortcut": "auto", "post": "relu"}}
+
+
+def random_spec(r: Draw) -> tuple[dict, Counter]:
+    g = Gen(r)
+    vars_ = {"width": 2}
+    if r.chance(0.2):
+        shape = (r.int(1, 64),)
+        layers = []
+        for _ in range(r.int(1, 4)):
+            layers.append(r.choice([{"linear": {"out": r.int(1, 32), "bias": r.chance(0.5)}}, "bn", g.act()]))
+        g.used["vector input"] += 1
+        return {"netspec": 1, "name": "fuzz", "input": list(shape), "vars": vars_, "layers": layers}, g.used
+    shape = (r.int(1, 8), r.int(1, 20), r.int(1, 20))
+    layers, out = g.items(shape, 0, r.int(1, 6))
+    layers += [r.choice(["flatten", {"avgpool": "global"}])]
+    if layers[-1] != "flatten":
+        layers.append("flatten")
+    if r.chance(0.7):
+        layers.append({"linear": {"out": "${width * 5}", "name": "fc"}})
+        g.used["expression"] += 1
+    spec = {"netspec": 1, "name": "fuzz", "input": list(shape), "vars": vars_, "layers": layers}
+    if g.blocks:
+        spec["blocks"] = g.blocks
+    return spec, g.used
+
+
+def differential(spec: dict) -> list[str]:
+    """Static analysis vs the module built on the meta device: per-layer output shapes,
+    parameter count, trainable count, MACs vs FlopCounterMode. Returns mismatches."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import netspec
+    analysis = netspec.analyze(spec)
+    model = netspec.build(analysis, device="meta").eval()
+    seen = {}
+    modules = dict(model.named_modules())
+    hooks = [modules[row.path].register_forward_hook(
+        lambda m, i, o, path=row.path: seen.__setitem__(path, list(o.shape[1:]))) for row in analysis.layers]
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        out = model(torch.empty(1, *analysis.input, device="meta"))
+    for h in hooks:
+        h.remove()
+    problems = []
+    for row in analysis.layers:
+        if seen.get(row.path) != row.output:
+            problems.append(f"{row.path}: analysis {row.output}, module {seen.get(row.path)}")
+    if list(out.shape[1:]) != analysis.output:
+        problems.append(f"output: analysis {analysis.output}, module {list(out.shape[1:])}")
+    numel = sum(p.numel() for p in model.parameters())
+    if numel != analysis.params:
+        problems.append(f"params: analysis {analysis.params}, module {numel}")
+    if counter.get_total_flops() != 2 * analysis.macs:
+        problems.append(f"macs: analysis {analysis.macs}, FlopCounterMode/2 {counter.get_total_flops() / 2}")
+    return problems
+
+
+# -- mutation ----------------------------------------------------------------------------
+WEIRD = ["64", 1.5, -3, 0, 10**12, None, True, [], {}, "ünïcødé✓", "$undefined", "${1 +}", [1, 2, 3], {"x": 1},
+         "same", "global", 2**70, -0.0, "", " ", "\x00"]
+
+
+def _paths(node, path=()):
+    yield path
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, path + (i,))
+
+
+def mutate(r: Draw, data: dict) -> dict:
+    """One random edit: drop a key, replace a value (wrong type, negative, zero, huge,
+    unicode...), swap list items, nest deeply, duplicate an item."""
+    data = copy.deepcopy(data)
+    paths = [p for p in _paths(data) if p]
+    path = r.choice(paths)
+    parent = data
+    for key in path[:-1]:
+        parent = parent[key]
+    key = path[-1]
+    op = r.choice(["drop", "replace", "replace", "swap", "nest", "dup", "rename"])
+    if op == "drop":
+        del parent[key]
+    elif op == "replace":
+        parent[key] = copy.deepcopy(r.choice(WEIRD))
+    elif op == "swap" and isinstance(parent, list) and len(parent) > 1:
+        j = r.int(0, len(parent) - 1)
+        parent[key], parent[j] = parent[j], parent[key]
+    elif op == "nest":
+        value = parent[key]
+        for _ in range(r.int(1, 150)):
+            value = [value]
+        parent[key] = value
+    elif op == "dup" and isinstance(parent, list):
+        parent.insert(key, copy.deepcopy(parent[key]))
+    elif op == "rename" and isinstance(parent, dict):
+        parent[str(key) + r.choice(["x", "_", "s"])] = parent.pop(key)
+    else:
+        parent[key] = copy.deepcopy(r.choice(WEIRD))
+    return data
