@@ -1,0 +1,119 @@
+"""torchvision parity for the zoo: each spec below has exactly torchvision's state_dict keys and
+shapes, loads torchvision's weights with strict=True, and then computes the same outputs; and the
+family specs (resnet*, resnext*, wide_resnet*, vgg*) are one definition that differs only in vars.
+
+Fast on 2 CPU cores: the netspec model is built on the meta device and takes the torchvision
+model's tensors (load_state_dict(assign=True)), outputs are compared on a 2x3x64x64 input.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision.models as tvm
+
+import netspec
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+# spec file -> (torchvision builder, keyword arguments)
+TORCHVISION = {
+    "resnet18": ("resnet18", {}),
+    "resnet34": ("resnet34", {}),
+    "resnet50": ("resnet50", {}),
+    "resnet101": ("resnet101", {}),
+    "resnext50": ("resnext50_32x4d", {}),
+    "resnext101_32x8d": ("resnext101_32x8d", {}),
+    "wide_resnet50_2": ("wide_resnet50_2", {}),
+    "vgg11": ("vgg11", {}),
+    "vgg16": ("vgg16", {}),
+    "vgg11_bn": ("vgg11_bn", {}),
+    "alexnet": ("alexnet", {}),
+    "googlenet": ("googlenet", {"aux_logits": False, "transform_input": False, "init_weights": True}),
+    "densenet121": ("densenet121", {}),
+    "mobilenet_v2": ("mobilenet_v2", {}),
+    "mobilenet_v3_small": ("mobilenet_v3_small", {}),
+}
+
+# members of one family: identical `blocks:` and `layers:`, different `vars` (no `extends:` yet)
+FAMILIES = {
+    "resnet_basic": ["resnet18", "resnet34"],
+    "resnet_bottleneck": ["resnet50", "resnet101", "resnext101_32x8d", "wide_resnet50_2"],
+    "vgg": ["vgg11", "vgg16", "vgg11_bn"],
+}
+
+
+def torchvision_model(spec_name: str):
+    builder, kwargs = TORCHVISION[spec_name]
+    torch.manual_seed(0)
+    return getattr(tvm, builder)(weights=None, **kwargs).eval()
+
+
+def shapes(state: dict) -> dict:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION))
+def test_torchvision_parity(name):
+    reference = torchvision_model(name)
+    spec = netspec.load(SPECS / f"{name}.yaml")
+    analysis = netspec.analyze(spec)
+    ref_state = reference.state_dict()
+
+    # the static analysis agrees with torchvision before any module exists
+    n_ref = sum(p.numel() for p in reference.parameters())
+    assert analysis.params == spec.expect.params == n_ref
+    assert analysis.output == spec.expect.output == [1000]
+
+    model = netspec.build(analysis, device="meta")
+    assert shapes(model.state_dict()) == shapes(ref_state)            # same keys, same shapes
+    assert list(model.state_dict()) == list(ref_state)               # ... in the same order
+    model.load_state_dict(ref_state, strict=True, assign=True)
+    model.eval()
+
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(x)
+        got = model(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_squeeze_excitation_is_a_gate():
+    """mobilenet_v3_small's SE modules are netspec gates (x * body(x)) with torchvision's names."""
+    model = netspec.build(SPECS / "mobilenet_v3_small.yaml", device="meta")
+    se = model.features[1].block[1]
+    assert type(se).__name__ == "GateBlock"
+    assert [n for n, _ in se.named_children()] == ["avgpool", "fc1", "activation", "fc2", "scale_activation"]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_family_members_differ_only_in_vars(family):
+    members = [netspec.load(SPECS / f"{m}.yaml").source.data for m in FAMILIES[family]]
+    first = members[0]
+    for data in members[1:]:
+        assert data.get("blocks") == first.get("blocks")
+        assert data["layers"] == first["layers"]
+        assert data["input"] == first["input"]
+        assert set(data["vars"]) == set(first["vars"])
+        assert data["vars"] != first["vars"]
+
+
+def test_resnext50_shares_the_bottleneck_block():
+    """specs/resnext50.yaml (written first) uses the same bottleneck block as the resnet family."""
+    family = netspec.load(SPECS / "resnet50.yaml").source.data["blocks"]
+    assert netspec.load(SPECS / "resnext50.yaml").source.data["blocks"] == family
+
+
+@pytest.mark.parametrize("base, overrides, target", [
+    ("resnet50", ["vars.depth3=23"], "resnet101"),
+    ("resnet50", ["vars.depth3=23", "vars.groups=32", "vars.width_per_group=8"], "resnext101_32x8d"),
+    ("resnet50", ["vars.width_per_group=128"], "wide_resnet50_2"),
+    ("resnet18", ["vars.depth1=3", "vars.depth2=4", "vars.depth3=6", "vars.depth4=3"], "resnet34"),
+    ("vgg11", ["vars.bn=1"], "vgg11_bn"),
+])
+def test_set_turns_one_member_into_another(base, overrides, target):
+    a = netspec.analyze(SPECS / f"{base}.yaml", overrides=overrides)
+    b = netspec.analyze(SPECS / f"{target}.yaml")
+    assert (a.params, a.macs, a.output) == (b.params, b.macs, b.output)
+    assert [(r.path, r.type, r.output) for r in a.layers] == [(r.path, r.type, r.output) for r in b.layers]
