@@ -135,6 +135,9 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
     if d.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.compile:
+        # the loader keeps every batch one shape (eval batches padded): compile static
+        # graphs, never a slower dynamic-shape one when eval's batch size differs
+        torch._dynamo.config.automatic_dynamic_shapes = False
         net = torch.compile(net)
     # evaluation runs the plain (compiled) module: DDP's forward syncs buffers across
     # processes, and the ranks' test shards may differ by a batch
