@@ -5,7 +5,8 @@ import os
 
 from pydantic import ValidationError
 
-from netspec.spec.load import Source, apply_overrides, from_data, read
+from netspec.spec.extends import apply_sets, resolve_extends
+from netspec.spec.load import Source, from_data, read
 from netspec.spec.locate import validation_error
 from netspec.spec.schema import Spec
 
@@ -23,7 +24,8 @@ def load_spec(spec, overrides=()) -> Spec:
         source = read(spec)
     else:
         raise TypeError(f"load() takes a path, a dict or a Spec, not {type(spec).__name__}")
-    apply_overrides(source, overrides)
+    source = resolve_extends(source)   # `extends:` chain and `patch:`, positions kept per file
+    apply_sets(source, overrides)
     try:
         validated = Spec.model_validate(source.data)
     except ValidationError as e:

@@ -256,11 +256,42 @@ class Expect(Closed):
     macs: Annotated[int, Field(ge=0)] | None = Field(None, description="Multiply-accumulates per sample.")
 
 
+# -- extends: and patch: (resolved on the raw document by spec/extends.py, before
+# validation; these models give editors their JSON Schema)
+PatchPath = Annotated[str, Field(min_length=1, description="Dotted path; in layer lists a segment is an index or a module name, e.g. layers.conv1.k.")]
+ItemOrItems = Annotated[Any, Field(description="An item, or a list of items.")]
+
+
+class SetOp(Closed):
+    set: dict[str, Any] = Field(description="PATH -> VALUE: set a field anywhere (e.g. layers.conv1.padding: 3, vars.width: 64); on a list element, replace it.")
+
+
+class DeleteOp(Closed):
+    delete: PatchPath | list[PatchPath] = Field(description="PATH(s) to remove: a layer (by name or index) or a field.")
+
+
+class ReplaceOp(Closed):
+    replace: dict[str, ItemOrItems] = Field(description="PATH of a layer -> the item(s) that take its place.")
+
+
+class InsertBeforeOp(Closed):
+    insert_before: dict[str, ItemOrItems] = Field(description="PATH of a layer -> item(s) inserted before it.")
+
+
+class InsertAfterOp(Closed):
+    insert_after: dict[str, ItemOrItems] = Field(description="PATH of a layer -> item(s) inserted after it.")
+
+
+PatchOp = Union[SetOp, DeleteOp, ReplaceOp, InsertBeforeOp, InsertAfterOp]
+
+
 class Spec(Closed):
     """A netspec architecture."""
 
     model_config = ConfigDict(strict=True, extra="forbid", title="netspec spec")
 
+    extends: str | None = Field(None, description="Base spec (path relative to this file) that this one is written over: top-level keys replace the base's (vars, blocks by entry; train, expect recursively), then `patch` applies.")
+    patch: list[PatchOp] | None = Field(None, description="Edits applied in order after merging over the base: set, delete, replace, insert_before, insert_after.")
     netspec: Literal[1] = Field(description="Spec format version.")
     name: str = Field(min_length=1, description="Model name.")
     description: str = Field("", description="What this spec reproduces and where it comes from.")
@@ -304,6 +335,9 @@ def json_schema() -> dict:
     for key, item_model in STRUCTURAL.items():
         block["properties"][key] = {"$ref": f"#/$defs/{item_model.model_fields[key].annotation.__name__}"}
     block["oneOf"] = [{"required": [key]} for key in ("body", *STRUCTURAL)]
+    # a spec that extends a base may leave out what the base gives
+    schema["if"] = {"required": ["extends"]}
+    schema["else"] = {"required": schema.pop("required")}
     post = defs["ResidualFields"]["properties"]["post"]  # `post: relu` is a list of one
     defs["ResidualFields"]["properties"]["post"] = {"description": post.pop("description", ""),
                                                     "anyOf": [post, {"$ref": "#/$defs/Item"}]}

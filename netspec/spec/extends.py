@@ -1,0 +1,477 @@
+"""`extends:` and `patch:` — a spec written as a few lines over a base spec — and the
+module-name addressing that `patch:` and `--set` share.
+
+A document with `extends: base.yaml` (a path relative to the document's file) is
+resolved on the raw data, before validation:
+
+1. the base is read and resolved the same way (recursively; cycles, missing files and
+   chains deeper than MAX_CHAIN are located errors at the `extends:` that causes them);
+2. the document's own top-level keys are merged over the base's: `vars` and `blocks`
+   entry by entry (a redefined name replaces the base's entry, new names are appended),
+   `train` and `expect` recursively (mappings key by key; lists and scalars replace),
+   every other key (`name`, `input`, `layers`, ...) replaces the base's;
+3. the document's `patch:` operations are applied, in order, to the merged document.
+
+A patch operation is a one-key mapping:
+    - set: {PATH: VALUE, ...}          set a field anywhere (creates mapping keys;
+                                       on a list element, replaces it)
+    - delete: PATH | [PATH, ...]       remove a list element (a layer) or a mapping key
+    - replace: {PATH: ITEM | [ITEMS]}  a list element becomes these items
+    - insert_before: {PATH: ITEM | [ITEMS]}
+    - insert_after:  {PATH: ITEM | [ITEMS]}
+PATH is dotted (`layers.conv1.k`, `train.optimizer.lr`, `blocks.basic.body.conv2.groups`).
+Inside a layer list a segment is an item's index (0-based, negative from the end) or
+its module `name`; an item's fields follow directly (`layers.conv1.k`; the type key may
+also be written, `layers.0.conv.k`); inside a construct, a name also finds children of
+its `body`, `post`, `shortcut` or `branches` (`layers.layer2.body.0.stride`,
+`layers.features.conv3.out`).
+
+Positions are kept per node: an error in a value that came from a base file, or from a
+patch, points at that file and line (`MergedSource`). The resolved document carries no
+`extends:`/`patch:` keys, so it stands alone (run folders save it).
+Must not import torch or any later stage.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from netspec.errors import SpecError
+from netspec.layers import REGISTRY
+from netspec.spec.load import Source, apply_overrides, read
+
+MAX_CHAIN = 32                       # extends depth; deeper is surely a mistake
+MERGE_ENTRIES = ("vars", "blocks")   # merged one level: name -> definition
+MERGE_DEEP = ("train", "expect")     # merged recursively
+OPS = ("set", "delete", "replace", "insert_before", "insert_after")
+_CONSTRUCTS = ("residual", "concat", "dense", "sequence", "gate")
+_CHILD_LISTS = ("body", "post", "shortcut")
+
+
+class PathError(Exception):
+    """A PATH that does not lead anywhere; the caller locates it."""
+
+
+@dataclass
+class MergedSource(Source):
+    """A resolved `extends:` chain. `origins` maps a path of the merged document to
+    (file, path in that file), so errors point at the file a value came from."""
+
+    origins: dict[tuple, tuple[str, tuple]] = field(default_factory=dict)
+    chain: list[str] = field(default_factory=list)   # the files, this document first
+
+    def origin(self, path: tuple) -> tuple[str, tuple]:
+        probe = tuple(path)
+        while probe and probe not in self.origins:
+            probe = probe[:-1]
+        file, original = self.origins.get(probe, (self.file, probe))
+        return file, original + tuple(path[len(probe):])
+
+    def error(self, message: str, path: tuple = (), **kw) -> SpecError:
+        on_key, missing = kw.pop("on_key", False), kw.pop("missing", False)
+        real, position = self.locate(path, on_key=on_key, missing=missing)
+        file, shown = self.origin(real)
+        return SpecError(message, shown, **kw).located(file, position)
+
+
+# -- public entry points ------------------------------------------------------------
+def has_extends(source: Source) -> bool:
+    return isinstance(source.data, dict) and ("extends" in source.data or "patch" in source.data)
+
+
+def resolve_extends(source: Source) -> Source:
+    """The document with its `extends:` chain merged and its `patch:` applied; a
+    document with neither is returned as it is."""
+    if not has_extends(source):
+        return source
+    doc = _Doc()
+    chain: list[str] = []
+    root = _expand(source, doc, chain)
+    return doc.finish(root, source, chain)
+
+
+def apply_sets(source: Source, overrides) -> None:
+    """`--set PATH=VALUE`: plain document paths go to load.apply_overrides unchanged;
+    paths that name modules or skip a type key (`layers.conv1.k=5`, `layers.0.k=5`)
+    go through the patch addressing."""
+    for text in overrides:
+        if "=" not in text:
+            apply_overrides(source, [text])  # raises its error
+        dotted, value_text = text.split("=", 1)
+        segs = split_path(dotted)
+        if segs and segs[0] in ("extends", "patch"):
+            raise SpecError(f"--set {text}: extends and patch are resolved before --set applies; edit the file", file="--set")
+        if not segs or _plain_path(source.data, segs):
+            apply_overrides(source, [text])
+            continue
+        value = _parse_value(value_text, text)
+        doc = _Doc(track=False)
+        try:
+            parent, key = _locate(source.data, segs, doc, create=True)
+        except PathError as e:
+            raise SpecError(f"--set {text}: {e}", file="--set") from None
+        doc.set(parent, key, value, None, ())
+
+
+def split_path(dotted: str) -> list:
+    """'layers[3].conv1.k' -> ['layers', 3, 'conv1', 'k']."""
+    parts = dotted.replace("[", ".").replace("]", "").split(".")
+    return [int(p) if p.lstrip("-").isdigit() else p for p in parts if p != ""]
+
+
+# -- the chain ----------------------------------------------------------------------
+def _expand(source: Source, doc: "_Doc", chain: list[str]) -> dict:
+    """Resolve one document of the chain; `chain` holds the files that extend it."""
+    data = source.data
+    chain.append(source.file)
+    base_ref = data.get("extends")
+    own = {k: v for k, v in data.items() if k not in ("extends", "patch")}
+    root = doc.adopt(own, source, ())
+    if base_ref is not None:
+        if not isinstance(base_ref, str) or not base_ref.strip():
+            raise _at_extends(source, f"extends takes the path of a base spec (relative to this file), got {base_ref!r}")
+        folder = os.path.dirname(source.file) if os.path.isfile(source.file) else ""
+        base_file = os.path.normpath(os.path.join(folder, base_ref))
+        if not os.path.isfile(base_file):
+            raise _at_extends(source, f"base spec {base_ref!r} not found (looked for {base_file})")
+        seen = [os.path.realpath(f) for f in chain]
+        if os.path.realpath(base_file) in seen:
+            cycle = " -> ".join([*chain[seen.index(os.path.realpath(base_file)):], base_file])
+            raise _at_extends(source, f"extends cycle: {cycle}")
+        if len(chain) >= MAX_CHAIN:
+            raise _at_extends(source, f"extends chain longer than {MAX_CHAIN} files")
+        try:
+            base_source = read(base_file)
+        except SpecError as e:
+            if e.line is None:  # unreadable: point at the extends that named it
+                raise _at_extends(source, f"base spec {base_ref!r}: {e.message}") from None
+            raise
+        base = _expand(base_source, doc, chain)
+        root = _merge(base, root, doc)
+    patch = data.get("patch")
+    if patch is not None:
+        _apply_patch(root, patch, source, doc)
+    return root
+
+
+def _at_extends(source: Source, message: str) -> SpecError:
+    return source.error(message, ("extends",) if "extends" in source.data else ())
+
+
+def _merge(base: dict, own: dict, doc: "_Doc") -> dict:
+    """`own`'s top-level keys over `base` (in place on base; base's key order kept)."""
+    own_origins = doc.origins(own)
+    for key, value in own.items():
+        old = base.get(key)
+        if key in MERGE_ENTRIES and isinstance(old, dict) and isinstance(value, dict):
+            for name, entry in value.items():
+                doc.put(old, name, entry, doc.origins(value)[name])
+        elif key in MERGE_DEEP and isinstance(old, dict) and isinstance(value, dict):
+            _deep(old, value, doc)
+        else:
+            doc.put(base, key, value, own_origins[key])
+    return base
+
+
+def _deep(old: dict, new: dict, doc: "_Doc") -> None:
+    origins = doc.origins(new)
+    for key, value in new.items():
+        if isinstance(old.get(key), dict) and isinstance(value, dict):
+            _deep(old[key], value, doc)
+        else:
+            doc.put(old, key, value, origins[key])
+
+
+# -- patch operations ---------------------------------------------------------------
+def _apply_patch(root: dict, patch: Any, source: Source, doc: "_Doc") -> None:
+    if not isinstance(patch, list):
+        raise source.error(f"patch is a list of operations ({', '.join(OPS)}), got {type(patch).__name__}", ("patch",))
+    for i, op in enumerate(patch):
+        where = ("patch", i)
+        if not isinstance(op, dict) or len(op) != 1:
+            raise source.error(f"a patch operation is a mapping with one key: {', '.join(OPS)}", where)
+        (name, arg), = op.items()
+        if name not in OPS:
+            from netspec.spec.locate import did_you_mean
+            raise source.error(f"unknown patch operation '{name}'{did_you_mean(name, OPS)}; operations: {', '.join(OPS)}",
+                               where + (name,), on_key=True)
+        where += (name,)
+        if name == "delete":
+            targets = arg if isinstance(arg, list) else [arg]
+            for j, target in enumerate(targets):
+                at = where + ((j,) if isinstance(arg, list) else ())
+                if not isinstance(target, str) or not target:
+                    raise source.error(f"delete takes a PATH or a list of PATHs, got {target!r}", at)
+                _run(source, at, lambda t=target: _delete(root, split_path(t), doc), on_key=False)
+            continue
+        if not isinstance(arg, dict) or not arg:
+            raise source.error(f"{name} takes a mapping PATH: {'VALUE' if name == 'set' else 'ITEM or [ITEMS]'}", where)
+        for target, value in arg.items():
+            at = where + (target,)
+            segs = split_path(str(target))
+            if name == "set":
+                def job(segs=segs, value=value, at=at):
+                    parent, key = _locate(root, segs, doc, create=True)
+                    doc.set(parent, key, value, source, at)
+            else:
+                def job(segs=segs, value=value, at=at, name=name):
+                    parent, key = _locate(root, segs, doc, create=False)
+                    if not isinstance(parent, list):
+                        raise PathError(f"{name} needs a list element (a layer), but {_show(segs)} is a field")
+                    items = value if isinstance(value, list) else [value]
+                    paths = [at + (j,) for j in range(len(items))] if isinstance(value, list) else [at]
+                    if name == "replace":
+                        doc.remove(parent, key)
+                        doc.insert(parent, key, items, source, paths)
+                    else:
+                        doc.insert(parent, key + (name == "insert_after"), items, source, paths)
+            _run(source, at, job, on_key=True)
+
+
+def _run(source: Source, at: tuple, job, on_key: bool) -> None:
+    try:
+        job()
+    except PathError as e:
+        raise source.error(str(e), at, on_key=on_key) from None
+
+
+def _delete(root: dict, segs: list, doc: "_Doc") -> None:
+    parent, key = _locate(root, segs, doc, create=False)
+    doc.remove(parent, key)
+
+
+# -- addressing -----------------------------------------------------------------------
+def _show(segs) -> str:
+    return ".".join(str(s) for s in segs) or "<root>"
+
+
+def _item_key(item) -> str | None:
+    """The type key of a layer-list item (`conv`, `residual`, a block name), or None
+    for a `repeat:` item (whose fields sit at the item's top level)."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict) and "repeat" not in item and len(item) == 1:
+        return next(iter(item))
+    return None
+
+
+def _item_name(item) -> str | None:
+    content = item if _item_key(item) is None else (item[_item_key(item)] if isinstance(item, dict) else None)
+    name = content.get("name") if isinstance(content, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _find(items: list, seg, trail: list) -> int:
+    if isinstance(seg, int):
+        if -len(items) <= seg < len(items):
+            return seg % len(items)
+        raise PathError(f"{_show(trail + [seg])}: index {seg} is out of range (the list has {len(items)} items)")
+    hits = [i for i, item in enumerate(items) if _item_name(item) == seg]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise PathError(f"{_show(trail + [seg])}: {len(hits)} items are named {seg!r}; use an index")
+    names = [n for n in map(_item_name, items) if n]
+    from netspec.spec.locate import did_you_mean
+    listed = f" (named items: {', '.join(names)})" if names else " (no item here has a name; use an index)"
+    raise PathError(f"{_show(trail + [seg])}: no item named {seg!r} in {_show(trail) or 'the document'}"
+                    f"{did_you_mean(seg, names)}{listed}")
+
+
+def _content(parent: list, index: int, doc: "_Doc") -> tuple[dict, str | None]:
+    """The field mapping of the item parent[index], expanding `- bn`, `bn: null` and
+    scalar shorthands (`maxpool: 2`) in place so that fields can be set on it."""
+    item = parent[index]
+    key = _item_key(item)
+    if key is None:
+        if not isinstance(item, dict):
+            raise PathError(f"element {index} is not a layer item")
+        return item, None
+    origin = doc.origin_of(parent, index)
+    if isinstance(item, str):
+        doc.put_raw(parent, index, {item: {}}, origin)
+        item = parent[index]
+    value = item[key]
+    if not isinstance(value, dict):
+        if value is None:
+            expanded = {}
+        elif key in REGISTRY and REGISTRY[key].shorthand:
+            expanded = {REGISTRY[key].shorthand: value}
+        else:
+            raise PathError(f"item {index} ({key}: {value!r}) has no fields to address")
+        doc.put_raw(item, key, expanded, doc.origin_of(item, key) or origin)
+    return item[key], key
+
+
+def _locate(root, segs: list, doc: "_Doc", create: bool) -> tuple[Any, Any]:
+    """Walk segs[:-1] from root; return (container, key) for the last segment, where
+    key is a list index (resolved from a name) or a mapping key."""
+    if not segs:
+        raise PathError("an empty PATH")
+    node, tag, trail = root, None, []
+    for depth, seg in enumerate(segs):
+        last = depth == len(segs) - 1
+        if isinstance(node, list):
+            index = _find(node, seg, trail)
+            if last:
+                return node, index
+            if _item_key(node[index]) is not None or (isinstance(node[index], dict) and "repeat" in node[index]):
+                node, tag = _content(node, index, doc)
+            else:
+                node, tag = node[index], None
+        elif isinstance(node, dict):
+            if tag is not None and seg == tag and seg not in node and not last:
+                trail.append(seg)      # `layers.0.conv.k`: the type key is optional
+                tag = None
+                continue
+            if last:
+                if seg not in node and not create:
+                    raise PathError(f"{_show(trail + [seg])} does not exist")
+                return node, seg
+            if seg in node:
+                node, tag = node[seg], None
+            else:
+                child = _child_in(node, seg, trail) if tag is not None or "repeat" in node else None
+                if child is not None:
+                    node, index = child
+                    if _item_key(node[index]) is not None or (isinstance(node[index], dict) and "repeat" in node[index]):
+                        node, tag = _content(node, index, doc)
+                    else:
+                        node, tag = node[index], None
+                elif create and tag is None and "repeat" not in node:
+                    doc.put_raw(node, seg, {}, doc.origin_of_node(node))
+                    node = node[seg]
+                else:
+                    fields = ", ".join(str(k) for k in node) or "none set"
+                    raise PathError(f"{_show(trail + [seg])}: no field or module {seg!r} here (fields: {fields})")
+        else:
+            raise PathError(f"{_show(trail)} is a value ({node!r}), not a mapping or list")
+        trail.append(seg)
+    raise AssertionError("unreachable")
+
+
+def _child_in(content: dict, seg, trail: list):
+    """A named (or indexed) child inside a construct's body, post or shortcut list."""
+    for key in _CHILD_LISTS:
+        items = content.get(key)
+        if isinstance(items, list):
+            try:
+                return items, _find(items, seg, trail + [key])
+            except PathError:
+                pass
+    return None
+
+
+# -- position bookkeeping --------------------------------------------------------------
+class _Doc:
+    """Copies of documents with the origin (source, path) of every node. Containers are
+    kept alive in `meta`, so their ids are stable while the merge runs."""
+
+    def __init__(self, track: bool = True):
+        self.track = track
+        self.meta: dict[int, tuple[Any, Any, tuple]] = {}  # id -> (container, child origins, own origin)
+
+    def adopt(self, value, source, path: tuple):
+        if not self.track:
+            return copy.deepcopy(value)
+        if isinstance(value, dict):
+            out, origins = {}, {}
+            for k, v in value.items():
+                out[k] = self.adopt(v, source, path + (k,))
+                origins[k] = (source, path + (k,))
+            self.meta[id(out)] = (out, origins, (source, path))
+            return out
+        if isinstance(value, list):
+            out = [self.adopt(v, source, path + (i,)) for i, v in enumerate(value)]
+            self.meta[id(out)] = (out, [(source, path + (i,)) for i in range(len(value))], (source, path))
+            return out
+        return value
+
+    def origins(self, container):
+        return self.meta[id(container)][1] if self.track else None
+
+    def origin_of(self, container, key):
+        if not self.track:
+            return None
+        origins = self.meta[id(container)][1]
+        return origins[key] if isinstance(origins, list) else origins.get(key)
+
+    def origin_of_node(self, container):
+        return self.meta[id(container)][2] if self.track else None
+
+    def put(self, container, key, value, origin) -> None:
+        """Store an already-adopted value under key, with its origin."""
+        container[key] = value
+        if self.track:
+            self.meta[id(container)][1][key] = origin
+
+    def put_raw(self, container, key, value, origin) -> None:
+        """Store a fresh value (built here from existing data) with one origin for all of it."""
+        source, path = origin if origin else (None, ())
+        self.put(container, key, self.adopt(value, source, path) if source else copy.deepcopy(value), origin)
+
+    def set(self, container, key, value, source, path: tuple) -> None:
+        new = self.adopt(value, source, path) if source is not None else copy.deepcopy(value)
+        self.put(container, key, new, (source, path) if source is not None else None)
+
+    def remove(self, container, key) -> None:
+        if isinstance(container, list):
+            del container[key]
+        else:
+            del container[key]
+        if self.track:
+            origins = self.meta[id(container)][1]
+            del origins[key]
+
+    def insert(self, container: list, index: int, items: list, source, paths: list) -> None:
+        new = [self.adopt(v, source, p) for v, p in zip(items, paths)]
+        container[index:index] = new
+        if self.track:
+            self.meta[id(container)][1][index:index] = [(source, p) for p in paths]
+
+    def finish(self, root: dict, top: Source, chain: list[str]) -> MergedSource:
+        merged = MergedSource(top.file, root, chain=list(chain))
+
+        def walk(node, mpath: tuple, origin) -> None:
+            source, opath = origin
+            if source is not None:
+                merged.origins[mpath] = (source.file, opath)
+                if opath in source.positions:
+                    merged.positions[mpath] = source.positions[opath]
+                if opath in source.key_positions:
+                    merged.key_positions[mpath] = source.key_positions[opath]
+            if isinstance(node, (dict, list)):
+                origins = self.meta[id(node)][1]
+                keys = node.keys() if isinstance(node, dict) else range(len(node))
+                for k in keys:
+                    walk(node[k], mpath + (k,), origins[k])
+
+        walk(root, (), (top, ()))
+        return merged
+
+
+def _plain_path(data, segs: list) -> bool:
+    """Whether load.apply_overrides can follow segs as plain keys and indexes (and
+    each step into a layer item names its type key)."""
+    node, from_list = data, False
+    for i, seg in enumerate(segs):
+        if isinstance(node, dict):
+            if from_list and _item_key(node) is not None and seg != _item_key(node):
+                return False
+            if i == len(segs) - 1:
+                return True
+            node, from_list = node.get(seg, {}), False
+        elif isinstance(node, list):
+            if not (isinstance(seg, int) and -len(node) <= seg < len(node)):
+                return False
+            node, from_list = node[seg], True
+        else:
+            return False
+    return True
+
+
+def _parse_value(value_text: str, whole: str):
+    from netspec.spec.load import _value
+    return _value(value_text, whole)
