@@ -137,6 +137,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=_shape, metavar="C,H,W")
     p.set_defaults(func=cmd_resolve)
 
+    from netspec.diff import add_command as add_diff
+    add_diff(sub, _shape)
+
     try:
         from netspec.train.commands import add_commands
     except ImportError:  # the trainer is optional for the compiler's commands

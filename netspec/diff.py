@@ -1,0 +1,340 @@
+"""`netspec diff A B`: what changed between two specs, module by module.
+
+The two analysed trees are aligned container by container: a named module is matched
+by its name (its state_dict path segment); unnamed modules (named by position) are
+aligned as a sequence (difflib, by layer type), so inserting or deleting one layer
+shows as that one layer, not as every later position shifting. Each matched pair is
+compared on its settings (every field, defaults included), output shape, parameters
+and MACs; a leaf whose settings changed is a *cause* (`~`), one whose settings did not
+but whose shape or cost did is a *consequence* (`.`). Then the totals, the spec's other
+fields (name, input, expect) and the `train:` section (defaults filled in).
+
+Reads specs through netspec.analyze; never imports torch.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from netspec.analysis import Analysis, Module
+from netspec.ir import Leaf
+
+
+@dataclass
+class Entry:
+    """One module that differs. `change`: removed | added | changed (its own settings)
+    | affected (only its shape/cost) | renamed (only its path)."""
+
+    change: str
+    a: Module | None
+    b: Module | None
+    attributes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return (self.b or self.a).path
+
+    def as_dict(self) -> dict:
+        out: dict[str, Any] = {"change": self.change,
+                               "path_a": self.a.path if self.a else None, "path_b": self.b.path if self.b else None,
+                               "type": (self.b or self.a).type}
+        if self.a is not None and self.b is not None and self.a.type != self.b.type:
+            out["type"] = [self.a.type, self.b.type]
+        if self.attributes:
+            out["attributes"] = {k: list(v) for k, v in self.attributes.items()}
+        for key in ("output", "params", "macs"):
+            before = _value(self.a, key)
+            after = _value(self.b, key)
+            out[key] = [before, after]
+        return out
+
+
+@dataclass
+class Diff:
+    a: Analysis
+    b: Analysis
+    file_a: str
+    file_b: str
+    entries: list[Entry]
+    spec: dict[str, tuple[Any, Any]]      # top-level fields other than layers/train
+    train: dict[str, tuple[Any, Any]]     # dotted train.* path -> (before, after)
+
+    @property
+    def identical(self) -> bool:
+        return not self.entries and not self.spec and not self.train and self.totals_equal
+
+    @property
+    def totals_equal(self) -> bool:
+        return all(getattr(self.a, k) == getattr(self.b, k) for k in ("params", "trainable_params", "macs", "output"))
+
+    def as_dict(self) -> dict:
+        totals = {}
+        for key in ("params", "trainable_params", "macs"):
+            x, y = getattr(self.a, key), getattr(self.b, key)
+            totals[key] = {"a": x, "b": y, "delta": y - x}
+        totals["output"] = {"a": self.a.output, "b": self.b.output}
+        return {"a": {"file": self.file_a, "name": self.a.name}, "b": {"file": self.file_b, "name": self.b.name},
+                "identical": self.identical, "modules": [e.as_dict() for e in self.entries], "totals": totals,
+                "spec": {k: list(v) for k, v in self.spec.items()}, "train": {k: list(v) for k, v in self.train.items()}}
+
+
+def _value(m: Module | None, key: str):
+    if m is None:
+        return None
+    value = getattr(m, key)
+    return list(value) if key == "output" else value
+
+
+# -- alignment ---------------------------------------------------------------------------
+def diff_analyses(a: Analysis, b: Analysis, file_a: str = "A", file_b: str = "B") -> Diff:
+    entries: list[Entry] = []
+    _pair(a.tree, b.tree, entries)
+    spec = {}
+    for key in ("name", "description", "input", "expect"):
+        x, y = _spec_field(a, key), _spec_field(b, key)
+        if x != y:
+            spec[key] = (x, y)
+    train = _dict_diff(_train(a), _train(b), "train")
+    return Diff(a, b, file_a, file_b, entries, spec, train)
+
+
+def _spec_field(analysis: Analysis, key: str):
+    if key == "input":
+        return list(analysis.input)
+    value = getattr(analysis.spec, key, None)
+    return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
+
+
+def _train(analysis: Analysis) -> dict:
+    cfg = getattr(analysis.spec, "train", None)
+    if cfg is None:
+        from netspec.spec.train import TrainConfig
+        cfg = TrainConfig()
+    return cfg.model_dump(mode="json")
+
+
+def _dict_diff(x, y, prefix: str) -> dict:
+    out: dict[str, tuple[Any, Any]] = {}
+    if isinstance(x, dict) and isinstance(y, dict) and x.get("name") == y.get("name"):
+        for key in [*x, *(k for k in y if k not in x)]:
+            out.update(_dict_diff(x.get(key), y.get(key), f"{prefix}.{key}"))
+    elif x != y:
+        out[prefix] = (x, y)
+    return out
+
+
+def _children(m: Module) -> list[Module]:
+    return list(m.children)
+
+
+def _settings(m: Module) -> dict:
+    layer = m.node.layer
+    return layer.model_dump(mode="json", exclude={"name"})
+
+
+def _positional(m: Module) -> bool:
+    return m.node.name.isdigit()
+
+
+def _signature(m: Module) -> tuple:
+    return ("t", m.type) if _positional(m) else ("n", m.node.name)
+
+
+def _pair(ma: Module, mb: Module, out: list[Entry]) -> None:
+    if ma.type != mb.type:
+        _whole(ma, "removed", out)
+        _whole(mb, "added", out)
+        return
+    if isinstance(ma.node, Leaf):
+        sa, sb = _settings(ma), _settings(mb)
+        attrs = {k: (sa.get(k), sb.get(k)) for k in [*sa, *(k for k in sb if k not in sa)] if sa.get(k) != sb.get(k)}
+        if attrs:
+            out.append(Entry("changed", ma, mb, attrs))
+        elif (ma.output, ma.params, ma.trainable_params, ma.macs) != (mb.output, mb.params, mb.trainable_params, mb.macs):
+            out.append(Entry("affected", ma, mb))
+        elif ma.path != mb.path:
+            out.append(Entry("renamed", ma, mb))
+        return
+    attrs = {}
+    if ma.type == "residual":
+        kind_a = "identity" if ma.shortcut is None else "projection"
+        kind_b = "identity" if mb.shortcut is None else "projection"
+        if kind_a != kind_b:
+            attrs["shortcut"] = (kind_a, kind_b)
+    if attrs:
+        out.append(Entry("changed", ma, mb, attrs))
+    _align(_children(ma), _children(mb), out)
+    if ma.shortcut is not None and mb.shortcut is not None:
+        _pair(ma.shortcut, mb.shortcut, out)
+    elif ma.shortcut is not None:
+        _whole(ma.shortcut, "removed", out)
+    elif mb.shortcut is not None:
+        _whole(mb.shortcut, "added", out)
+
+
+def _whole(m: Module, change: str, out: list[Entry]) -> None:
+    out.append(Entry(change, m if change == "removed" else None, m if change == "added" else None))
+
+
+def _align(xs: list[Module], ys: list[Module], out: list[Entry]) -> None:
+    """Children of two matched containers: named by name, unnamed by sequence."""
+    matcher = difflib.SequenceMatcher(None, [_signature(m) for m in xs], [_signature(m) for m in ys], autojunk=False)
+    pairs: list[tuple[Module | None, Module | None]] = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            pairs.extend(zip(xs[i1:i2], ys[j1:j2]))
+            continue
+        left, right = xs[i1:i2], ys[j1:j2]
+        # unnamed modules of the same type at the same place in a replaced run: one changed module
+        while left and right and _positional(left[0]) and _positional(right[0]) and left[0].type == right[0].type:
+            pairs.append((left.pop(0), right.pop(0)))
+        pairs.extend((m, None) for m in left)
+        pairs.extend((None, m) for m in right)
+    # a named module that moved is still the same module
+    removed = {m.node.name: i for i, (m, n) in enumerate(pairs) if n is None and not _positional(m)}
+    for i, (m, n) in enumerate(pairs):
+        if m is None and not _positional(n) and n.node.name in removed:
+            j = removed.pop(n.node.name)
+            pairs[j] = (pairs[j][0], n)
+            pairs[i] = (None, None)
+    for m, n in pairs:
+        if m is not None and n is not None:
+            _pair(m, n, out)
+        elif m is not None:
+            _whole(m, "removed", out)
+        elif n is not None:
+            _whole(n, "added", out)
+
+
+# -- text ---------------------------------------------------------------------------------
+MARK = {"removed": "-", "added": "+", "changed": "~", "affected": ".", "renamed": "="}
+
+
+def human(n: int) -> str:
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def _delta(x: int, y: int, fmt=lambda v: f"{v:,}") -> str:
+    if x == y:
+        return fmt(x)
+    pct = f", {100 * (y - x) / x:+.1f}%" if x else ""
+    sign = "+" if y > x else "-"
+    return f"{fmt(x)} -> {fmt(y)} ({sign}{fmt(abs(y - x))}{pct})"
+
+
+def _show(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_show, value)) + "]"
+    if value is None:
+        return "-"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _entry_text(e: Entry) -> str:
+    m = e.b or e.a
+    path = m.path
+    if e.a is not None and e.b is not None and e.a.path != e.b.path:
+        path = f"{e.a.path} -> {e.b.path}"
+    head = f"{MARK[e.change]} {path or '<root>'}  {m.type}"
+    if e.change in ("removed", "added"):
+        what = ""
+        if isinstance(m.node, Leaf):
+            settings = m.node.layer.settings()
+            what = " " + (", ".join(f"{k}={_show(v)}" for k, v in settings.items()) or "(defaults)")
+        else:
+            what = f" ({sum(1 for _ in _leaves(m))} layers)"
+        return f"{head}{what}  output {_show(list(m.output))}  params {m.params:,}  MACs {human(m.macs)}"
+    parts = []
+    if e.attributes:
+        parts.append(", ".join(f"{k}: {_show(x)} -> {_show(y)}" for k, (x, y) in e.attributes.items()))
+    a, b = e.a, e.b
+    if a.output != b.output:
+        parts.append(f"output {_show(list(a.output))} -> {_show(list(b.output))}")
+    if a.params != b.params:
+        parts.append(f"params {_delta(a.params, b.params)}")
+    if a.macs != b.macs:
+        parts.append(f"MACs {_delta(a.macs, b.macs, human)}")
+    if e.change == "renamed":
+        parts.append("path only (state_dict keys change)")
+    return f"{head}  " + "; ".join(parts)
+
+
+def _leaves(m: Module):
+    if isinstance(m.node, Leaf):
+        yield m
+        return
+    for child in m.children:
+        yield from _leaves(child)
+    if m.shortcut is not None:
+        yield from _leaves(m.shortcut)
+
+
+def render(d: Diff, brief: bool = False) -> str:
+    """The report; `brief` leaves out the modules that changed only as a consequence."""
+    lines = [f"diff {d.file_a} ({d.a.name}) -> {d.file_b} ({d.b.name})"]
+    if d.identical:
+        lines.append("no differences")
+        return "\n".join(lines)
+    if d.entries:
+        counts = {c: sum(1 for e in d.entries if e.change == c) for c in MARK}
+        lines.append("modules: " + ", ".join(f"{n} {c}" for c, n in counts.items() if n) +
+                     "   (- removed, + added, ~ settings changed, . shape/cost changed as a consequence, = path only)")
+        lines.extend("  " + _entry_text(e) for e in d.entries if not brief or e.change in ("removed", "added", "changed"))
+    else:
+        lines.append("modules: no differences")
+    lines.append("totals:")
+    for key, label in (("params", "params"), ("trainable_params", "trainable"), ("macs", "MACs")):
+        x, y = getattr(d.a, key), getattr(d.b, key)
+        if key == "trainable_params" and x == d.a.params and y == d.b.params:
+            continue
+        lines.append(f"  {label:<9} {_delta(x, y) if key != 'macs' else _delta(x, y, lambda v: f'{v:,}')}")
+    same = " (same)" if d.a.output == d.b.output else ""
+    lines.append(f"  {'output':<9} {_show(d.a.output)}{same}" if same else
+                 f"  {'output':<9} {_show(d.a.output)} -> {_show(d.b.output)}")
+    for key, (x, y) in d.spec.items():
+        lines.append(f"spec.{key}: {_show_json(x)} -> {_show_json(y)}")
+    if d.train:
+        lines.append("train:")
+        lines.extend(f"  {path.removeprefix('train.')}: {_show_json(x)} -> {_show_json(y)}" for path, (x, y) in d.train.items())
+    else:
+        lines.append("train: no differences")
+    return "\n".join(lines)
+
+
+def _show_json(value) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list, str)) or value is None else _show(value)
+
+
+# -- command -----------------------------------------------------------------------------
+def diff(a, b, overrides=(), overrides_b=(), input=None) -> Diff:
+    """Diff two specs (paths, dicts or Specs); `overrides` apply to both, `overrides_b` to B."""
+    import netspec
+    analysis_a = netspec.analyze(a, input=input, overrides=list(overrides))
+    analysis_b = netspec.analyze(b, input=input, overrides=[*overrides, *overrides_b])
+    return diff_analyses(analysis_a, analysis_b, str(a), str(b))
+
+
+def add_command(sub, shape_type) -> None:
+    p = sub.add_parser("diff", help="what changed between two specs: modules, shapes, params, MACs, train:",
+                       description="Align two specs' module trees by path (unnamed layers by sequence) and print what "
+                                   "was added, removed or changed, the totals and the train: section differences. "
+                                   "Exits 0 whether or not they differ; 2 for invalid input.")
+    p.add_argument("a", metavar="A", help="the spec before")
+    p.add_argument("b", metavar="B", help="the spec after")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--brief", action="store_true", help="list only added, removed and re-configured modules (not the ones whose shape/cost changed as a consequence)")
+    p.add_argument("--input", type=shape_type, metavar="C,H,W", help="analyse both at this input shape")
+    p.add_argument("--set-b", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a field of B only (what-if: diff a spec against itself with --set-b)")
+    p.set_defaults(func=cmd_diff)
+
+
+def cmd_diff(args) -> int:
+    d = diff(args.a, args.b, overrides=args.set, overrides_b=args.set_b, input=args.input)
+    print(json.dumps(d.as_dict()) if args.json else render(d, brief=args.brief))
+    return 0
