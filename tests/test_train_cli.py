@@ -27,7 +27,6 @@ def test_main_job_digits_reaches_95_percent(capsys, tmp_path):
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test_acc"] >= 0.95
-    assert summary["wall_s"] < 60
     assert "test accuracy" in out.splitlines()[-1]
 
 
