@@ -57,6 +57,7 @@ def run_differential(n: int, seed: int) -> dict:
                 examples.append((seed + i, problems[:2]))
         except Hang:
             counts["hangs"] += 1
+            examples.append((seed + i, [f"over {LIMIT_S} s"]))
         except SpecError as e:
             counts["generator produced invalid spec"] += 1
             examples.append((seed + i, [str(e)]))
@@ -92,6 +93,7 @@ def run_mutation(n: int, seed: int) -> dict:
                     code = main(["compile", "--json", path])
             except Hang:
                 counts["hangs"] += 1
+                examples.append((seed + i, f"over {LIMIT_S} s"))
                 continue
             except BaseException:
                 counts["tracebacks"] += 1
@@ -117,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=0, help="differential cases")
     parser.add_argument("--mutate", type=int, default=0, help="mutation cases")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="first seed; case i uses seed + i (re-run one with --seed S --n 1)")
     args = parser.parse_args()
     signal.signal(signal.SIGALRM, _alarm)
     if args.n:
