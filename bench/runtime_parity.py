@@ -83,31 +83,40 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(fn, iters: int, device: str) -> float:
+def time_steps(fn, iters: int, device: str) -> tuple[float, float]:
+    """(wall-clock seconds, CPU seconds of this process) for `iters` calls of fn."""
     sync(device)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(iters):
         fn()
     sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def interleaved(fns: dict, iters: int, rounds: int, batch: int, device: str) -> dict:
-    """fns: label -> zero-arg step. Returns label -> list of images/s, one per round, the order of
-    the labels alternating between rounds."""
+    """fns: label -> zero-arg step. Returns {"wall": {label: [images/s per round]}, "cpu": ...};
+    the order of the labels alternates between rounds. On a shared CPU, images per CPU-second of
+    this process is much less disturbed by other processes than images per wall-clock second."""
     labels = list(fns)
-    rates = {label: [] for label in labels}
+    rates = {"wall": {label: [] for label in labels}, "cpu": {label: [] for label in labels}}
     for r in range(rounds):
         for label in (labels if r % 2 == 0 else labels[::-1]):
-            rates[label].append(batch * iters / time_steps(fns[label], iters, device))
+            wall, cpu = time_steps(fns[label], iters, device)
+            rates["wall"][label].append(batch * iters / wall)
+            rates["cpu"][label].append(batch * iters / cpu)
     return rates
 
 
 def summarize(rates: dict, base: str, other: str) -> dict:
-    ratios = [o / b for o, b in zip(rates[other], rates[base])]
-    return {"ref_img_s": statistics.median(rates[base]), "netspec_img_s": statistics.median(rates[other]),
-            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-            "rounds": len(ratios)}
+    out = {}
+    for clock, prefix in (("wall", ""), ("cpu", "cpu_")):
+        r = rates[clock]
+        ratios = [o / b for o, b in zip(r[other], r[base])]
+        out.update({f"{prefix}ref_img_s": statistics.median(r[base]), f"{prefix}netspec_img_s": statistics.median(r[other]),
+                    f"{prefix}ratio": statistics.median(ratios), f"{prefix}ratio_min": min(ratios),
+                    f"{prefix}ratio_max": max(ratios)})
+    out["rounds"] = len(ratios)
+    return out
 
 
 # -- model parity ----------------------------------------------------------------------------
@@ -122,7 +131,8 @@ def parity(name: str, args, compiled: bool) -> dict:
     y = torch.randint(0, 1000, (args.batch,), generator=gen).to(device)
     diff = same_outputs(reference, model, x, amp)
     if compiled:
-        reference, model = torch.compile(reference), torch.compile(model)
+        reference = torch.compile(reference, backend=args.compile_backend)
+        model = torch.compile(model, backend=args.compile_backend)
     fns = {"torchvision": lambda: train_step(reference, x, y, amp), "netspec": lambda: train_step(model, x, y, amp)}
     t0 = time.perf_counter()
     for fn in fns.values():                              # warm-up (and compilation) outside the timing
@@ -188,7 +198,7 @@ def grouped_vs_loop(args) -> list[dict]:
         for fn in fns.values():
             for _ in range(args.warmup):
                 fn()
-        rates = interleaved(fns, args.iters, args.rounds, args.batch, device)
+        rates = interleaved(fns, args.iters, args.rounds, args.batch, device)["cpu" if device == "cpu" else "wall"]
         med = {k: statistics.median(v) for k, v in rates.items()}
         results.append({"stage": stage, "input": [args.batch, channels, size, size],
                         "params": {k: sum(p.numel() for p in m.parameters()) for k, m in impls.items()},
@@ -209,6 +219,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, help="interleaved rounds (default: 6 CPU, 6 CUDA)")
     p.add_argument("--warmup", type=int, help="untimed steps per model (default: 1 CPU, 5 CUDA)")
     p.add_argument("--compile", choices=["none", "also", "only"], help="torch.compile too (default: none on CPU, also on CUDA)")
+    p.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: a quick dry run of this script)")
     p.add_argument("--budget-s", type=float, default=1e9, help="skip compiled runs once this many seconds have passed")
     p.add_argument("--grouped-only", action="store_true", help="only the grouped-conv vs loop comparison")
     p.add_argument("--no-grouped", action="store_true", help="skip the grouped-conv vs loop comparison")
@@ -237,20 +248,26 @@ def main(argv=None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2))
 
-    if not args.grouped_only:
-        modes = {"none": [False], "also": [False, True], "only": [True]}[args.compile]
-        for compiled in modes:
-            for name in args.models:
-                if compiled and time.perf_counter() - t_start > args.budget_s:
-                    print(f"{name:16s} compile  skipped: past the --budget-s of {args.budget_s:.0f}s", flush=True)
-                    report["models"].append({"model": name, "mode": "compile", "skipped": "time budget"})
-                    continue
-                r = parity(name, args, compiled)
-                report["models"].append(r)
-                save()
-                print(f"{name:16s} {r['mode']:8s} torchvision {r['ref_img_s']:8.1f} img/s  netspec {r['netspec_img_s']:8.1f} img/s  "
-                      f"ratio {r['ratio']:.3f} (rounds {r['ratio_min']:.3f}..{r['ratio_max']:.3f})  "
-                      f"eval max|diff| {r['max_abs_diff_eval']:.1e}  warm-up {r['warmup_s']}s", flush=True)
+    def run_models(compiled: bool) -> None:
+        for name in args.models:
+            if compiled and time.perf_counter() - t_start > args.budget_s:
+                print(f"{name:16s} compile  skipped: past the --budget-s of {args.budget_s:.0f}s", flush=True)
+                report["models"].append({"model": name, "mode": "compile", "skipped": "time budget"})
+                continue
+            r = parity(name, args, compiled)
+            report["models"].append(r)
+            save()
+            print(f"{name:16s} {r['mode']:8s} torchvision {r['ref_img_s']:8.1f} img/s  netspec {r['netspec_img_s']:8.1f} img/s  "
+                  f"ratio {r['ratio']:.3f} (rounds {r['ratio_min']:.3f}..{r['ratio_max']:.3f})  "
+                  f"eval max|diff| {r['max_abs_diff_eval']:.1e}  warm-up {r['warmup_s']}s", flush=True)
+            if not gpu:
+                print(f"{'':16s} {'cpu-time':8s} torchvision {r['cpu_ref_img_s']:8.1f} img/s  netspec {r['cpu_netspec_img_s']:8.1f} img/s  "
+                      f"ratio {r['cpu_ratio']:.3f} (rounds {r['cpu_ratio_min']:.3f}..{r['cpu_ratio_max']:.3f})", flush=True)
+
+    # eager first, then the grouped-conv comparison, then torch.compile (slow to warm up, and
+    # bounded by --budget-s), so a time limit cuts the least informative part
+    if not args.grouped_only and args.compile != "only":
+        run_models(False)
     if not args.no_grouped:
         report["grouped_conv"] = grouped_vs_loop(args)
         save()
@@ -259,6 +276,8 @@ def main(argv=None) -> int:
                   f"loop(shared) {g['img_s']['loop_shared']:.1f}, loop(32 convs) {g['img_s']['loop_separate']:.1f}  ->  "
                   f"grouped is {g['grouped_over_loop_shared']:.1f}x the shared loop, "
                   f"{g['grouped_over_loop_separate']:.1f}x the 32-conv loop", flush=True)
+    if not args.grouped_only and args.compile != "none":
+        run_models(True)
     report["env"]["loadavg_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(f"total {time.perf_counter() - t_start:.0f}s; load average {env['loadavg_at_start']} at start, "
           f"{report['env']['loadavg_at_end']} at end", flush=True)

@@ -117,3 +117,34 @@ def test_set_turns_one_member_into_another(base, overrides, target):
     b = netspec.analyze(SPECS / f"{target}.yaml")
     assert (a.params, a.macs, a.output) == (b.params, b.macs, b.output)
     assert [(r.path, r.type, r.output) for r in a.layers] == [(r.path, r.type, r.output) for r in b.layers]
+
+
+# torchvision's published metadata for its ImageNet weights (no download: the enum holds it)
+WEIGHTS = {
+    "resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights",
+    "resnet101": "ResNet101_Weights", "resnext50": "ResNeXt50_32X4D_Weights",
+    "resnext101_32x8d": "ResNeXt101_32X8D_Weights", "wide_resnet50_2": "Wide_ResNet50_2_Weights",
+    "vgg11": "VGG11_Weights", "vgg16": "VGG16_Weights", "vgg11_bn": "VGG11_BN_Weights",
+    "alexnet": "AlexNet_Weights", "googlenet": "GoogLeNet_Weights", "densenet121": "DenseNet121_Weights",
+    "mobilenet_v2": "MobileNet_V2_Weights", "mobilenet_v3_small": "MobileNet_V3_Small_Weights",
+}
+
+
+@pytest.mark.parametrize("name", list(WEIGHTS))
+def test_params_and_macs_match_torchvision_metadata(name):
+    meta = getattr(tvm, WEIGHTS[name]).IMAGENET1K_V1.meta
+    analysis = netspec.analyze(SPECS / f"{name}.yaml")
+    assert analysis.params == meta["num_params"]
+    assert round(analysis.macs / 1e9, 3) == pytest.approx(meta["_ops"], abs=1e-9)   # _ops: GMACs, 3 decimals
+
+
+def test_readme_table_matches_the_specs():
+    """specs/README.md's params and MACs columns are what the compiler says."""
+    import re
+    rows = re.findall(r"^\| \[`(\w+)`\]\(\w+\.yaml\) \|[^|]*\| ([0-9x]+) \| ([0-9,]+) \| ([0-9,]+) \|",
+                      (SPECS / "README.md").read_text(), flags=re.M)
+    assert len(rows) >= 25
+    for name, shape, params, macs in rows:
+        analysis = netspec.analyze(SPECS / f"{name}.yaml")
+        assert "x".join(map(str, analysis.input)) == shape, name
+        assert (analysis.params, analysis.macs) == (int(params.replace(",", "")), int(macs.replace(",", ""))), name
