@@ -138,7 +138,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_resolve)
 
     from netspec.diff import add_command as add_diff
+    from netspec.sweep import add_command as add_sweep
     add_diff(sub, _shape)
+    add_sweep(sub)
 
     try:
         from netspec.train.commands import add_commands

@@ -1,0 +1,147 @@
+"""`netspec sweep` (netspec/sweep.py): a 2x2 sweep on synthetic data writes the tables
+and plot, and a second invocation re-runs nothing; a run whose summary is missing is
+trained (or resumed from its last.pt) again; bad input stops before any training."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+import netspec.train.loop as loop
+from conftest import ROOT
+
+TINY = """\
+netspec: 1
+name: tiny
+input: [3, 8, 8]
+vars: {classes: 4, w: 8}
+layers:
+  - conv: {out: $w, k: 3, padding: 1, bias: false, name: conv1}
+  - bn
+  - relu
+  - maxpool: 2
+  - flatten
+  - linear: {out: $classes, name: fc}
+train:
+  dataset: {name: synthetic, train_size: 64, test_size: 32, classes: 4, seed: 1}
+  epochs: 2
+  batch_size: 16
+  optimizer: {name: sgd, lr: 0.05}
+  device: cpu
+"""
+
+SWEEP = """\
+sweep: tiny-lr
+description: two learning rates, two seeds
+spec: tiny.yaml
+grid:
+  train.optimizer.lr: [0.02, 0.1]
+seeds: [0, 1]
+reported: {"0.1": 90}
+"""
+
+
+@pytest.fixture
+def sweep_dir(write, tmp_path):
+    write(TINY, "tiny.yaml")
+    write(SWEEP, "sweep.yaml")
+    return tmp_path
+
+
+@pytest.fixture
+def fits(monkeypatch):
+    """Count the trainer's fit calls (and what they resume from)."""
+    calls = []
+    real = loop.fit
+
+    def counting(job, **kw):
+        calls.append((job.config.optimizer.lr, job.config.seed, kw.get("resume")))
+        return real(job, **kw)
+    monkeypatch.setattr(loop, "fit", counting)
+    return calls
+
+
+def test_two_by_two_sweep_writes_tables_and_resumes(cli, sweep_dir, fits):
+    out = sweep_dir / "out"
+    r = cli("sweep", sweep_dir / "sweep.yaml", "--out", out, "--quiet")
+    assert r.code == 0, r.err
+    assert sorted(fits) == [(0.02, 0, None), (0.02, 1, None), (0.1, 0, None), (0.1, 1, None)]
+    for name in ("results.md", "results.csv", "runs.csv", "results.png"):
+        assert (out / name).is_file(), name
+
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["label"] for r in rows] == ["0.02", "0.1"]
+    for row in rows:
+        assert row["params"] == "748" and row["seeds"] == "2" and row["done"] == "2"
+        assert 0 <= float(row["test_acc_mean"]) <= 1 and row["test_acc_std"] != ""
+        assert {k for k in row if k.startswith("acc:")} == {"acc:class0", "acc:class1", "acc:class2", "acc:class3"}
+        assert float(row["images_per_s"]) > 0 and float(row["wall_s"]) >= 0
+    assert rows[1]["reported_acc"] == "90"
+    # the mean is over the two seeds' summaries
+    runs = list(csv.DictReader((out / "runs.csv").open()))
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"trained"}
+    accs = [float(r["test_acc"]) for r in runs if r["label"] == "0.02"]
+    assert float(rows[0]["test_acc_mean"]) == pytest.approx(sum(accs) / 2)
+
+    md = (out / "results.md").read_text()
+    assert "| lr | params | MACs | test acc | best test acc | reported | seeds | images/s | wall |" in md
+    assert "| 0.1 | 748 |" in md and "| 90% |" in md and "± " in md
+    assert "## Per-class test accuracy" in md
+
+    # again: nothing is trained, the tables are the same
+    before = (out / "results.csv").read_text()
+    fits.clear()
+    r = cli("sweep", sweep_dir / "sweep.yaml", "--out", out, "--quiet")
+    assert r.code == 0 and fits == []
+    assert "4 already done" in r.out
+    assert (out / "results.csv").read_text() == before
+
+    # a run that lost its summary resumes from its last.pt; only that one runs
+    (out / "runs" / "0.1_seed1" / "summary.json").unlink()
+    r = cli("sweep", sweep_dir / "sweep.yaml", "--out", out, "--quiet")
+    assert r.code == 0 and [(lr, s) for lr, s, _ in fits] == [(0.1, 1)]
+    assert fits[0][2] == out / "runs" / "0.1_seed1"
+
+
+def test_variants_and_grid_from_the_command_line(cli, sweep_dir, write):
+    write("extends: tiny.yaml\nname: tiny-wide\nvars: {w: 16}\n", "wide.yaml")
+    out = sweep_dir / "cl"
+    r = cli("sweep", sweep_dir / "tiny.yaml", sweep_dir / "wide.yaml", "--grid", "train.epochs=1",
+            "--out", out, "--dry-run")
+    assert r.code == 0, r.err
+    assert "2 configurations, 2 runs" in r.out and not (out / "runs").exists()
+    r = cli("sweep", sweep_dir / "tiny.yaml", sweep_dir / "wide.yaml", "--grid", "train.epochs=1", "--out", out, "--quiet")
+    assert r.code == 0, r.err
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["variant"], r["params"]) for r in rows] == [("tiny", "748"), ("wide", "1492")]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("sweep: x\nspec: tiny.yaml\ngrid: {train.optimizer.lr: [0.1]}\nseed: [0]\n", "sweep.yaml:4:1: error: seed: unknown field 'seed' (did you mean 'seeds'?)"),
+    ("sweep: x\nspec: nothere.yaml\n", "sweep.yaml:2:7: error: spec: spec file"),
+    ("sweep: x\nspec: tiny.yaml\nreported: {'0.5': 70}\n", "'0.5' is not a configuration of this sweep"),
+    ("sweep: x\nspec: tiny.yaml\ngrid: {layers.conv9.out: [4]}\n", "no item named 'conv9'"),
+    ("sweep: x\nspec: tiny.yaml\ngrid: {train.optimizer.lr: [-1]}\n", "train.optimizer.lr: Input should be greater than 0"),
+])
+def test_bad_sweeps_stop_before_training(cli, sweep_dir, write, fits, text, words):
+    path = write(text, "sweep.yaml")
+    r = cli("sweep", path, "--out", sweep_dir / "bad")
+    assert r.code == 2 and fits == []
+    assert r.err.count("\n") == 1 and words in r.err, r.err
+    assert not (sweep_dir / "bad" / "runs").exists()
+
+
+def test_bad_grid_option(cli, sweep_dir):
+    r = cli("sweep", sweep_dir / "tiny.yaml", "--grid", "train.optimizer.lr")
+    assert r.code == 2 and "--grid takes PATH=V1,V2" in r.err
+
+
+@pytest.mark.parametrize("name", ["elexnet_lr.yaml", "elexnet_study.yaml", "resnet18_cifar_norm.yaml"])
+def test_shipped_sweep_definitions_plan_and_check(cli, name, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    r = cli("sweep", f"sweeps/{name}", "--dry-run", "--out", "/nonexistent/dry")
+    assert r.code == 0, r.err
+    counts = {"elexnet_lr.yaml": "6 configurations, 6 runs", "elexnet_study.yaml": "4 configurations, 4 runs",
+              "resnet18_cifar_norm.yaml": "3 configurations, 3 runs"}
+    assert counts[name] in r.out
