@@ -2,12 +2,17 @@
 # The GPU results in docs/training.md: train specs on the real CIFAR-10 and keep, per spec,
 # the log and summary.json (in $OUT when run through the device tool, else ./gpu-results).
 #   bash bench/gpu_train.sh specs/resnet18_cifar.yaml specs/elexnet.yaml specs/shallow_cnn.yaml
-# Data root: $CIFAR10 (default .gpu/data/cifar10, where ../shared/gpu/prepare.sh stages it).
+# Data root: $CIFAR10 (default .gpu/data/cifar10, where ../shared/gpu/prepare.sh stages it, or
+# unpacked from .gpupack/cifar10.npz, which bench/cifar_pack.py makes: one file travels lighter).
 # Extra --set options for every spec: $SETS (e.g. SETS="--set train.epochs=2").
 set -u
 out=${OUT:-gpu-results}
 mkdir -p "$out"
 data=${CIFAR10:-.gpu/data/cifar10}
+if [ ! -d "$data" ] && [ -f .gpupack/cifar10.npz ]; then  # the one-file copy bench/cifar_pack.py made
+  data=/tmp/cifar10
+  python3 bench/cifar_pack.py unpack .gpupack/cifar10.npz "$data"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > "$out/gpu.txt" 2>&1
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" >> "$out/gpu.txt" 2>&1
 cat "$out/gpu.txt"

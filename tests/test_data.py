@@ -136,3 +136,15 @@ def test_channel_stats():
     ref = x.double().div(255).transpose(0, 1).reshape(3, -1)
     assert torch.allclose(torch.tensor(mean, dtype=torch.float64), ref.mean(1))
     assert torch.allclose(torch.tensor(std, dtype=torch.float64), ref.std(1, unbiased=False))
+
+
+def test_cutout_zeroes_one_square_per_image():
+    x = torch.full((8, 2, 10, 10), 200, dtype=torch.uint8)
+    y = torch.arange(8)
+    loader = _loader(x, y, cutout=4, mean=[0.0, 0.0], std=[1.0, 1.0])
+    for xb, _, _ in loader.epoch(0):
+        zero = (xb == 0).all(1)  # (N, H, W): the square is cut from every channel
+        for img in zero:
+            rows, cols = img.any(1).nonzero().flatten(), img.any(0).nonzero().flatten()
+            assert 1 <= len(rows) <= 4 and 1 <= len(cols) <= 4
+            assert int(img.sum()) == len(rows) * len(cols)  # one rectangle (a square clipped at the border)

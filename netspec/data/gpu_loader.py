@@ -45,7 +45,7 @@ class DeviceLoader:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, device: torch.device,
                  mean: list[float], std: list[float], train: bool, seed: int = 0,
-                 crop_padding: int = 0, padding_mode: str = "reflect", flip: bool = False,
+                 crop_padding: int = 0, padding_mode: str = "reflect", flip: bool = False, cutout: int = 0,
                  rank: int = 0, world: int = 1, channels_last: bool = False, on_device: bool = True):
         if x.dtype != torch.uint8:
             raise TypeError("DeviceLoader wants uint8 images")
@@ -53,6 +53,7 @@ class DeviceLoader:
         self.batch_size = batch_size
         self.train, self.seed = train, seed
         self.crop_padding, self.padding_mode, self.flip = crop_padding, padding_mode, flip
+        self.cutout = cutout
         self.rank, self.world = rank, world
         self.channels_last = channels_last
         if not train and world > 1:  # evaluation: contiguous shard per rank
@@ -95,18 +96,25 @@ class DeviceLoader:
         dy = torch.randint(0, 2 * p + 1, (n,), generator=g)
         dx = torch.randint(0, 2 * p + 1, (n,), generator=g)
         flips = torch.rand(n, generator=g) < 0.5
+        # cutout centres (drawn after the others, so a run without cutout draws the same crops)
+        cy = torch.randint(0, self.x.shape[2], (n,), generator=g) if self.cutout else None
+        cx = torch.randint(0, self.x.shape[3], (n,), generator=g) if self.cutout else None
         gb, b = self.batch_size * self.world, self.batch_size
         steps = len(self)
         mine = perm[:steps * gb].view(steps, self.world, b)[:, self.rank]  # (steps, b)
         pos = torch.arange(steps * gb).view(steps, self.world, b)[:, self.rank]
         dev = self.device
         mine, dy, dx, flips = mine.to(dev), dy[pos].to(dev), dx[pos].to(dev), flips[pos].to(dev)
+        if self.cutout:
+            cy, cx = cy[pos].to(dev), cx[pos].to(dev)
         for step in range(start_step, steps):
             idx = mine[step]
             xb = self.x[idx] if self.x.device == dev else self.x[idx.cpu()].to(dev, non_blocking=True)
             yb = self.y[idx] if self.y.device == dev else self.y[idx.cpu()].to(dev, non_blocking=True)
-            xb = self._augment(xb, dy[step], dx[step], flips[step])
-            yield self._normalize(xb), yb, b
+            xb = self._normalize(self._augment(xb, dy[step], dx[step], flips[step]))
+            if self.cutout:
+                xb = self._cutout(xb, cy[step], cx[step])
+            yield xb, yb, b
 
     def _eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         n, b, dev = self.x.shape[0], self.batch_size, self.device
@@ -138,6 +146,18 @@ class DeviceLoader:
         # advanced indexes split by a slice put their dims first: the result is (N, H, W, C)
         out = xb[n_idx, :, rows[:, :, None], cols[:, None, :]]
         return out.permute(0, 3, 1, 2)
+
+    def _cutout(self, xb: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+        # DeVries & Taylor 2017: a size x size square centred anywhere (clipped at the
+        # border), set to 0 after normalization, i.e. to the dataset mean
+        h, w = xb.shape[2], xb.shape[3]
+        lo = self.cutout // 2
+        r = torch.arange(h, device=xb.device)
+        c = torch.arange(w, device=xb.device)
+        in_r = (r[None] >= cy[:, None] - lo) & (r[None] < cy[:, None] - lo + self.cutout)
+        in_c = (c[None] >= cx[:, None] - lo) & (c[None] < cx[:, None] - lo + self.cutout)
+        keep = ~(in_r[:, :, None] & in_c[:, None, :])
+        return xb * keep[:, None].to(xb.dtype)
 
     def _normalize(self, xb: torch.Tensor) -> torch.Tensor:
         xb = torch.addcmul(self.shift, xb, self.scale)

@@ -103,6 +103,7 @@ class Augmentation(_Strict):
     crop_padding: int = Field(0, ge=0, description="Random crop after padding each side by this many pixels (0 = off; 4 is usual for CIFAR).")
     padding_mode: Literal["zeros", "reflect"] = Field("reflect", description="How the crop padding is filled.")
     flip: bool = Field(False, description="Random horizontal flip with probability 1/2.")
+    cutout: int = Field(0, ge=0, description="Zero (after normalization: set to the mean) one random square of this side per image (0 = off; 16 is usual for CIFAR).")
     test_flip: bool = Field(False, description="At evaluation, average the logits of each image and its mirror image.")
 
 

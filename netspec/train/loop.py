@@ -115,7 +115,7 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
     aug = cfg.augmentation
     train_loader = DeviceLoader(data.train_x, data.train_y, batch_size=cfg.batch_size // d.world, device=dev,
                                 mean=mean, std=std, train=True, seed=cfg.seed, crop_padding=aug.crop_padding,
-                                padding_mode=aug.padding_mode, flip=aug.flip, rank=d.rank, world=d.world,
+                                padding_mode=aug.padding_mode, flip=aug.flip, cutout=aug.cutout, rank=d.rank, world=d.world,
                                 channels_last=cfg.channels_last, on_device=cfg.data_on_device)
     eval_bs = max(1, (cfg.eval_batch_size or 2 * cfg.batch_size) // d.world)
     test_loader = DeviceLoader(data.test_x, data.test_y, batch_size=eval_bs, device=dev, mean=mean, std=std,
