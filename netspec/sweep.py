@@ -111,10 +111,11 @@ def _value_label(value) -> str:
 
 
 def _slug(text: str) -> str:
+    """A folder name for a label; lossy slugs get a hash of the label, so they stay distinct."""
     slug = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", text).strip("-")
-    if len(slug) > 80:
-        slug = slug[:60] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
-    return slug or "run"
+    if slug != text or len(slug) > 80:
+        slug = slug[:60].strip("-") + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return slug.lstrip("-")
 
 
 def _axis_names(axes: list[str]) -> dict[str, str]:
@@ -147,7 +148,7 @@ def plan_sweep(*, name: str, description: str = "", variants: list[tuple[str, st
     out = Path(out)
     for c in configs:
         for seed in c.seeds:
-            run_id = _slug(f"{c.label.replace(' / ', '_')}_seed{seed}")
+            run_id = f"{_slug(c.label.replace(' / ', '_')) or 'run'}_seed{seed}"
             c.runs.append(Run(c, seed, run_id, out / "runs" / run_id, [*c.overrides, f"train.seed={seed}"]))
     return Plan(name, description, out, axes, configs, dict(reported or {}))
 
