@@ -277,3 +277,17 @@ def test_elexnet_variants_match_the_report():
     assert widths["b"] == ([16, 64, 128, 256, 192], [(768, 768), (768, 96), (96, 10)], 3, [16, 26, 26])
     assert widths["c"] == ([16, 64, 128, 256, 192], [(6912, 1568), (1568, 1568), (1568, 10)], 2, [16, 26, 26])
     assert widths["d"] == ([16, 64, 128, 256, 192], [(9408, 1568), (1568, 1568), (1568, 10)], 2, [16, 32, 32])
+
+
+def test_variant_files_validate_against_the_editor_schema_as_written():
+    """A file with `extends:` may leave out netspec/input/layers; the JSON Schema knows."""
+    import json
+
+    import jsonschema
+
+    from netspec.spec.load import read
+    validator = jsonschema.Draft202012Validator(json.loads((ROOT / "netspec.schema.json").read_text()))
+    for v in "abcd":
+        assert not list(validator.iter_errors(read(STUDY / f"{v}.yaml").data)), v
+    assert list(validator.iter_errors({"extends": "x.yaml", "patch": [{"sett": {}}]}))
+    assert list(validator.iter_errors({"name": "no base, no layers"}))
