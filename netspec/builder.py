@@ -17,26 +17,34 @@ from netspec.analysis import Analysis, Module
 from netspec.ir import Concat, Dense, Gate, Leaf, Residual, Seq
 
 
+def _adopt(parent: nn.Module, children: list[tuple[str, nn.Module]]) -> tuple[nn.Module, ...]:
+    """Register named children on `parent`; return them as a tuple for forward()
+    (a tuple attribute is not registered a second time)."""
+    for name, module in children:
+        parent.add_module(name, module)
+    return tuple(module for _, module in children)
+
+
+def _chain(layers: tuple[nn.Module, ...], x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
 class ResidualBlock(nn.Module):
     """post(body(x) + shortcut(x)); body and post layers are direct children."""
 
     def __init__(self, body: list[tuple[str, nn.Module]], shortcut: tuple[str, nn.Module] | None,
                  post: list[tuple[str, nn.Module]]):
         super().__init__()
-        for name, module in (*body, *([shortcut] if shortcut else []), *post):
-            self.add_module(name, module)
-        self._body = tuple(m for _, m in body)
-        self._shortcut = (shortcut[1],) if shortcut else ()  # a tuple: not registered twice
-        self._post = tuple(m for _, m in post)
+        self._body = _adopt(self, body)
+        self._shortcut = _adopt(self, [shortcut] if shortcut else [])
+        self._post = _adopt(self, post)
 
     def forward(self, x):
-        y = x
-        for layer in self._body:
-            y = layer(y)
+        y = _chain(self._body, x)
         y = y + (self._shortcut[0](x) if self._shortcut else x)
-        for layer in self._post:
-            y = layer(y)
-        return y
+        return _chain(self._post, y)
 
 
 class ConcatBranches(nn.Module):
@@ -44,9 +52,7 @@ class ConcatBranches(nn.Module):
 
     def __init__(self, branches: list[tuple[str, nn.Module]]):
         super().__init__()
-        for name, module in branches:
-            self.add_module(name, module)
-        self._branches = tuple(m for _, m in branches)
+        self._branches = _adopt(self, branches)
 
     def forward(self, x):
         return torch.cat([branch(x) for branch in self._branches], 1)
@@ -57,9 +63,7 @@ class DenseBlock(nn.Module):
 
     def __init__(self, layers: list[tuple[str, nn.Module]]):
         super().__init__()
-        for name, module in layers:
-            self.add_module(name, module)
-        self._layers = tuple(m for _, m in layers)
+        self._layers = _adopt(self, layers)
 
     def forward(self, x):
         features = [x]
@@ -73,15 +77,10 @@ class GateBlock(nn.Module):
 
     def __init__(self, layers: list[tuple[str, nn.Module]]):
         super().__init__()
-        for name, module in layers:
-            self.add_module(name, module)
-        self._layers = tuple(m for _, m in layers)
+        self._layers = _adopt(self, layers)
 
     def forward(self, x):
-        g = x
-        for layer in self._layers:
-            g = layer(g)
-        return x * g
+        return x * _chain(self._layers, x)
 
 
 def build_module(m: Module) -> nn.Module:
