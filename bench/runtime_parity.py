@@ -223,10 +223,13 @@ def main(argv=None) -> int:
     p.add_argument("--budget-s", type=float, default=1e9, help="skip compiled runs once this many seconds have passed")
     p.add_argument("--grouped-only", action="store_true", help="only the grouped-conv vs loop comparison")
     p.add_argument("--no-grouped", action="store_true", help="skip the grouped-conv vs loop comparison")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (CPU); default: torch's choice")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
 
     gpu = args.device == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.batch = args.batch or (256 if gpu else 8)
     args.iters = args.iters or (10 if gpu else 2)
     args.rounds = args.rounds or 6
