@@ -157,7 +157,7 @@ class DeviceLoader:
         in_r = (r[None] >= cy[:, None] - lo) & (r[None] < cy[:, None] - lo + self.cutout)
         in_c = (c[None] >= cx[:, None] - lo) & (c[None] < cx[:, None] - lo + self.cutout)
         keep = ~(in_r[:, :, None] & in_c[:, None, :])
-        return xb * keep[:, None].to(xb.dtype)
+        return xb.mul_(keep[:, None])  # in place: keeps the batch's (channels-last) layout
 
     def _normalize(self, xb: torch.Tensor) -> torch.Tensor:
         xb = torch.addcmul(self.shift, xb, self.scale)
