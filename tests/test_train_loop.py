@@ -9,7 +9,8 @@ import torch
 
 import netspec
 from netspec.train import checkpoint
-from netspec.train.loop import Interrupted, Job, TrainingFailed, evaluate_checkpoint, fit
+from netspec.train.evaluate import evaluate_checkpoint
+from netspec.train.loop import Interrupted, Job, TrainingFailed, fit
 from tests.train_helpers import tiny_spec
 
 

@@ -1,6 +1,6 @@
 """The generic trainer behind `netspec train` / `netspec eval`.
 
-loop.py (fit, evaluate) reads top to bottom; optim.py, checkpoint.py, runs.py and
+loop.py (fit) reads top to bottom; optim.py, checkpoint.py, evaluate.py, runs.py and
 distributed.py are its parts; commands.py is the CLI glue. Importing this package must
 not import torch (the CLI imports commands.py at start-up), so `fit` and `evaluate_checkpoint`
 are thin forwards.
@@ -16,7 +16,7 @@ def fit(*args, **kwargs):
 
 
 def evaluate_checkpoint(*args, **kwargs):
-    """See netspec.train.loop.evaluate_checkpoint."""
-    from netspec.train.loop import evaluate_checkpoint as _evaluate_checkpoint
+    """See netspec.train.evaluate.evaluate_checkpoint."""
+    from netspec.train.evaluate import evaluate_checkpoint as _evaluate_checkpoint
 
     return _evaluate_checkpoint(*args, **kwargs)

@@ -102,7 +102,7 @@ def _eval(args) -> int:
 
     try:
         job = _load_job(args)
-        from netspec.train.loop import evaluate_checkpoint
+        from netspec.train.evaluate import evaluate_checkpoint
 
         result = evaluate_checkpoint(job, args.ckpt, device=args.device)
     except NetspecError as e:

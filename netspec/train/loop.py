@@ -1,9 +1,9 @@
 """The training loop, top to bottom: data → model → optimizer → epochs → report.
 
-Owns `Job` (what to train, taken from a spec), `fit` (train, checkpoint, resume, write
-the run folder) and `evaluate_checkpoint` (`netspec eval`). The parts live beside it:
-optim.py (optimizers, schedules), checkpoint.py (atomic files, RNG), runs.py (run
-folder, progress), distributed.py (torchrun/DDP), ../data (datasets, device batches).
+Owns `Job` (what to train, taken from a spec) and `fit` (train, checkpoint, resume,
+write the run folder). The parts live beside it: optim.py (optimizers, schedules),
+checkpoint.py (atomic files, RNG), evaluate.py (test accuracy, `netspec eval`), runs.py
+(run folder, progress), distributed.py (torchrun/DDP), ../data (datasets, device batches).
 
 Imports torch, netspec.data and the parts above; reaches the compiler only through
 `Job.from_spec` (netspec.analyze / netspec.build). Must not import netspec.cli.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import signal
 import sys
 import threading
@@ -23,13 +22,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from netspec.data.datasets import DataError, ImageData, load_dataset
 from netspec.data.gpu_loader import DeviceLoader, channel_stats
 from netspec.errors import EXIT_CHECK_FAILED, NetspecError
 from netspec.spec.train import TrainConfig
 from netspec.train import checkpoint, distributed, optim
+from netspec.train.evaluate import check_classes, class_names, evaluate, load_weights
 from netspec.train.runs import Progress, RunFolder, default_run_dir
 
 
@@ -101,7 +100,7 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
     # data: decoded once (rank 0 first, so a download or cache happens once)
     with _rank0_first(d):
         data = load_dataset(cfg.dataset, job.input)
-    n_classes = _check_classes(job, data)
+    n_classes = check_classes(job, data)
     if cfg.normalization.mean is not None and cfg.normalization.std is not None:
         mean, std = list(cfg.normalization.mean), list(cfg.normalization.std)
     else:
@@ -259,81 +258,14 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
     summary = _summary(job, cfg, d, data, st, params, time.perf_counter() - t_start)
     if run is not None:
         run.write_curves(st["history"])
-        run.write_report(job.name, _class_names(data, n_classes), confusion.cpu(), summary)
+        run.write_report(job.name, class_names(data, n_classes), confusion.cpu(), summary)
         run.write_summary(summary)
         summary["run_dir"] = str(run.path)
     distributed.teardown(d)
     return summary
 
 
-# ---------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def evaluate(net: torch.nn.Module, loader: DeviceLoader, n_classes: int, d: distributed.Dist | None = None,
-             test_flip: bool = False) -> tuple[float, float, torch.Tensor]:
-    """(mean loss, accuracy, confusion matrix rows=true cols=predicted) over all ranks."""
-    was_training = net.training
-    net.eval()
-    dev = loader.device
-    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-    confusion = torch.zeros(n_classes * n_classes, dtype=torch.long, device=dev)
-    for x, y, valid in loader.epoch(0):
-        logits = net(x)
-        if test_flip:  # the mean of the image's and its mirror image's logits
-            logits = (logits + net(x.flip(3))) / 2
-        logits, y = logits[:valid].float(), y[:valid]
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-        confusion += torch.bincount(y * n_classes + logits.argmax(1), minlength=n_classes * n_classes)
-    counts = torch.cat([loss_sum.view(1), confusion.double()])
-    if d is not None:
-        d.sum_(counts)
-    net.train(was_training)
-    confusion = counts[1:].round().long().view(n_classes, n_classes)
-    total = max(1, int(confusion.sum()))
-    return float(counts[0]) / total, float(confusion.diag().sum()) / total, confusion
-
-
-def evaluate_checkpoint(job: Job, ckpt: str | Path, device: str | None = None) -> dict:
-    """`netspec eval`: the checkpoint's model on the spec's test set."""
-    cfg = job.config
-    dev = distributed.pick_device(device or cfg.device)
-    state = checkpoint.load(ckpt, map_location=dev)
-    data = load_dataset(cfg.dataset, job.input)
-    n_classes = _check_classes(job, data)
-    model = job.build().to(dev)
-    _load_weights(model, state, ckpt)
-    loader = DeviceLoader(data.test_x, data.test_y, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
-                          device=dev, mean=state["mean"], std=state["std"], train=False,
-                          channels_last=cfg.channels_last)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-        loss, acc, confusion = evaluate(model, loader, n_classes, test_flip=cfg.augmentation.test_flip)
-    rows = confusion.sum(1).clamp_min(1)
-    per_class = (confusion.diag().double() / rows).tolist()
-    return {"test_acc": acc, "test_loss": loss, "classes": _class_names(data, n_classes),
-            "per_class_acc": per_class, "confusion": confusion.tolist(), "epoch": state.get("epoch"),
-            "images": int(confusion.sum())}
-
-
 # ---------------------------------------------------------------- helpers
-
-def _check_classes(job: Job, data: ImageData) -> int:
-    n = len(data.classes)
-    if job.outputs is None:
-        return n
-    if len(job.outputs) != 1:
-        raise DataError(f"spec output {job.outputs} is not a vector of class scores; end the spec with "
-                        f"flatten and linear: {{out: {n}}}")
-    if job.outputs[0] < n:
-        raise DataError(f"spec output [{job.outputs[0]}] has fewer scores than {data.name}'s {n} classes")
-    return job.outputs[0]
-
-
-def _class_names(data: ImageData, n: int) -> list[str]:
-    return list(data.classes) + [f"unused{i}" for i in range(len(data.classes), n)]
-
 
 def _meta(job: Job, data: ImageData, mean: list[float], std: list[float]) -> dict:
     return {"name": job.name, "input": list(job.input), "classes": list(data.classes), "mean": mean, "std": std}
@@ -346,21 +278,12 @@ def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, 
         diff = _first_difference(old, new, "train")
         raise checkpoint.CheckpointError(f"cannot resume {path}: the spec's train section changed ({diff}); "
                                          f"train into a new --out instead")
-    _load_weights(model, state, path)
+    load_weights(model, state, path)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     checkpoint.set_rng_state(state["rng"])
     return {k: state[k] for k in ("epoch", "step", "history", "best_acc", "best_epoch", "wall_s", "partial")}
-
-
-def _load_weights(model: torch.nn.Module, state: dict, path) -> None:
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise checkpoint.CheckpointError(f"checkpoint {path} does not fit the spec's model: "
-                                         f"{' '.join(s.strip() for s in first[:2])[:300]}") from None
 
 
 def _first_difference(old, new, path: str) -> str:
