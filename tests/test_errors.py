@@ -22,6 +22,7 @@ EXPECTED = {
     "kernel.yaml": ("5:23", "layers[0].conv.k", "kernel 40 is larger than the padded input 32"),
     "residual.yaml": ("7:17", "layers[0].residual.shortcut", "cannot be added to the identity shortcut"),
     "concat.yaml": ("6:7", "layers[0].concat", "concat needs equal sizes apart from channels"),
+    "concat_empty.yaml": ("5:24", "layers[0].concat.branches", "Dictionary should have at least 1 item"),
     "dense_spatial.yaml": ("6:7", "layers[0].dense", "must keep the spatial size"),
     "undefined.yaml": ("5:17", "layers[0].conv.out", "undefined variable 'width'"),
     "unknown_block.yaml": ("7:5", "layers[0].stemm", "did you mean 'stem'?"),

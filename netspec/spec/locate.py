@@ -68,6 +68,10 @@ def validation_error(exc: ValidationError, source: Source, prefix: tuple = ()) -
     first = errors[0]
     real, _ = source.locate(first["loc"], missing=first["type"] == "missing")
     same = [e for e in errors if source.locate(e["loc"], missing=e["type"] == "missing")[0] == real]
+    # a union member that accepted the value's type but failed a constraint says the most
+    specific = [e for e in same if not e["type"].endswith("_type") and e["type"] not in ("literal_error", "missing")]
+    if len(same) > 1 and specific:
+        same = specific[:1]
     messages = list(dict.fromkeys(_message(e) for e in same))
     message = messages[0] if len(messages) == 1 else \
         "Input should be " + " or ".join(m.removeprefix("Input should be ").split(", got")[0] for m in messages) + \

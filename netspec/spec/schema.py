@@ -117,7 +117,7 @@ class ResidualFields(Closed):
 class ConcatFields(Closed):
     """Branches applied to the same input, joined along channels (Inception)."""
 
-    branches: dict[str, list["Item"]] | list[list["Item"]] = Field(description="Named branches (name -> items) or a list of branches; each gets the same input.")
+    branches: Annotated[dict[str, list["Item"]], Field(min_length=1)] | Annotated[list[list["Item"]], Field(min_length=1)] = Field(description="Named branches (name -> items) or a list of branches; each gets the same input.")
     name: Name | None = Field(None, description="Module name.")
 
 
