@@ -82,3 +82,9 @@ def test_help_lists_the_train_fields(capsys):
     for path in ("train.optimizer[sgd].nesterov", "train.schedule[onecycle].pct_start", "train.precision",
                  "train.augmentation.crop_padding", "train.loss.label_smoothing", "train.eval_every", "--resume"):
         assert path in out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_asked_for_without_a_gpu(capsys, tiny, tmp_path):
+    code, _, err = run(capsys, "train", tiny, "--device", "cuda", "--quiet", "--out", str(tmp_path / "r"))
+    assert code == 2 and "--device cpu" in err and len(err.strip().splitlines()) == 1

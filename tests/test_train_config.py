@@ -67,3 +67,10 @@ def test_config_module_does_not_import_torch():
     code = "import sys, netspec.spec.train, netspec.train.commands; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_docs_list_every_field():
+    from pathlib import Path
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    missing = [p for p, *_ in field_reference() if f"`{p.replace('|', chr(92) + '|')}`" not in docs]
+    assert not missing, f"docs/training.md lacks {missing}; regenerate its field table"

@@ -114,3 +114,15 @@ def test_too_many_classes_for_the_model(tmp_path):
     from netspec.data.datasets import DataError
     with pytest.raises(DataError, match="fewer scores"):
         fit(job(dataset={"classes": 7}), out=tmp_path, quiet=True)
+
+
+def test_out_of_memory_suggests_a_smaller_batch(tmp_path):
+    class Greedy(torch.nn.Module):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    j = job()
+    j.build = Greedy
+    with pytest.raises(TrainingFailed) as e:
+        fit(j, out=tmp_path, quiet=True)
+    assert "batch_size 16" in str(e.value) and "train.batch_size=8" in str(e.value)
