@@ -225,6 +225,7 @@ class TrainConfig(_Strict):
     seed: int = Field(0, description="Seed of weight initialization, shuffling and augmentation.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto picks cuda when available (the --device option overrides).")
     data_on_device: bool = Field(True, description="Keep the whole decoded dataset as uint8 on the training device.")
+    cpu_threads: int | None = Field(None, ge=1, description="CPU threads when training on the CPU; default torch's, or 1 for a small model (under 1 GMAC per batch), which threads only slow down.")
 
 
 def field_reference(model: type[BaseModel] = TrainConfig, prefix: str = "train") -> list[tuple[str, str, str, str]]:

@@ -87,11 +87,22 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
     """Train `job`; returns the summary (also written to OUT/summary.json).
     `on_step(epoch, step)` is called after every optimizer step (tests use it to
     interrupt a run at a chosen point)."""
+    threads = torch.get_num_threads()
+    try:
+        return _fit(job, out, resume, device, quiet, command, on_step)
+    finally:
+        torch.set_num_threads(threads)  # fit may lower it for a small model (_cpu_threads)
+
+
+def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
     t_start = time.perf_counter()
     cfg = job.config
     d = distributed.setup(device or cfg.device)
     dev = d.device
     torch.manual_seed(cfg.seed)
+    threads = _cpu_threads(cfg, job, dev)
+    if threads is not None:
+        torch.set_num_threads(threads)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -347,6 +358,19 @@ def _summary(job: Job, cfg: TrainConfig, d, data: ImageData, st: dict, params: i
         # training ≈ 3 passes (forward, and backward's two) of 2 FLOPs per multiply-add
         out["train_tflops"] = 6 * job.macs * out["images_per_s"] / 1e12
     return out
+
+
+def _cpu_threads(cfg: TrainConfig, job: Job, dev) -> int | None:
+    """Threads for CPU training. A small model's ops are too short to split: with two or
+    more threads they spend their time waiting on each other, and on a shared machine
+    (another job on the same cores) a 10 s run became 60 s; one thread is steady."""
+    if dev.type != "cpu":
+        return None
+    if cfg.cpu_threads is not None:
+        return cfg.cpu_threads
+    if job.macs is not None and job.macs * cfg.batch_size < 1e9:
+        return 1
+    return None
 
 
 @contextlib.contextmanager
