@@ -7,7 +7,7 @@ stages can point errors at the document. `str(graph)` prints it. Imports no torc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Union
 
 from netspec.layers import Layer
@@ -78,7 +78,6 @@ class Graph:
     name: str
     input: tuple[int, ...]
     root: Seq
-    blocks_used: dict[str, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
         lines = [f"graph {self.name} input={list(self.input)}"]

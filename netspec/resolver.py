@@ -44,7 +44,6 @@ class _Resolver:
         self.source = spec.source
         self.max_layers = max_layers
         self.leaves = 0
-        self.blocks_used: dict[str, int] = {}
         self.globals: dict = {}
         for key, raw in spec.vars.items():
             self.globals[key] = self.value(raw, self.globals, ("vars", key), ())
@@ -52,7 +51,7 @@ class _Resolver:
     def graph(self, input_shape) -> Graph:
         children = self.named(self.items(self.spec.layers, self.globals, ("layers",), ()), ("layers",), ())
         shape = tuple(input_shape or self.spec.input)
-        return Graph(self.spec.name, shape, Seq("", children, ("layers",)), self.blocks_used)
+        return Graph(self.spec.name, shape, Seq("", children, ("layers",)))
 
     # -- errors and values -----------------------------------------------------------
     def error(self, message: str, path: tuple, stack: tuple, **kw) -> SpecError:
@@ -161,8 +160,6 @@ class _Resolver:
 
     def call(self, call: schema.BlockCall, scope: dict, path: tuple, stack: tuple, extra: dict | None) -> Node:
         src = path + (call.block,)
-        if call.block in REGISTRY:  # a layer given a non-mapping value reaches here only via overrides
-            return self.leaf(schema.LAYER_ITEMS[call.block].model_validate({call.block: call.args}), scope, path, stack, extra)
         block = self.spec.blocks.get(call.block)
         if block is None:
             known = [*REGISTRY, *self.spec.blocks, *schema.STRUCTURAL, "repeat"]
@@ -186,7 +183,6 @@ class _Resolver:
                 raise self.error(f"block '{call.block}' needs argument '{key}'", src, stack)
             else:
                 bound[key] = self.value(default, self.globals, ("blocks", call.block, "args", key), stack)
-        self.blocks_used[call.block] = self.blocks_used.get(call.block, 0) + 1
         inner_stack = stack + ((call.block, path),)
         body_path = ("blocks", call.block, "body")
         inner = self.items(block.body, {**self.globals, **bound}, body_path, inner_stack)
