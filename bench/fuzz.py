@@ -1,12 +1,16 @@
 """Differential and mutation fuzzing of the compiler (issue 6).
 
-    python bench/fuzz.py --n 20000            # differential: analysis vs built module
+    python bench/fuzz.py --n 20000            # differential: analysis vs built module,
+                                              # and the in-place build vs the out-of-place one
     python bench/fuzz.py --mutate 20000       # mutation: edits of the zoo specs through the CLI
 
 Differential: random valid specs (tests/specgen.py) — static per-layer shapes, params and
 MACs must equal the module built on the meta device (forward hooks, sum of numel,
-FlopCounterMode). Counts valid specs, mismatches, crashes and hangs, and the variety of
-layer types and constructs covered.
+FlopCounterMode), and the default build (ReLUs and residual adds in place where the
+builder finds it safe) must compute bit for bit what the inplace=False build does
+(training-mode outputs, input and parameter gradients; the input left untouched).
+Counts valid specs, mismatches, crashes and hangs, and the variety of layer types and
+constructs covered.
 Mutation: one random edit of a zoo spec per case, written to YAML and run through
 `netspec compile`: each must compile or end with one located error line and exit 2 —
 no traceback, no hang (5 s per case).
@@ -29,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from specgen import Draw, differential, mutate, random_spec  # noqa: E402
+from specgen import Draw, differential, inplace_differential, mutate, random_spec  # noqa: E402
 
 LIMIT_S = 5
 
@@ -49,7 +53,7 @@ def run_differential(n: int, seed: int) -> dict:
         spec, used = random_spec(Draw(seed + i))
         signal.alarm(LIMIT_S)
         try:
-            problems = differential(spec)
+            problems = differential(spec) + inplace_differential(spec)
             counts["valid"] += 1
             variety.update(used)
             if problems:

@@ -33,11 +33,13 @@ def analyze(spec, input=None, overrides=()):
     return analyze_graph(resolve(spec, input), spec.source, spec)
 
 
-def build(spec, input=None, overrides=(), device=None):
-    """-> the `torch.nn.Module` the spec describes (input is batch-first)."""
+def build(spec, input=None, overrides=(), device=None, inplace=True):
+    """-> the `torch.nn.Module` the spec describes (input is batch-first). ReLUs and
+    residual adds run in place where the graph shows it is safe, as torchvision's do;
+    `inplace=False` turns that off (for forward hooks that keep activations)."""
     from netspec.builder import build_analysis
     analysis = spec if hasattr(spec, "tree") else analyze(spec, input, overrides)
-    return build_analysis(analysis, device)
+    return build_analysis(analysis, device, inplace)
 
 
 __all__ = ["load", "resolve", "analyze", "build", "__version__"]

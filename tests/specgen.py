@@ -5,7 +5,8 @@ of every layer type, blocks with arguments, repeats with overrides, grouped and 
 convs, residuals with each shortcut kind, concat, dense, gate, sequence, vars and
 expressions, random input sizes. `r` is a `Draw`: a `random.Random` (bench/fuzz.py) or
 hypothesis data (tests). `differential(spec)` compares the static analysis with the
-module built on the meta device. `mutate(r, data)` is one random edit of a document.
+module built on the meta device; `inplace_differential(spec)` the in-place build with the
+out-of-place one. `mutate(r, data)` is one random edit of a document.
 """
 from __future__ import annotations
 
@@ -150,6 +151,8 @@ class Gen:
         more, _ = self.keeping(after, depth + 1)
         more = [i for i in more if not (isinstance(i, dict) and "conv" in i)]  # keep channels
         body = [first, *more]
+        if self.r.chance(0.3):  # a body that starts on the shared input (pre-activation style)
+            body.insert(0, self.act())
         kind = self.r.choice(["auto", "identity", "projection"]) if after == shape else self.r.choice(["auto", "projection"])
         self.used[f"shortcut {kind}"] += 1
         fields = {"body": body, "shortcut": kind}
@@ -179,13 +182,18 @@ class Gen:
         body = ["bn", "relu", {"conv": {"out": growth, "k": k, "padding": k // 2, "name": "layer${i + 1}"}}]
         if self.r.chance(0.5):
             body = [{"conv": {"out": growth, "k": k, "padding": k // 2}}]
+        if self.r.chance(0.3):
+            body.insert(0, self.act())
         return {"dense": {"repeat": n, "body": body}}, (c + n * growth, h, w)
 
     def gate(self, shape, depth):
         c = shape[0]
         squeeze = max(1, c // 4)
-        return {"gate": {"body": [{"avgpool": "global"}, {"conv": {"out": squeeze, "k": 1, "name": "fc1"}}, "relu",
-                                  {"conv": {"out": c, "k": 1, "name": "fc2"}}, self.r.choice(["sigmoid", "hardsigmoid"])]}}, shape
+        body = [{"avgpool": "global"}, {"conv": {"out": squeeze, "k": 1, "name": "fc1"}}, "relu",
+                {"conv": {"out": c, "k": 1, "name": "fc2"}}, self.r.choice(["sigmoid", "hardsigmoid"])]
+        if self.r.chance(0.3):  # a gate body that starts on the gated input itself
+            body.insert(0, self.act())
+        return {"gate": {"body": body}}, shape
 
     def sequence(self, shape, depth):
         items, out = self.items(shape, depth + 1, self.r.int(1, 3))
@@ -278,6 +286,41 @@ def differential(spec: dict) -> list[str]:
         problems.append(f"params: analysis {analysis.params}, module {numel}")
     if counter.get_total_flops() != 2 * analysis.macs:
         problems.append(f"macs: analysis {analysis.macs}, FlopCounterMode/2 {counter.get_total_flops() / 2}")
+    return problems
+
+
+def inplace_differential(spec: dict) -> list[str]:
+    """The default build (ReLUs and residual adds in place where the builder decides it is
+    safe) vs the same weights built with inplace=False: identical training-mode outputs,
+    input gradients and parameter gradients, no autograd error, and the caller's input
+    left untouched. Returns mismatches."""
+    import torch
+
+    import netspec
+    analysis = netspec.analyze(spec)
+    x = torch.randn(3, *analysis.input, generator=torch.Generator().manual_seed(0))
+    results = []
+    for inplace in (True, False):
+        torch.manual_seed(0)  # same weights, same dropout masks
+        model = netspec.build(analysis, inplace=inplace).train()
+        given = x.clone().requires_grad_()
+        kept = given.detach().clone()
+        try:
+            out = model(given)
+            (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        except RuntimeError as e:
+            return [f"inplace={inplace}: {str(e).splitlines()[0]}"]
+        if not torch.equal(given.detach(), kept):
+            return [f"inplace={inplace}: the forward pass changed its input"]
+        results.append((out.detach(), given.grad, [p.grad for p in model.parameters()]))
+    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = results
+    problems = []
+    if not torch.equal(out_a, out_b):
+        problems.append(f"outputs differ by {(out_a - out_b).abs().max().item():.3g}")
+    if not torch.equal(gx_a, gx_b):
+        problems.append(f"input gradients differ by {(gx_a - gx_b).abs().max().item():.3g}")
+    if any(not (a is None and b is None or a is not None and b is not None and torch.equal(a, b)) for a, b in zip(gp_a, gp_b)):
+        problems.append("parameter gradients differ")
     return problems
 
 

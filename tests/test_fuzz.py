@@ -1,5 +1,6 @@
 """Bounded fuzzing for CI (bench/fuzz.py runs the long version):
-- differential: random valid specs (hypothesis) — analysis equals the built module;
+- differential: random valid specs (hypothesis) — analysis equals the built module, and
+  the in-place build computes exactly what the out-of-place build does;
 - mutation: random edits of the zoo specs through the CLI — compile, or one located
   error line with exit 2; never a traceback."""
 from __future__ import annotations
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 import netspec
 from conftest import SPECS
-from specgen import Draw, differential, mutate, random_spec
+from specgen import Draw, differential, inplace_differential, mutate, random_spec
 
 
 class HypothesisDraw(Draw):
@@ -29,6 +30,13 @@ class HypothesisDraw(Draw):
 def test_analysis_equals_built_module(data):
     spec, _ = random_spec(HypothesisDraw(data))
     assert differential(spec) == []
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_inplace_build_computes_what_the_out_of_place_build_does(data):
+    spec, _ = random_spec(HypothesisDraw(data))
+    assert inplace_differential(spec) == []
 
 
 @pytest.mark.filterwarnings("ignore")

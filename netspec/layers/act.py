@@ -20,12 +20,14 @@ class Activation(Layer):
 class ReLU(Activation):
     """max(0, x) (torch.nn.ReLU)."""
     torch_name: ClassVar[str] = "ReLU"
+    runs_inplace: ClassVar[bool] = True
 
 
 @register("relu6")
 class ReLU6(Activation):
     """min(max(0, x), 6) (torch.nn.ReLU6), as in MobileNetV2."""
     torch_name: ClassVar[str] = "ReLU6"
+    runs_inplace: ClassVar[bool] = True
 
 
 @register("leaky_relu", shorthand="negative_slope")

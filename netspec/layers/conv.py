@@ -1,7 +1,7 @@
 """Convolution layers: `conv` (torch.nn.Conv2d)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,7 @@ from netspec.layers.registry import (Layer, NonNegInt, NonNegPair, Pair, PosInt,
 @register("conv")
 class Conv(Layer):
     """2-D convolution (torch.nn.Conv2d); in_channels is inferred from the input."""
+    fresh_output: ClassVar[bool] = True
 
     out: PosInt = Field(description="Output channels (out_channels).")
     k: PosInt | Pair = Field(description="Kernel size (kernel_size): an int or [height, width].")

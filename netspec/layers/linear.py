@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from math import prod
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -11,6 +12,7 @@ from netspec.layers.registry import Layer, PosInt, Shape, register
 @register("linear", shorthand="out")
 class Linear(Layer):
     """y = x W^T + b over the last dimension (torch.nn.Linear); in_features is inferred."""
+    fresh_output: ClassVar[bool] = True
 
     out: PosInt = Field(description="Output features (out_features).")
     bias: bool = Field(True, description="Add a learnable bias.")

@@ -1,6 +1,8 @@
 """Normalization layers: `bn` (BatchNorm1d or BatchNorm2d, chosen by the input's rank)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from netspec.errors import LayerError
@@ -11,6 +13,7 @@ from netspec.layers.registry import Layer, Shape, register
 class BatchNorm(Layer):
     """Batch normalization over channels: BatchNorm1d for [features] or [channels, length]
     inputs, BatchNorm2d for [channels, height, width]."""
+    fresh_output: ClassVar[bool] = True
 
     eps: float = Field(1e-5, gt=0, description="Added to the variance for numerical stability.")
     momentum: float = Field(0.1, ge=0, le=1, description="Running-statistics update factor.")

@@ -34,6 +34,12 @@ class Layer(BaseModel):
 
     tag: ClassVar[str] = ""
     shorthand: ClassVar[str | None] = None  # `dropout: 0.5` means `dropout: {p: 0.5}`
+    # In-place execution, decided by the builder from the graph (netspec.builder):
+    # `fresh_output`: the output is a new tensor that this layer's backward does not read,
+    # so the next layer may overwrite it; `runs_inplace`: the built module has torch's
+    # `inplace` switch and its backward needs only its own output (relu, relu6).
+    fresh_output: ClassVar[bool] = False
+    runs_inplace: ClassVar[bool] = False
 
     name: str | None = Field(None, description="Module name in the built model (a state_dict key segment); default: position in its container.")
     frozen: bool = Field(False, description="Freeze this layer's parameters (requires_grad=False); they count in params but not trainable_params.")

@@ -1,0 +1,83 @@
+"""The builder's in-place decisions: ReLUs and residual adds run in place exactly where
+torchvision's do, never where the overwritten tensor is still needed (a shared input,
+an output autograd keeps), and not at all with inplace=False. tests/test_fuzz.py checks
+on random specs that the in-place build computes bit for bit what the out-of-place one does."""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+import netspec
+from conftest import ROOT
+from netspec.builder import ResidualBlock
+
+
+def spec(layers, **extra):
+    return {"netspec": 1, "name": "t", "input": extra.pop("input", [4, 8, 8]), "layers": layers, **extra}
+
+
+def inplace_relus(model: nn.Module) -> dict[str, bool]:
+    return {name: m.inplace for name, m in model.named_modules() if isinstance(m, (nn.ReLU, nn.ReLU6))}
+
+
+def test_resnet50_runs_in_place_like_torchvision():
+    model = netspec.build(ROOT / "specs" / "resnet50.yaml")
+    relus = inplace_relus(model)
+    assert len(relus) == 1 + 3 * 16 and all(relus.values())      # stem + three per bottleneck
+    blocks = [m for m in model.modules() if isinstance(m, ResidualBlock)]
+    assert len(blocks) == 16 and all(b.add_inplace for b in blocks)  # torchvision: out += identity
+    reference = torchvision.models.resnet50()
+    assert all(m.inplace for m in reference.modules() if isinstance(m, nn.ReLU))
+
+
+def test_mobilenet_v2_relu6_in_place_and_its_linear_bottleneck_add_too():
+    model = netspec.build(ROOT / "specs" / "mobilenet_v2.yaml")
+    assert all(inplace_relus(model).values())
+    assert all(b.add_inplace for b in model.modules() if isinstance(b, ResidualBlock))  # body ends in bn
+
+
+def test_never_in_place_on_a_shared_or_kept_tensor():
+    s = spec([
+        "relu",                                                        # the caller's input
+        {"conv": {"out": 4, "k": 1}}, "sigmoid", {"relu": {"name": "after_sigmoid"}},  # sigmoid keeps its output
+        "dropout", {"relu": {"name": "after_dropout"}},                # dropout is identity in eval
+        {"residual": {"body": [{"relu": {"name": "first"}}, {"conv": {"out": 4, "k": 1}}, {"relu": {"name": "last"}}],
+                      "post": {"relu": {"name": "post"}}, "name": "res"}},
+        {"concat": {"branches": {"a": [{"relu": {"name": "r"}}], "b": [{"conv": {"out": 2, "k": 1}}, {"relu": {"name": "r"}}]},
+                    "name": "cat"}},
+        {"gate": {"body": [{"relu": {"name": "r"}}, "sigmoid"], "name": "gate"}},
+    ])
+    model = netspec.build(s)
+    assert inplace_relus(model) == {
+        "0": False, "after_sigmoid": False, "after_dropout": False,
+        "res.first": False,        # its input is also the identity shortcut's
+        "res.last": True,          # after a conv
+        "res.post": True,          # the sum is a new tensor
+        "cat.a": False,            # branches share the concat's input
+        "cat.b.r": True,
+        "gate.r": False,           # the gate multiplies its own input
+    }
+    assert model.res.add_inplace is False  # the body ends in a relu, whose backward reads its output
+    x = torch.randn(2, 4, 8, 8)
+    kept = x.clone()
+    model(x).sum().backward()
+    assert torch.equal(x, kept)
+
+
+def test_inplace_false_builds_nothing_in_place():
+    model = netspec.build(ROOT / "specs" / "resnet18.yaml", inplace=False)
+    assert not any(inplace_relus(model).values())
+    assert not any(b.add_inplace for b in model.modules() if isinstance(b, ResidualBlock))
+
+
+def test_forward_hooks_see_the_pre_relu_output_with_inplace_false():
+    """The reason for the switch: a hook that keeps a conv's output must not see it rectified."""
+    s = spec([{"conv": {"out": 4, "k": 1, "name": "conv"}}, "relu"])
+    for inplace, rectified in ((True, True), (False, False)):
+        torch.manual_seed(0)
+        model = netspec.build(s, inplace=inplace)
+        kept = []
+        model.conv.register_forward_hook(lambda m, i, o: kept.append(o))
+        model(torch.randn(2, 4, 8, 8))
+        assert bool((kept[0] >= 0).all()) is rectified
