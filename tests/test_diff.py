@@ -75,7 +75,7 @@ def test_param_and_mac_deltas_equal_the_analyses():
 
 def test_unnamed_insert_is_one_added_layer_and_positions_are_renumbered(write):
     a = write(spec_text(NET), "a.yaml")
-    b = write(f"extends: a.yaml\npatch:\n  - insert_after: {{layers.conv1: dropout}}\n", "b.yaml")
+    b = write("extends: a.yaml\npatch:\n  - insert_after: {layers.conv1: dropout}\n", "b.yaml")
     d = diff(a, b)
     assert causes(d) == [("added", None, "1", {})]
     renamed = [(e.a.path, e.b.path) for e in d.entries if e.change == "renamed"]

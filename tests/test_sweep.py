@@ -1,10 +1,11 @@
-"""`netspec sweep` (netspec/sweep.py): a 2x2 sweep on synthetic data writes the tables
+"""`netspec sweep` (netspec/sweep/): a 2x2 sweep on synthetic data writes the tables
 and plot, and a second invocation re-runs nothing; a run whose summary is missing is
-trained (or resumed from its last.pt) again; bad input stops before any training."""
+trained (or resumed from its last.pt) again; bad input stops before any training.
+With --jobs N the runs are subprocesses: same results as in-process, failures recorded,
+a run-time error stops the sweep, SIGTERM leaves resumable runs."""
 from __future__ import annotations
 
 import csv
-import json
 
 import pytest
 
@@ -145,3 +146,81 @@ def test_shipped_sweep_definitions_plan_and_check(cli, name, monkeypatch):
     counts = {"elexnet_lr.yaml": "6 configurations, 6 runs", "elexnet_study.yaml": "4 configurations, 4 runs",
               "resnet18_cifar_norm.yaml": "3 configurations, 3 runs"}
     assert counts[name] in r.out
+
+
+# -- --jobs N: runs as `netspec train` subprocesses ------------------------------------------------
+def _runs(out) -> dict:
+    return {(r["label"], r["seed"]): r for r in csv.DictReader((out / "runs.csv").open())}
+
+
+def test_parallel_jobs_train_the_same_runs_as_one_after_another(cli, sweep_dir, fits):
+    """CPU, fixed seeds: --jobs 2 (subprocesses) and the in-process sweep give the same accuracies."""
+    r = cli("sweep", sweep_dir / "sweep.yaml", "--out", sweep_dir / "seq", "--quiet")
+    assert r.code == 0, r.err
+    r = cli("sweep", sweep_dir / "sweep.yaml", "--out", sweep_dir / "par", "--quiet", "--jobs", "2")
+    assert r.code == 0, r.err
+    assert len(fits) == 4  # the parallel runs did not train in this process
+    assert "up to 2 at a time" in r.out
+    seq, par = _runs(sweep_dir / "seq"), _runs(sweep_dir / "par")
+    assert {k: (v["status"], v["test_acc"], v["best_epoch"]) for k, v in par.items()} == \
+           {k: ("trained", v["test_acc"], v["best_epoch"]) for k, v in seq.items()}
+    log = (sweep_dir / "par" / "runs" / "0.1_seed1" / "train.log").read_text()
+    assert "tiny: test accuracy" in log
+    assert (sweep_dir / "par" / "results.png").is_file()
+    # resumable the same way
+    r = cli("sweep", sweep_dir / "sweep.yaml", "--out", sweep_dir / "par", "--quiet", "--jobs", "2")
+    assert r.code == 0 and "4 already done" in r.out
+
+
+def test_parallel_failed_run_is_recorded_and_the_others_finish(cli, sweep_dir):
+    r = cli("sweep", sweep_dir / "tiny.yaml", "--grid", "train.optimizer.lr=0.05,1.0e30", "--out", sweep_dir / "f",
+            "--quiet", "--jobs", "2")
+    assert r.code == 1, r.err
+    runs = _runs(sweep_dir / "f")
+    assert runs[("0.05", "0")]["status"] == "trained"
+    bad = runs[("1e+30", "0")]
+    assert bad["status"] == "failed" and "loss became" in bad["error"], bad
+    assert "1 run(s) failed" in r.out
+
+
+def test_parallel_invalid_input_at_run_time_stops_the_sweep(cli, sweep_dir):
+    """A missing dataset is found when a run starts: its one-line error ends the sweep (exit 2)."""
+    r = cli("sweep", sweep_dir / "tiny.yaml", "--grid", "train.seed=1,2,3", "--out", sweep_dir / "m", "--quiet",
+            "--jobs", "2", "--set", "train.dataset={name: imagefolder, root: /nonexistent/photos}")
+    assert r.code == 2
+    assert r.err.count("\n") == 1 and "/nonexistent/photos" in r.err, r.err
+    assert not (sweep_dir / "m" / "runs" / "3_seed0").exists()  # the third run never started
+
+
+def test_parallel_sweep_stopped_by_sigterm_resumes(sweep_dir, write):
+    """SIGTERM to the sweep: every running run saves a resumable checkpoint, exit 130; the same
+    command again finishes the runs from their checkpoints, with the uninterrupted results."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = TINY.replace("epochs: 2", "epochs: 40").replace("train_size: 64", "train_size: 512")
+    write(slow, "slow.yaml")
+    command = [sys.executable, "-m", "netspec", "sweep", str(sweep_dir / "slow.yaml"), "--grid",
+               "train.optimizer.lr=0.02,0.1", "--out", str(sweep_dir / "s"), "--quiet", "--jobs", "2"]
+    sweep = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoints = [sweep_dir / "s" / "runs" / f"{lr}_seed0" / "last.pt" for lr in ("0.02", "0.1")]
+    deadline = time.time() + 120
+    while not all(c.exists() for c in checkpoints) and sweep.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert sweep.poll() is None, "the sweep ended before it could be stopped"
+    sweep.send_signal(signal.SIGTERM)
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, (out, err)
+    assert "run the same command again to resume" in err
+    assert not any((c.parent / "summary.json").exists() for c in checkpoints)
+
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("resuming in") == 2
+    full = subprocess.run([*command[:-5], "--out", str(sweep_dir / "full"), "--quiet"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0, full.stderr
+    got, want = _runs(sweep_dir / "s"), _runs(sweep_dir / "full")
+    assert {k: v["test_acc"] for k, v in got.items()} == {k: v["test_acc"] for k, v in want.items()}
