@@ -50,15 +50,16 @@ def _same_history(a, b):
     return [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
 
 
+@pytest.mark.parametrize("ema", [{}, {"decay": 0.9, "every": 2}], ids=["", "ema"])
 @pytest.mark.parametrize("stop", [(0, 5), (1, 1)], ids=["after-epoch-1", "mid-epoch-2"])
-def test_resume_matches_an_uninterrupted_run(tmp_path, stop):
-    full = fit(job(), out=tmp_path / "full", quiet=True)
+def test_resume_matches_an_uninterrupted_run(tmp_path, stop, ema):
+    full = fit(job(ema=ema), out=tmp_path / "full", quiet=True)
     with pytest.raises(Interrupted) as e:
-        fit(job(), out=tmp_path / "cut", quiet=True, on_step=_stop_at(*stop))
+        fit(job(ema=ema), out=tmp_path / "cut", quiet=True, on_step=_stop_at(*stop))
     assert "--resume" in str(e.value) and "\n" not in str(e.value)
     saved = checkpoint.load(tmp_path / "cut" / "last.pt")
     assert (saved["epoch"], saved["step"]) == ((1, 0) if stop == (0, 5) else (1, 2))
-    resumed = fit(job(), resume=tmp_path / "cut", quiet=True)
+    resumed = fit(job(ema=ema), resume=tmp_path / "cut", quiet=True)
     assert resumed["test_acc"] == full["test_acc"]
     assert resumed["final_train_loss"] == full["final_train_loss"]
     a = json.loads((tmp_path / "full" / "summary.json").read_text())
@@ -66,9 +67,38 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, stop):
     assert a["best_test_acc"] == b["best_test_acc"] and a["epochs"] == b["epochs"] == 3
     hist = lambda d: [json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
     assert _same_history(hist("full"), hist("cut"))
-    wa = checkpoint.load(tmp_path / "full" / "last.pt")["model"]
-    wb = checkpoint.load(tmp_path / "cut" / "last.pt")["model"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ca, cb = checkpoint.load(tmp_path / "full" / "last.pt"), checkpoint.load(tmp_path / "cut" / "last.pt")
+    assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
+    if ema:
+        assert ca["ema"]["n_averaged"] == cb["ema"]["n_averaged"] > 0
+        assert all(torch.equal(ca["ema"]["model"][k], cb["ema"]["model"][k]) for k in ca["ema"]["model"])
+
+
+def test_ema_is_the_moving_average_and_what_is_evaluated(tmp_path):
+    """train.ema: every 2nd step ema = d^2 * ema + (1 - d^2) * w (the first update copies w),
+    over parameters and batch-norm statistics; test_acc, best.pt and `netspec eval` use it."""
+    j = job(ema={"decay": 0.8, "every": 2})
+    built, expected = [], {}
+    original = j.build
+    j.build = lambda: built.append(original()) or built[-1]
+
+    def track(epoch, step):
+        if (step + 1) % 2:
+            return
+        for k, v in built[0].state_dict().items():
+            if v.is_floating_point():
+                expected[k] = v.clone() if k not in expected else 0.64 * expected[k] + 0.36 * v
+    s = fit(j, out=tmp_path, quiet=True, on_step=track)
+    last = checkpoint.load(tmp_path / "last.pt")
+    averaged, live = last["ema"]["model"], last["model"]
+    assert last["ema"]["n_averaged"] == 3 * (6 // 2)  # 96 images / batch 16 = 6 steps an epoch
+    for k, v in expected.items():
+        torch.testing.assert_close(averaged[k], v)
+    assert not torch.equal(averaged["0.weight"], live["0.weight"])
+    assert s["evaluated_weights"] == "ema"
+    assert evaluate_checkpoint(j, tmp_path / "last.pt", device="cpu")["test_acc"] == s["test_acc"]
+    best = checkpoint.load(tmp_path / "best.pt")
+    assert evaluate_checkpoint(j, tmp_path / "best.pt", device="cpu")["test_acc"] == best["test_acc"] == s["best_test_acc"]
 
 
 def test_resume_refuses_a_changed_train_section(tmp_path):

@@ -196,6 +196,15 @@ Schedule = Annotated[
 ]
 
 
+class EMA(_Strict):
+    """An exponential moving average of the weights and batch-norm statistics
+    (torch.optim.swa_utils.AveragedModel): when on, evaluation, best.pt and the reported
+    accuracy use the averaged weights; last.pt keeps both."""
+
+    decay: float = Field(0.0, ge=0, lt=1, description="Decay per optimizer step, e.g. 0.999 (0 = off).")
+    every: int = Field(1, ge=1, description="Update the average every N steps, with decay**N, to spend less time on it.")
+
+
 class Loss(_Strict):
     """Cross-entropy on the model's logits."""
 
@@ -214,6 +223,7 @@ class TrainConfig(_Strict):
     optimizer: Optimizer = Field(default_factory=SGD, description="The optimizer; `name` is sgd, adam or adamw.")
     schedule: Schedule = Field(default_factory=OneCycleSchedule, description="Learning-rate schedule, stepped every batch; `name` is constant, step, cosine or onecycle.")
     loss: Loss = Field(default_factory=Loss, description="The loss (cross-entropy).")
+    ema: EMA = Field(default_factory=EMA, description="Evaluate a moving average of the weights (off by default).")
     epochs: int = Field(10, ge=1, description="Passes over the training set.")
     batch_size: int = Field(128, ge=1, description="Global batch size: with N processes each takes batch_size / N.")
     eval_batch_size: int | None = Field(None, ge=1, description="Batch size at evaluation; default 2 x batch_size.")

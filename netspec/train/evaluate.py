@@ -52,7 +52,7 @@ def evaluate_checkpoint(job, ckpt: str | Path, device: str | None = None) -> dic
     data = load_dataset(cfg.dataset, job.input)
     n_classes = check_classes(job, data)
     model = job.build().to(dev)
-    load_weights(model, state, ckpt)
+    load_weights(model, state, ckpt, averaged=True)
     loader = DeviceLoader(data.test_x, data.test_y, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
                           device=dev, mean=state["mean"], std=state["std"], train=False,
                           channels_last=cfg.channels_last)
@@ -87,9 +87,11 @@ def class_names(data: ImageData, n: int) -> list[str]:
     return list(data.classes) + [f"unused{i}" for i in range(len(data.classes), n)]
 
 
-def load_weights(model: torch.nn.Module, state: dict, path) -> None:
+def load_weights(model: torch.nn.Module, state: dict, path, averaged: bool = False) -> None:
+    """The checkpoint's weights into model; `averaged`: its moving average (train.ema)
+    where it has one, i.e. the weights its test accuracy was measured with."""
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state["ema"]["model"] if averaged and "ema" in state else state["model"])
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise checkpoint.CheckpointError(f"checkpoint {path} does not fit the spec's model: "

@@ -152,6 +152,10 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
     # evaluation runs the plain (compiled) module: DDP's forward syncs buffers across
     # processes, and the ranks' test shards may differ by a batch
     eval_net = net if not d.enabled else (torch.compile(model) if cfg.compile else model)
+    ema = optim.make_ema(cfg.ema, model)  # the same on every rank: it averages the synced weights
+    if ema is not None:
+        eval_net = torch.compile(ema.module) if cfg.compile else ema.module
+    evaluated = ema.module if ema is not None else model  # the weights behind test_acc and best.pt
     optimizer = optim.make_optimizer(cfg.optimizer, model, dev)
     scheduler = optim.make_scheduler(cfg.schedule, optimizer, steps, cfg.epochs)
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16")
@@ -165,7 +169,7 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
     st = {"epoch": 0, "step": 0, "history": [], "best_acc": -1.0, "best_epoch": 0, "wall_s": 0.0,
           "partial": None}
     if resume is not None:
-        st = _restore(Path(resume) / "last.pt", config_json, model, optimizer, scheduler, scaler, dev, job)
+        st = _restore(Path(resume) / "last.pt", config_json, model, optimizer, scheduler, scaler, ema, dev, job)
     if run is not None:
         run.write_spec(job.document, command or sys.argv)
     progress = Progress(enabled=d.main and not quiet, epochs=cfg.epochs)
@@ -182,7 +186,9 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
                 "history": st["history"], "best_acc": st["best_acc"], "best_epoch": st["best_epoch"],
                 "wall_s": st["wall_s"] + time.perf_counter() - t_start, "partial": partial,
-                "train_config": config_json, **_meta(job, data, mean, std)}, run.file("last.pt"))
+                "train_config": config_json, **_meta(job, data, mean, std),
+                **({"ema": {"model": ema.module.state_dict(), "n_averaged": int(ema.n_averaged)}} if ema else {}),
+            }, run.file("last.pt"))
 
     confusion = None
     try:
@@ -212,6 +218,8 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
                     scaler.step(optimizer)
                     scaler.update()
                     scheduler.step()
+                    if ema is not None and (step + 1) % cfg.ema.every == 0:
+                        ema.update_parameters(model)
                     losses[step] = loss.detach()
                     correct += (logits.detach().argmax(1) == y).sum()
                     if on_step is not None:
@@ -249,7 +257,7 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
                     st["best_acc"], st["best_epoch"] = row["test_acc"], epoch + 1
                 save_last(epoch + 1, 0, None)
                 if improved and d.main:
-                    checkpoint.save({"epoch": epoch + 1, "model": model.state_dict(), "test_acc": row["test_acc"],
+                    checkpoint.save({"epoch": epoch + 1, "model": evaluated.state_dict(), "test_acc": row["test_acc"],
                                      **_meta(job, data, mean, std)}, run.file("best.pt"))
                 if run is not None:
                     run.write_metrics(st["history"])
@@ -282,7 +290,7 @@ def _meta(job: Job, data: ImageData, mean: list[float], std: list[float]) -> dic
     return {"name": job.name, "input": list(job.input), "classes": list(data.classes), "mean": mean, "std": std}
 
 
-def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, dev, job: Job) -> dict:
+def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, ema, dev, job: Job) -> dict:
     state = checkpoint.load(path, map_location=dev)
     if state.get("train_config") != config_json:
         old, new = json.loads(state.get("train_config") or "{}"), json.loads(config_json)
@@ -290,6 +298,9 @@ def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, 
         raise checkpoint.CheckpointError(f"cannot resume {path}: the spec's train section changed ({diff}); "
                                          f"train into a new --out instead")
     load_weights(model, state, path)
+    if ema is not None:
+        ema.module.load_state_dict(state["ema"]["model"])
+        ema.n_averaged.fill_(state["ema"]["n_averaged"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
@@ -352,7 +363,7 @@ def _summary(job: Job, cfg: TrainConfig, d, data: ImageData, st: dict, params: i
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "world_size": d.world, "precision": cfg.precision, "batch_size": cfg.batch_size,
         "dataset": data.name, "train_images": int(data.train_x.shape[0]), "test_images": int(data.test_x.shape[0]),
-        "torch": torch.__version__,
+        "torch": torch.__version__, "evaluated_weights": "ema" if cfg.ema.decay else "model",
     }
     if job.macs and out["images_per_s"]:
         # training ≈ 3 passes (forward, and backward's two) of 2 FLOPs per multiply-add

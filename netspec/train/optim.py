@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules by name.
 
 Owns `OPTIMIZERS` and `SCHEDULES`: dicts from the `name` in the spec's
-`train.optimizer` / `train.schedule` to a factory, so adding one is one entry. Schedules
+`train.optimizer` / `train.schedule` to a factory, so adding one is one entry; and
+`make_ema`, the moving average of the weights (`train.ema`). Schedules
 are plain functions of the step (a `LambdaLR` stepped every batch), so their state is
 two integers and a resumed run lands on the same rate.
 
@@ -123,3 +124,17 @@ def lr_factor(config, steps_per_epoch: int, epochs: int) -> LrFactor:
 def make_scheduler(config, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
                    epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, steps_per_epoch, epochs))
+
+
+# ---------------------------------------------------------------- weight averaging
+
+def make_ema(cfg, model: torch.nn.Module):
+    """torch's AveragedModel with an EMA of parameters and buffers (batch-norm statistics
+    too, so the averaged model evaluates without recalibration); None when `cfg.decay` is 0.
+    Updated every `cfg.every` steps, so the decay per update is decay**every."""
+    if cfg.decay == 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.decay ** cfg.every), use_buffers=True)
+
