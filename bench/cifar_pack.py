@@ -24,6 +24,7 @@ def pack(root: str, out: str) -> None:
                 with open(path, "rb") as fh:
                     blobs.append(fh.read())
     sizes = np.array([len(b) for b in blobs], dtype=np.int64)
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     np.savez(out, data=np.frombuffer(b"".join(blobs), dtype=np.uint8), sizes=sizes, names=np.array(names, dtype="S"))  # bytes: 4x smaller than str
     print(f"{len(names)} files, {sizes.sum() / 1e6:.1f} MB -> {out}")
 

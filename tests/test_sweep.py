@@ -138,13 +138,14 @@ def test_bad_grid_option(cli, sweep_dir):
     assert r.code == 2 and "--grid takes PATH=V1,V2" in r.err
 
 
-@pytest.mark.parametrize("name", ["elexnet_lr.yaml", "elexnet_study.yaml", "resnet18_cifar_norm.yaml"])
+@pytest.mark.parametrize("name", ["elexnet_lr.yaml", "elexnet_study.yaml", "resnet18_cifar_norm.yaml",
+                                  "resnet18_cifar_recipe.yaml"])
 def test_shipped_sweep_definitions_plan_and_check(cli, name, monkeypatch):
     monkeypatch.chdir(ROOT)
     r = cli("sweep", f"sweeps/{name}", "--dry-run", "--out", "/nonexistent/dry")
     assert r.code == 0, r.err
     counts = {"elexnet_lr.yaml": "6 configurations, 6 runs", "elexnet_study.yaml": "4 configurations, 4 runs",
-              "resnet18_cifar_norm.yaml": "3 configurations, 3 runs"}
+              "resnet18_cifar_norm.yaml": "3 configurations, 3 runs", "resnet18_cifar_recipe.yaml": "4 configurations, 4 runs"}
     assert counts[name] in r.out
 
 
