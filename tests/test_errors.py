@@ -48,6 +48,9 @@ EXPECTED = {
     "top_list.yaml": ("1:1", "", "a spec is a mapping at the top level"),
     "empty.yaml": ("1:1", "", "the file is empty"),
     "bad_utf8.yaml": ("4:10", "", "not valid UTF-8"),
+    "timestamp.yaml": ("6:18", "expect.params", "YAML value of type timestamp is not allowed"),
+    "omap.yaml": ("4:7", "vars", "YAML tag !!omap is not allowed"),   # crashed the round-trip loader
+    "empty_value.yaml": ("3:7", "input", "Input should be a valid list, got None"),
 }
 
 

@@ -168,3 +168,14 @@ def test_reserved_and_bad_names():
         netspec.analyze(spec([{"conv": {"out": 4, "k": 1, "name": "forward"}}]))
     with pytest.raises(SpecError, match="String should match pattern"):
         netspec.analyze(spec([{"conv": {"out": 4, "k": 1, "name": "a.b"}}]))
+
+
+def test_yaml_anchors_and_merge_keys(write):
+    """`<<: *anchor` merges a mapping under explicit keys, wherever they are written."""
+    path = write("netspec: 1\nname: t\ninput: [3, 8, 8]\nlayers:\n"
+                 "  - conv: &c3 {out: 8, k: 3, padding: 1}\n"
+                 "  - conv: {<<: *c3, out: 16, name: wide}\n")
+    a = netspec.analyze(path)
+    assert a.output == [16, 8, 8]
+    assert a.params == (8 * 3 * 9 + 8) + (16 * 8 * 9 + 16)
+

@@ -1,14 +1,15 @@
 """Text -> plain data with a position for every node (a `Source`), and `--set` overrides.
 
-YAML and JSON both go through ruamel.yaml's round-trip parser (JSON is YAML 1.2), which
-records line/column per node and refuses duplicate keys. The parsed tree is then copied
-into plain dict/list/str/int/float/bool/None, refusing everything else: tags of any kind
-(`!!python/object...` is kept as data by ruamel, never constructed, and refused here),
-timestamps, binary, sets. Size, node count (alias bombs) and depth are bounded.
+YAML and JSON both go through ruamel.yaml's parser (JSON is YAML 1.2) as far as the node
+tree, whose nodes carry their line/column; nothing is constructed from it but plain
+dict/list/str/int/float/bool/None, built here, refusing everything else: tags of any kind
+(`!!python/object...` stays a tag on a node and is refused), timestamps, binary, sets,
+duplicate keys. Size, node count (alias bombs) and depth are bounded.
 Must not import torch or any later stage.
 """
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -49,11 +50,23 @@ class Source:
         table = self.key_positions if on_key and real in self.key_positions else self.positions
         return real, table.get(real, (1, 1) if self.positions else None)
 
+    def copy(self) -> "Source":
+        """An independent copy (later stages edit `data` in place: extends, --set)."""
+        return Source(self.file, copy.deepcopy(self.data), dict(self.positions), dict(self.key_positions))
+
     def error(self, message: str, path: tuple = (), **kw) -> SpecError:
         on_key, missing = kw.pop("on_key", False), kw.pop("missing", False)
         real, position = self.locate(path, on_key=on_key, missing=missing)
         err = SpecError(message, real, **kw)
         return err.located(self.file, position)
+
+
+# Parsed files by (name, content): a base that several specs extend (resnet50.yaml under
+# resnet101, wide_resnet50_2, ...) is parsed once per process. YAML parsing is most of
+# the time of `netspec check specs/*.yaml`; content, not mtime, keys it, so an edit is
+# never missed.
+_PARSED: dict[tuple[str, bytes], Source] = {}
+_PARSED_MAX = 64
 
 
 def read(path: str | os.PathLike) -> Source:
@@ -67,7 +80,13 @@ def read(path: str | os.PathLike) -> Source:
             raw = f.read()
     except OSError as e:
         raise SpecError(f"cannot read spec: {e.strerror}", file=name) from None
-    return parse(raw, name)
+    parsed = _PARSED.get((name, raw))
+    if parsed is None:
+        parsed = parse(raw, name)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[name, raw] = parsed
+    return parsed.copy()
 
 
 def parse(raw: bytes | str, file: str = "<string>") -> Source:
@@ -88,25 +107,29 @@ def parse(raw: bytes | str, file: str = "<string>") -> Source:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-    yaml = YAML(typ="rt", pure=True)
-    yaml.allow_duplicate_keys = False
+    # the node tree only (compose): with ruamel.yaml.clib installed its C parser does
+    # this about 10x faster than the Python round-trip loader; the nodes carry their
+    # positions, and _Plain builds plain values from them (YAML 1.2 scalars)
+    yaml = YAML(typ="safe")
+    kind = "JSON" if file.endswith(".json") else "YAML"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            doc = yaml.load(text)
+            constructor, parser = yaml.get_constructor_parser(text)
+            try:
+                node = constructor.composer.get_single_node()
+            finally:
+                parser.dispose()
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = (e.problem or e.context or "invalid YAML").strip()
-        if "duplicate key" in problem and e.context_mark is not None:
-            problem = problem.replace("found duplicate", "duplicate") + f"; first at line {e.context_mark.line + 1}"
-        kind = "JSON" if file.endswith(".json") else "YAML"
         raise SpecError(f"invalid {kind}: {problem}", file=file,
                         line=mark.line + 1 if mark else None, col=mark.column + 1 if mark else None) from None
     except (YAMLError, RecursionError) as e:
-        raise SpecError(f"invalid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=file, line=1, col=1) from None
+        raise SpecError(f"invalid {kind}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=file, line=1, col=1) from None
 
     source = Source(file, None)
-    source.data = _Plain(source).convert(doc, (), 0)
+    source.data = _Plain(source, constructor, kind).convert(node, (), 0) if node is not None else None
     if not isinstance(source.data, dict):
         kind = "empty" if source.data is None else f"a {type(source.data).__name__}"
         raise SpecError(f"a spec is a mapping at the top level (netspec, name, input, layers), but this document is {kind}",
@@ -117,17 +140,20 @@ def parse(raw: bytes | str, file: str = "<string>") -> Source:
 def from_data(data: dict, file: str = "<dict>") -> Source:
     """A Source for a dict built in Python (no positions); still refuses non-plain values."""
     source = Source(file, None)
-    source.data = _Plain(source).convert(data, (), 0)
+    source.data = _Plain(source).convert_value(data, (), 0)
     if not isinstance(source.data, dict):
         raise SpecError("a spec is a mapping at the top level", file=file)
     return source
 
 
 class _Plain:
-    """Copy ruamel's tree into plain Python values, recording positions."""
+    """Build plain Python values from ruamel's node tree (or, for from_data, from Python
+    values), recording positions and refusing what a spec cannot hold."""
 
-    def __init__(self, source: Source):
+    def __init__(self, source: Source, constructor=None, kind: str = "YAML"):
         self.source = source
+        self.constructor = constructor  # ruamel's SafeConstructor: YAML 1.2 scalars
+        self.kind = kind
         self.nodes = 0
 
     def fail(self, message: str, path: tuple, position=None) -> SpecError:
@@ -138,49 +164,99 @@ class _Plain:
             path = path[:-1]
         return self.source.positions.get(path, (1, 1))
 
-    def convert(self, node: Any, path: tuple, depth: int) -> Any:
+    def _count(self, path: tuple, depth: int) -> None:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise self.fail(f"document expands to more than {MAX_NODES:,} nodes (alias/anchor expansion?); refused", path)
         if depth > MAX_DEPTH:
             raise self.fail(f"document nested deeper than {MAX_DEPTH} levels; refused", path)
-        tag = getattr(getattr(node, "tag", None), "value", None)
-        if tag is not None and tag not in _STANDARD_TAGS:
-            raise self.fail(f"YAML tag {tag.replace('tag:yaml.org,2002:', '!!')} is not allowed (specs are plain data; nothing is constructed)", path)
-        if isinstance(node, dict):
-            lc = getattr(node, "lc", None)
+
+    # -- YAML nodes ------------------------------------------------------------------
+    def convert(self, node: Any, path: tuple, depth: int) -> Any:
+        from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+        self._count(path, depth)
+        tag = getattr(node.tag, "value", node.tag)
+        if tag == "tag:yaml.org,2002:timestamp":  # an unquoted date: no tag was written
+            raise self.fail("YAML value of type timestamp is not allowed; use a number, string (quote a date), "
+                            "true/false, null, list or mapping", path)
+        if tag not in _STANDARD_TAGS:
+            raise self.fail(f"YAML tag {str(tag).replace('tag:yaml.org,2002:', '!!')} is not allowed (specs are plain data; nothing is constructed)", path)
+        if isinstance(node, MappingNode):
+            out: dict = {}
+            self._mapping(node, path, depth, out, explicit=True)
+            return out
+        if isinstance(node, SequenceNode):
+            out_list = []
+            for i, item in enumerate(node.value):
+                child = path + (i,)
+                self.source.positions[child] = _position(item)
+                out_list.append(self.convert(item, child, depth + 1))
+            return out_list
+        assert isinstance(node, ScalarNode)
+        return self._plain_scalar(self.constructor.construct_object(node), path)
+
+    def _mapping(self, node, path: tuple, depth: int, out: dict, explicit: bool) -> None:
+        """Add node's pairs to out; `<<` merge keys add what the mapping does not set itself."""
+        from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+        merges = []
+        first_line: dict = {}
+        for key_node, value_node in node.value:
+            if getattr(key_node.tag, "value", key_node.tag) == "tag:yaml.org,2002:merge":
+                merges.append(value_node)
+                continue
+            key = self.constructor.construct_object(key_node) if isinstance(key_node, ScalarNode) else None
+            if isinstance(key, bool) or not isinstance(key, (str, int)):
+                shown = type(key).__name__ if key is not None or not isinstance(key_node, ScalarNode) else "null"
+                raise self.fail(f"mapping keys are strings or integers, not {shown}", path, _position(key_node))
+            key = str(key) if isinstance(key, str) else int(key)
+            child = path + (key,)
+            if key in first_line:
+                raise SpecError(f'invalid {self.kind}: duplicate key "{key}"; first at line {first_line[key]}',
+                                file=self.source.file, line=_position(key_node)[0], col=_position(key_node)[1])
+            first_line[key] = _position(key_node)[0]
+            if not explicit and key in out:
+                continue
+            self.source.key_positions[child] = _position(key_node)
+            self.source.positions[child] = _position(value_node)
+            out[key] = self.convert(value_node, child, depth + 1)
+        for merged in merges:
+            self._count(path, depth)
+            for base in (merged.value if isinstance(merged, SequenceNode) else [merged]):
+                if not isinstance(base, MappingNode):
+                    raise self.fail("a << merge key takes a mapping or a list of mappings", path, _position(base))
+                self._mapping(base, path, depth + 1, out, explicit=False)
+
+    def _plain_scalar(self, value: Any, path: tuple) -> Any:
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value)
+        if isinstance(value, str):
+            return str(value)
+        raise self.fail(f"YAML value of type {type(value).__name__} is not allowed; "
+                        f"use a number, string, true/false, null, list or mapping", path)
+
+    # -- Python values (from_data) ------------------------------------------------------
+    def convert_value(self, value: Any, path: tuple, depth: int) -> Any:
+        self._count(path, depth)
+        if isinstance(value, dict):
             out = {}
-            for key, value in node.items():
+            for key, item in value.items():
                 if isinstance(key, bool) or not isinstance(key, (str, int)):
                     raise self.fail(f"mapping keys are strings or integers, not {type(key).__name__} {key!r}", path)
-                key = str(key) if isinstance(key, str) else int(key)
-                child = path + (key,)
-                if lc is not None and key in lc.data:
-                    kl, kc, vl, vc = lc.data[key]
-                    self.source.key_positions[child] = (kl + 1, kc + 1)
-                    self.source.positions[child] = (vl + 1, vc + 1)
-                out[key] = self.convert(value, child, depth + 1)
+                out[key] = self.convert_value(item, path + (key,), depth + 1)
             return out
-        if isinstance(node, list):
-            lc = getattr(node, "lc", None)
-            out = []
-            for i, value in enumerate(node):
-                child = path + (i,)
-                if lc is not None and i in lc.data:
-                    line, col = lc.data[i][:2]
-                    self.source.positions[child] = (line + 1, col + 1)
-                out.append(self.convert(value, child, depth + 1))
-            return out
-        if node is None or isinstance(node, bool):
-            return node
-        if isinstance(node, int):
-            return int(node)
-        if isinstance(node, float):
-            return float(node)
-        if isinstance(node, str):
-            return str(node)
-        raise self.fail(f"YAML value of type {type(node).__name__} is not allowed; "
-                        f"use a number, string, true/false, null, list or mapping", path)
+        if isinstance(value, (list, tuple)):
+            return [self.convert_value(item, path + (i,), depth + 1) for i, item in enumerate(value)]
+        return self._plain_scalar(value, path)
+
+
+def _position(node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
 
 
 # -- --set PATH=VALUE ---------------------------------------------------------------
