@@ -24,7 +24,7 @@ Inside a layer list a segment is an item's index (0-based, negative from the end
 its module `name`; an item's fields follow directly (`layers.conv1.k`; the type key may
 also be written, `layers.0.conv.k`); inside a construct, a name also finds children of
 its `body`, `post`, `shortcut` or `branches` (`layers.layer2.body.0.stride`,
-`layers.features.conv3.out`).
+`layers.features.conv3.out`); netspec.spec.address finds what a PATH names.
 
 Positions are kept per node: an error in a value that came from a base file, or from a
 patch, points at that file and line (`MergedSource`). The resolved document carries no
@@ -39,19 +39,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspec.errors import SpecError
-from netspec.layers import REGISTRY
+from netspec.spec.address import PathError, locate, plain_path, show, split_path
 from netspec.spec.load import Source, apply_overrides, read
 
 MAX_CHAIN = 32                       # extends depth; deeper is surely a mistake
 MERGE_ENTRIES = ("vars", "blocks")   # merged one level: name -> definition
 MERGE_DEEP = ("train", "expect")     # merged recursively
 OPS = ("set", "delete", "replace", "insert_before", "insert_after")
-_CONSTRUCTS = ("residual", "concat", "dense", "sequence", "gate")
-_CHILD_LISTS = ("body", "post", "shortcut")
-
-
-class PathError(Exception):
-    """A PATH that does not lead anywhere; the caller locates it."""
 
 
 @dataclass
@@ -103,22 +97,16 @@ def apply_sets(source: Source, overrides) -> None:
         segs = split_path(dotted)
         if segs and segs[0] in ("extends", "patch"):
             raise SpecError(f"--set {text}: extends and patch are resolved before --set applies; edit the file", file="--set")
-        if not segs or _plain_path(source.data, segs):
+        if not segs or plain_path(source.data, segs):
             apply_overrides(source, [text])
             continue
         value = _parse_value(value_text, text)
         doc = _Doc(track=False)
         try:
-            parent, key = _locate(source.data, segs, doc, create=True)
+            parent, key = locate(source.data, segs, doc, create=True)
         except PathError as e:
             raise SpecError(f"--set {text}: {e}", file="--set") from None
         doc.set(parent, key, value, None, ())
-
-
-def split_path(dotted: str) -> list:
-    """'layers[3].conv1.k' -> ['layers', 3, 'conv1', 'k']."""
-    parts = dotted.replace("[", ".").replace("]", "").split(".")
-    return [int(p) if p.lstrip("-").isdigit() else p for p in parts if p != ""]
 
 
 # -- the chain ----------------------------------------------------------------------
@@ -213,13 +201,13 @@ def _apply_patch(root: dict, patch: Any, source: Source, doc: "_Doc") -> None:
             segs = split_path(str(target))
             if name == "set":
                 def job(segs=segs, value=value, at=at):
-                    parent, key = _locate(root, segs, doc, create=True)
+                    parent, key = locate(root, segs, doc, create=True)
                     doc.set(parent, key, value, source, at)
             else:
                 def job(segs=segs, value=value, at=at, name=name):
-                    parent, key = _locate(root, segs, doc, create=False)
+                    parent, key = locate(root, segs, doc, create=False)
                     if not isinstance(parent, list):
-                        raise PathError(f"{name} needs a list element (a layer), but {_show(segs)} is a field")
+                        raise PathError(f"{name} needs a list element (a layer), but {show(segs)} is a field")
                     items = value if isinstance(value, list) else [value]
                     paths = [at + (j,) for j in range(len(items))] if isinstance(value, list) else [at]
                     if name == "replace":
@@ -238,130 +226,8 @@ def _run(source: Source, at: tuple, job, on_key: bool) -> None:
 
 
 def _delete(root: dict, segs: list, doc: "_Doc") -> None:
-    parent, key = _locate(root, segs, doc, create=False)
+    parent, key = locate(root, segs, doc, create=False)
     doc.remove(parent, key)
-
-
-# -- addressing -----------------------------------------------------------------------
-def _show(segs) -> str:
-    return ".".join(str(s) for s in segs) or "<root>"
-
-
-def _item_key(item) -> str | None:
-    """The type key of a layer-list item (`conv`, `residual`, a block name), or None
-    for a `repeat:` item (whose fields sit at the item's top level)."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, dict) and "repeat" not in item and len(item) == 1:
-        return next(iter(item))
-    return None
-
-
-def _item_name(item) -> str | None:
-    content = item if _item_key(item) is None else (item[_item_key(item)] if isinstance(item, dict) else None)
-    name = content.get("name") if isinstance(content, dict) else None
-    return name if isinstance(name, str) else None
-
-
-def _find(items: list, seg, trail: list) -> int:
-    if isinstance(seg, int):
-        if -len(items) <= seg < len(items):
-            return seg % len(items)
-        raise PathError(f"{_show(trail + [seg])}: index {seg} is out of range (the list has {len(items)} items)")
-    hits = [i for i, item in enumerate(items) if _item_name(item) == seg]
-    if len(hits) == 1:
-        return hits[0]
-    if hits:
-        raise PathError(f"{_show(trail + [seg])}: {len(hits)} items are named {seg!r}; use an index")
-    names = [n for n in map(_item_name, items) if n]
-    from netspec.spec.locate import did_you_mean
-    listed = f" (named items: {', '.join(names)})" if names else " (no item here has a name; use an index)"
-    raise PathError(f"{_show(trail + [seg])}: no item named {seg!r} in {_show(trail) or 'the document'}"
-                    f"{did_you_mean(seg, names)}{listed}")
-
-
-def _content(parent: list, index: int, doc: "_Doc") -> tuple[dict, str | None]:
-    """The field mapping of the item parent[index], expanding `- bn`, `bn: null` and
-    scalar shorthands (`maxpool: 2`) in place so that fields can be set on it."""
-    item = parent[index]
-    key = _item_key(item)
-    if key is None:
-        if not isinstance(item, dict):
-            raise PathError(f"element {index} is not a layer item")
-        return item, None
-    origin = doc.origin_of(parent, index)
-    if isinstance(item, str):
-        doc.put_raw(parent, index, {item: {}}, origin)
-        item = parent[index]
-    value = item[key]
-    if not isinstance(value, dict):
-        if value is None:
-            expanded = {}
-        elif key in REGISTRY and REGISTRY[key].shorthand:
-            expanded = {REGISTRY[key].shorthand: value}
-        else:
-            raise PathError(f"item {index} ({key}: {value!r}) has no fields to address")
-        doc.put_raw(item, key, expanded, doc.origin_of(item, key) or origin)
-    return item[key], key
-
-
-def _locate(root, segs: list, doc: "_Doc", create: bool) -> tuple[Any, Any]:
-    """Walk segs[:-1] from root; return (container, key) for the last segment, where
-    key is a list index (resolved from a name) or a mapping key."""
-    if not segs:
-        raise PathError("an empty PATH")
-    node, tag, trail = root, None, []
-    for depth, seg in enumerate(segs):
-        last = depth == len(segs) - 1
-        if isinstance(node, list):
-            index = _find(node, seg, trail)
-            if last:
-                return node, index
-            if _item_key(node[index]) is not None or (isinstance(node[index], dict) and "repeat" in node[index]):
-                node, tag = _content(node, index, doc)
-            else:
-                node, tag = node[index], None
-        elif isinstance(node, dict):
-            if tag is not None and seg == tag and seg not in node and not last:
-                trail.append(seg)      # `layers.0.conv.k`: the type key is optional
-                tag = None
-                continue
-            if last:
-                if seg not in node and not create:
-                    raise PathError(f"{_show(trail + [seg])} does not exist")
-                return node, seg
-            if seg in node:
-                node, tag = node[seg], None
-            else:
-                child = _child_in(node, seg, trail) if tag is not None or "repeat" in node else None
-                if child is not None:
-                    node, index = child
-                    if _item_key(node[index]) is not None or (isinstance(node[index], dict) and "repeat" in node[index]):
-                        node, tag = _content(node, index, doc)
-                    else:
-                        node, tag = node[index], None
-                elif create and tag is None and "repeat" not in node:
-                    doc.put_raw(node, seg, {}, doc.origin_of_node(node))
-                    node = node[seg]
-                else:
-                    fields = ", ".join(str(k) for k in node) or "none set"
-                    raise PathError(f"{_show(trail + [seg])}: no field or module {seg!r} here (fields: {fields})")
-        else:
-            raise PathError(f"{_show(trail)} is a value ({node!r}), not a mapping or list")
-        trail.append(seg)
-    raise AssertionError("unreachable")
-
-
-def _child_in(content: dict, seg, trail: list):
-    """A named (or indexed) child inside a construct's body, post or shortcut list."""
-    for key in _CHILD_LISTS:
-        items = content.get(key)
-        if isinstance(items, list):
-            try:
-                return items, _find(items, seg, trail + [key])
-            except PathError:
-                pass
-    return None
 
 
 # -- position bookkeeping --------------------------------------------------------------
@@ -450,26 +316,6 @@ class _Doc:
 
         walk(root, (), (top, ()))
         return merged
-
-
-def _plain_path(data, segs: list) -> bool:
-    """Whether load.apply_overrides can follow segs as plain keys and indexes (and
-    each step into a layer item names its type key)."""
-    node, from_list = data, False
-    for i, seg in enumerate(segs):
-        if isinstance(node, dict):
-            if from_list and _item_key(node) is not None and seg != _item_key(node):
-                return False
-            if i == len(segs) - 1:
-                return True
-            node, from_list = node.get(seg, {}), False
-        elif isinstance(node, list):
-            if not (isinstance(seg, int) and -len(node) <= seg < len(node)):
-                return False
-            node, from_list = node[seg], True
-        else:
-            return False
-    return True
 
 
 def _parse_value(value_text: str, whole: str):
