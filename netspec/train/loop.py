@@ -29,7 +29,7 @@ from netspec.errors import EXIT_CHECK_FAILED, NetspecError
 from netspec.spec.train import TrainConfig
 from netspec.train import checkpoint, distributed, optim
 from netspec.train.evaluate import check_classes, class_names, evaluate, load_weights
-from netspec.train.runs import Progress, RunFolder, default_run_dir
+from netspec.train.runs import Progress, RunFolder, default_run_dir, make_summary
 
 
 class TrainingFailed(NetspecError):
@@ -274,7 +274,7 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
     if confusion is None:  # resumed after the last epoch: evaluate once for the report
         with autocast():
             _, _, confusion = evaluate(eval_net, test_loader, n_classes, d, test_flip=aug.test_flip)
-    summary = _summary(job, cfg, d, data, st, params, time.perf_counter() - t_start)
+    summary = make_summary(job, cfg, d, data, st, params, time.perf_counter() - t_start)
     if run is not None:
         run.write_curves(st["history"])
         run.write_report(job.name, class_names(data, n_classes), confusion.cpu(), summary)
@@ -340,35 +340,6 @@ def _epoch_row(d, epoch: int, scheduler, losses, correct, steps: int, loader: De
             "train_loss": float(sums[0]) / (steps * d.world), "train_acc": float(sums[1]) / images,
             "test_loss": None, "test_acc": None, "images_per_s": images / max(train_s, 1e-9),
             "epoch_s": round(train_s, 3), "wall_s": None}
-
-
-def _summary(job: Job, cfg: TrainConfig, d, data: ImageData, st: dict, params: int, wall: float) -> dict:
-    hist = st["history"]
-    tested = [r for r in hist if r["test_acc"] is not None]
-    # steady state: leave the first epoch (compilation, cuDNN autotuning) out when there are more
-    timed = hist[1:] if len(hist) > 1 else hist
-    img = sum(r["images_per_s"] * r["epoch_s"] for r in timed)
-    secs = sum(r["epoch_s"] for r in timed)
-    dev = d.device
-    out = {
-        "name": job.name, "test_acc": tested[-1]["test_acc"] if tested else None,
-        "best_test_acc": max((r["test_acc"] for r in tested), default=None), "best_epoch": st["best_epoch"],
-        "epochs": len(hist), "final_train_loss": hist[-1]["train_loss"] if hist else None,
-        "final_train_acc": hist[-1]["train_acc"] if hist else None,
-        "images_per_s": img / secs if secs else None,
-        "images_per_s_all_epochs": (sum(r["images_per_s"] * r["epoch_s"] for r in hist)
-                                    / max(1e-9, sum(r["epoch_s"] for r in hist))) if hist else None,
-        "train_s": sum(r["epoch_s"] for r in hist), "wall_s": st["wall_s"] + wall, "params": params,
-        "macs": job.macs, "device": str(dev.type),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "world_size": d.world, "precision": cfg.precision, "batch_size": cfg.batch_size,
-        "dataset": data.name, "train_images": int(data.train_x.shape[0]), "test_images": int(data.test_x.shape[0]),
-        "torch": torch.__version__, "evaluated_weights": "ema" if cfg.ema.decay else "model",
-    }
-    if job.macs and out["images_per_s"]:
-        # training ≈ 3 passes (forward, and backward's two) of 2 FLOPs per multiply-add
-        out["train_tflops"] = 6 * job.macs * out["images_per_s"] / 1e12
-    return out
 
 
 def _cpu_threads(cfg: TrainConfig, job: Job, dev) -> int | None:

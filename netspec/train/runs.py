@@ -1,12 +1,13 @@
 """What a run leaves behind and shows: the run folder and the progress display.
 
 Owns the run folder's files (resolved spec, metrics.jsonl + metrics.csv, curves.png,
-report.md + confusion.png, summary.json; the checkpoints are checkpoint.py's) and
+report.md + confusion.png, summary.json and what goes in it; the checkpoints are
+checkpoint.py's) and
 `Progress`, the rich progress bar with loss, accuracy and images/s (one plain line per
 epoch when the output is not a terminal, e.g. a log file).
 
-Imports torch (tensors in, no math), rich, and matplotlib (Agg, lazily: plotting is
-the slowest import here). Must not import the loop, data or build.
+Imports rich at module level; torch (tensors in, no math) and matplotlib (Agg: plotting
+is the slowest import here) lazily. Must not import the loop, data or build.
 """
 from __future__ import annotations
 
@@ -205,3 +206,36 @@ class Progress:
     def print(self, text: str) -> None:
         if self.enabled:
             self.console.print(text, highlight=False, soft_wrap=True)
+
+
+def make_summary(job, cfg, d, data, st: dict, params: int, wall: float) -> dict:
+    """summary.json: the run's results and setting. `st` is the loop's state (history,
+    best epoch, wall time before a resume); `d` its distributed setup; `data` the dataset."""
+    import torch
+
+    hist = st["history"]
+    tested = [r for r in hist if r["test_acc"] is not None]
+    # steady state: leave the first epoch (compilation, cuDNN autotuning) out when there are more
+    timed = hist[1:] if len(hist) > 1 else hist
+    img = sum(r["images_per_s"] * r["epoch_s"] for r in timed)
+    secs = sum(r["epoch_s"] for r in timed)
+    dev = d.device
+    out = {
+        "name": job.name, "test_acc": tested[-1]["test_acc"] if tested else None,
+        "best_test_acc": max((r["test_acc"] for r in tested), default=None), "best_epoch": st["best_epoch"],
+        "epochs": len(hist), "final_train_loss": hist[-1]["train_loss"] if hist else None,
+        "final_train_acc": hist[-1]["train_acc"] if hist else None,
+        "images_per_s": img / secs if secs else None,
+        "images_per_s_all_epochs": (sum(r["images_per_s"] * r["epoch_s"] for r in hist)
+                                    / max(1e-9, sum(r["epoch_s"] for r in hist))) if hist else None,
+        "train_s": sum(r["epoch_s"] for r in hist), "wall_s": st["wall_s"] + wall, "params": params,
+        "macs": job.macs, "device": str(dev.type),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "world_size": d.world, "precision": cfg.precision, "batch_size": cfg.batch_size,
+        "dataset": data.name, "train_images": int(data.train_x.shape[0]), "test_images": int(data.test_x.shape[0]),
+        "torch": torch.__version__, "evaluated_weights": "ema" if cfg.ema.decay else "model",
+    }
+    if job.macs and out["images_per_s"]:
+        # training ≈ 3 passes (forward, and backward's two) of 2 FLOPs per multiply-add
+        out["train_tflops"] = 6 * job.macs * out["images_per_s"] / 1e12
+    return out
