@@ -8,7 +8,8 @@ model, so an expression that yields 256.0 where an int is needed is an error.
 Naming (so state_dict keys can match a reference implementation):
 - an item's `name:` wins; otherwise its position in its container;
 - a block call, concat branch or repeat copy whose body is one item *is* that item;
-- an unnamed `repeat` is inlined into its parent; a named one nests.
+- an unnamed `repeat` is inlined into its parent; a named one nests; a `when` is always
+  inlined (its chosen items take positions in the parent).
 Must not import torch or analysis/build.
 """
 from __future__ import annotations
@@ -125,6 +126,8 @@ class _Resolver:
         if extra:
             key = next(iter(extra))
             raise self.error(f"override {key!r} applies to a layer or block call, not a {type(item).__name__}", path, stack)
+        if isinstance(item, schema.When):
+            return self.when(item, scope, path, stack)
         if isinstance(item, schema.ResidualItem):
             return [self.residual(item.residual, scope, path + ("residual",), stack)]
         if isinstance(item, schema.ConcatItem):
@@ -162,7 +165,7 @@ class _Resolver:
         src = path + (call.block,)
         block = self.spec.blocks.get(call.block)
         if block is None:
-            known = [*REGISTRY, *self.spec.blocks, *schema.STRUCTURAL, "repeat"]
+            known = [*REGISTRY, *self.spec.blocks, *schema.STRUCTURAL, "repeat", "when"]
             raise self.error(f"unknown layer type or block '{call.block}'{did_you_mean(call.block, known)}", src, stack, on_key=True)
         chain = [b for b, _ in stack]
         if call.block in chain:
@@ -191,6 +194,14 @@ class _Resolver:
             node.name = name or node.name
             return node
         return Seq(name, self.named(inner, body_path, inner_stack), src)
+
+    def when(self, item: schema.When, scope: dict, path: tuple, stack: tuple) -> list[Node]:
+        holds = self.value(item.when, scope, path + ("when",), stack)
+        if not (isinstance(holds, bool) or (isinstance(holds, int) and holds in (0, 1))):
+            raise self.error(f"when needs true/false or 1/0, got {holds!r}", path + ("when",), stack)
+        if holds:
+            return self.items(item.body, scope, path + ("body",), stack)
+        return self.items(item.otherwise, scope, path + ("else",), stack)
 
     def repeat(self, item: schema.Repeat, scope: dict, path: tuple, stack: tuple) -> list[Node]:
         n = self.value(item.repeat, scope, path + ("repeat",), stack)

@@ -2,7 +2,7 @@
 
 `random_spec(r)` builds a spec while tracking the shape, so every layer is legal: stacks
 of every layer type, blocks with arguments, repeats with overrides, grouped and dilated
-convs, residuals with each shortcut kind, concat, dense, gate, sequence, vars and
+convs, residuals with each shortcut kind, concat, dense, gate, sequence, when, vars and
 expressions, random input sizes. `r` is a `Draw`: a `random.Random` (bench/fuzz.py) or
 hypothesis data (tests). `differential(spec)` compares the static analysis with the
 module built on the meta device; `inplace_differential(spec)` the in-place build with the
@@ -112,7 +112,7 @@ class Gen:
         r = self.r
         kinds = ["conv", "conv", "bn", "act", "pool"]
         if depth < 2:
-            kinds += ["residual", "concat", "dense", "gate", "sequence", "block", "repeat"]
+            kinds += ["residual", "concat", "dense", "gate", "sequence", "block", "repeat", "when"]
         kind = r.choice(kinds)
         c, h, w = shape
         if kind == "conv":
@@ -194,6 +194,21 @@ class Gen:
         if self.r.chance(0.3):  # a gate body that starts on the gated input itself
             body.insert(0, self.act())
         return {"gate": {"body": body}}, shape
+
+    def when(self, shape, depth):
+        """`when:` with a literal or computed condition (vars width = 2), and maybe `else:`."""
+        holds, written = self.r.choice([(True, True), (False, False), (True, 1), (False, 0),
+                                        (True, "${width - 1}"), (False, "${width - 2}")])
+        body, out = self.items(shape, depth + 1, self.r.int(1, 2))
+        item = {"when": written, "body": body}
+        if not holds:
+            out = shape
+        if self.r.chance(0.5):
+            other, out_other = self.items(shape, depth + 1, self.r.int(1, 2))
+            item["else"] = other
+            if not holds:
+                out = out_other
+        return item, out
 
     def sequence(self, shape, depth):
         items, out = self.items(shape, depth + 1, self.r.int(1, 3))

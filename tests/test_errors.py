@@ -51,6 +51,9 @@ EXPECTED = {
     "timestamp.yaml": ("6:18", "expect.params", "YAML value of type timestamp is not allowed"),
     "omap.yaml": ("4:7", "vars", "YAML tag !!omap is not allowed"),   # crashed the round-trip loader
     "empty_value.yaml": ("3:7", "input", "Input should be a valid list, got None"),
+    # errors inside a `repeat:` item used to point at its count
+    "repeat_body.yaml": ("6:24", "layers[0].body[0].conv.out", "valid integer, got the string '64'"),
+    "repeat_unknown_field.yaml": ("5:31", "layers[0].bogus", "unknown field 'bogus'"),
 }
 
 

@@ -179,3 +179,23 @@ def test_yaml_anchors_and_merge_keys(write):
     assert a.output == [16, 8, 8]
     assert a.params == (8 * 3 * 9 + 8) + (16 * 8 * 9 + 16)
 
+
+@pytest.mark.parametrize("bn, expected", [(1, ["0:conv", "1:bn", "2:relu"]), (True, ["0:conv", "1:bn", "2:relu"]),
+                                          (0, ["0:conv", "1:identity", "2:relu"]), (False, ["0:conv", "1:identity", "2:relu"])])
+def test_when_inlines_body_or_else(bn, expected):
+    s = spec([{"conv": {"out": 8, "k": 3}}, {"when": "$bn", "body": ["bn"], "else": ["identity"]}, "relu"], vars={"bn": bn})
+    assert [f"{r.path}:{r.type}" for r in netspec.analyze(s).layers] == expected
+
+
+def test_when_without_else_leaves_nothing_and_positions_follow():
+    """vgg11 vs vgg11_bn: the ReLU is features.1 without BN and features.2 with it."""
+    s = spec([{"conv": {"out": 8, "k": 3}}, {"when": "${bn}", "body": ["bn"]}, {"relu": None}], vars={"bn": 0})
+    assert [r.path for r in netspec.analyze(s).layers] == ["0", "1"]
+
+
+@pytest.mark.parametrize("value, words", [(2, "Input should be a valid boolean or 0 or 1, got 2"),
+                                          ("$two", "when needs true/false or 1/0, got 2")])
+def test_when_refuses_other_values(value, words):
+    with pytest.raises(SpecError, match=words):
+        netspec.analyze(spec([{"when": value, "body": ["bn"]}], vars={"two": 2}))
+

@@ -41,6 +41,11 @@ class Source:
         node, real = self.data, ()
         for i, part in enumerate(path):
             if isinstance(node, dict) and part in node:
+                # a union tag that is also a field (`repeat:`, `when:`) comes before the
+                # item's other fields: step over it when the next segment is a sibling
+                later = path[i + 1] if i + 1 < len(path) else None
+                if later is not None and not _has(node[part], later) and _has(node, later):
+                    continue
                 node, real = node[part], real + (part,)
             elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
                 node, real = node[part], real + (part % len(node),)
@@ -59,6 +64,12 @@ class Source:
         real, position = self.locate(path, on_key=on_key, missing=missing)
         err = SpecError(message, real, **kw)
         return err.located(self.file, position)
+
+
+def _has(node: Any, key) -> bool:
+    if isinstance(node, dict):
+        return key in node
+    return isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node)
 
 
 # Parsed files by (name, content): a base that several specs extend (resnet50.yaml under

@@ -75,7 +75,7 @@ def validation_error(exc: ValidationError, source: Source, prefix: tuple = ()) -
     messages = list(dict.fromkeys(_message(e) for e in same))
     message = messages[0] if len(messages) == 1 else \
         "Input should be " + " or ".join(m.removeprefix("Input should be ").split(", got")[0] for m in messages) + \
-        (", got " + messages[0].split(", got", 1)[1] if ", got" in messages[0] else "")
+        (", got " + messages[0].split(", got", 1)[1].strip() if ", got" in messages[0] else "")
     on_key = first["type"] == "extra_forbidden"
     if on_key:
         message = f"unknown field '{real[-1]}'{did_you_mean(real[-1], _fields_for(real[:-1]))}"

@@ -2,8 +2,8 @@
 JSON Schema (`netspec schema`).
 
 Two families of models:
-- structural constructs (repeat, residual, concat, dense, sequence, block calls): the
-  small fixed grammar, written here;
+- structural constructs (repeat, when, residual, concat, dense, sequence, gate, block
+  calls): the small fixed grammar, written here;
 - leaf layers: generated from `netspec.layers.REGISTRY` — each layer model gets a
   "spec variant" whose fields also accept a `$expression` (parsed here, evaluated in
   resolve, then re-validated strictly against the layer model itself).
@@ -95,6 +95,15 @@ class Repeat(_ItemBase):
     body: list["Item"] = Field(min_length=1, description="Items repeated; one item (usually a block call) to use `overrides`.")
     name: Name | None = Field(None, description="Named: the copies form a nested module; unnamed: they are inlined into the parent.")
     overrides: dict[int | str, dict[str, Any]] = Field(default_factory=dict, description="Index (0-based, negative from the end) -> arguments merged into that copy's single body item, e.g. {0: {stride: 2}}.")
+
+
+class When(_ItemBase):
+    """`when: CONDITION`: the `body` items if it holds, else the `else` items (default
+    none), inlined into the parent like an unnamed repeat; e.g. `{when: $bn, body: [bn]}`."""
+
+    when: Annotated[Union[bool, Literal[0, 1]], ExprOr()] = Field(description="true/false or 1/0, usually a variable or expression: `when: $bn`.")
+    body: list["Item"] = Field(min_length=1, description="Items used when the condition holds.")
+    otherwise: list["Item"] = Field(default_factory=list, alias="else", description="Items used when it does not (default: none).")
 
 
 class ResidualFields(Closed):
@@ -192,6 +201,8 @@ def _item_tag(value) -> str | None:
     if isinstance(value, str):
         return value if value in REGISTRY else "call"
     if isinstance(value, dict):
+        if "when" in value:
+            return "when"
         if "repeat" in value:
             return "repeat"
         if len(value) == 1:
@@ -202,9 +213,9 @@ def _item_tag(value) -> str | None:
 
 _ITEM_UNION = Annotated[
     Union[tuple(Annotated[m, Tag(t)] for t, m in
-                [*LAYER_ITEMS.items(), *STRUCTURAL.items(), ("repeat", Repeat), ("call", BlockCall)])],
+                [*LAYER_ITEMS.items(), *STRUCTURAL.items(), ("repeat", Repeat), ("when", When), ("call", BlockCall)])],
     Discriminator(_item_tag, custom_error_type="item",
-                  custom_error_message="an item is a layer name, or a mapping with exactly one key (a layer type, block name or construct); `repeat:` items take body/name/overrides"),
+                  custom_error_message="an item is a layer name, or a mapping with exactly one key (a layer type, block name or construct); `repeat:` items take body/name/overrides, `when:` items body/else"),
 ]
 
 
@@ -222,7 +233,7 @@ class Item(RootModel[_ITEM_UNION]):
         return out
 
 
-for _m in (Repeat, ResidualFields, ConcatFields, DenseFields, SequenceFields, GateFields,
+for _m in (Repeat, When, ResidualFields, ConcatFields, DenseFields, SequenceFields, GateFields,
            ResidualItem, ConcatItem, DenseItem, SequenceItem, GateItem):
     _m.model_rebuild()
 
@@ -326,7 +337,7 @@ def json_schema() -> dict:
     defs["BlockCall"] = {
         "title": "BlockCall", "type": "object", "minProperties": 1, "maxProperties": 1,
         "description": BlockCall.__doc__,
-        "propertyNames": {"not": {"enum": [*REGISTRY, *STRUCTURAL, "repeat"]}},
+        "propertyNames": {"not": {"enum": [*REGISTRY, *STRUCTURAL, "repeat", "when"]}},
         "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]},
     }
     # a block's body may be written as one construct key (`residual: {...}`) instead of `body:`
