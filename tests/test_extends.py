@@ -140,6 +140,14 @@ def test_set_inside_constructs_blocks_and_repeats(base, write):
     assert paths["u.conv"].params == 6 * 4 + 4       # 1x1 conv from the block edit
 
 
+def test_set_inside_a_when_item(write):
+    write("netspec: 1\nname: w\ninput: [3, 8, 8]\nvars: {hs: 0}\nlayers:\n"
+          "  - {when: $hs, body: [hardswish: {name: act}], else: [conv: {out: 4, k: 3, name: alt}]}\n", "w.yaml")
+    spec = netspec.load(write("extends: w.yaml\npatch:\n  - set: {layers.0.alt.k: 1}\n", "wc.yaml"))
+    assert netspec.analyze(spec).layers[0].output == [4, 8, 8]            # k 3 -> 1, no padding: 8x8 kept
+    assert netspec.analyze(spec, overrides=["vars.hs=1"]).layers[0].type == "hardswish"
+
+
 def test_delete_insert_replace(base, write):
     spec = netspec.load(child(write, "patch:\n"
                                      "  - delete: [layers.3, layers.features]\n"

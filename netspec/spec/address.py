@@ -4,7 +4,7 @@ address (`layers.conv1.k`, `blocks.basic.body.conv2.groups`, `train.optimizer.lr
 Inside a layer list a segment is an item's index (0-based, negative from the end) or
 its module `name`; an item's fields follow directly (`layers.conv1.k`; the type key may
 also be written, `layers.0.conv.k`); inside a construct, a name also finds children of
-its `body`, `post` or `shortcut` list. Shorthand items (`- bn`, `maxpool: 2`) are
+its `body`, `post`, `shortcut` or (`when:`) `else` list. Shorthand items (`- bn`, `maxpool: 2`) are
 expanded in place when a field of theirs is addressed. `doc` is extends.py's position
 bookkeeping, so expanded items keep the origin of what they replace.
 Must not import torch or any later stage.
@@ -15,7 +15,7 @@ from typing import Any
 
 from netspec.layers import REGISTRY
 
-_CHILD_LISTS = ("body", "post", "shortcut")
+_CHILD_LISTS = ("body", "post", "shortcut", "else")
 
 
 class PathError(Exception):
@@ -118,7 +118,7 @@ def locate(root, segs: list, doc, create: bool) -> tuple[Any, Any]:
             if seg in node:
                 node, tag = node[seg], None
             else:
-                child = _child_in(node, seg, trail) if tag is not None or "repeat" in node else None
+                child = _child_in(node, seg, trail) if tag is not None or "repeat" in node or "when" in node else None
                 if child is not None:
                     node, index = child
                     if _item_key(node[index]) is not None or (isinstance(node[index], dict) and "repeat" in node[index]):
