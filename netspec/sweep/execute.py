@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,7 +136,8 @@ class _Pool:
         self.interrupted = False
 
     def run(self) -> None:
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
         try:
             while self.waiting or self.running:
                 while self.waiting and self.stop is None and len(self.running) < self.jobs:
