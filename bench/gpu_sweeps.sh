@@ -5,20 +5,9 @@
 #   bash bench/gpu_sweeps.sh sweeps/elexnet_study.yaml sweeps/elexnet_lr.yaml [-- --set train.epochs=15 ...]
 # Arguments after `--` go to every `netspec sweep` as they are. $JOBS runs train at once
 # (default 4: small nets leave an H100 mostly idle; see docs/ablations.md); $DEVICE (default
-# cuda). Data root: as bench/gpu_train.sh ($CIFAR10, .gpu/data/cifar10, or unpacked from
-# .gpupack/cifar10.npz).
+# cuda). Data root: see bench/gpu_env.sh.
 set -u
-out=${OUT:-gpu-results}
-mkdir -p "$out"
-data=${CIFAR10:-.gpu/data/cifar10}
-if [ ! -d "$data" ] && [ -f .gpupack/cifar10.npz ]; then
-  data=/tmp/cifar10
-  [ -d "$data" ] || python3 bench/cifar_pack.py unpack .gpupack/cifar10.npz "$data"
-fi
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
-  python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')" 2>&1
-} > "$out/gpu.txt"
-cat "$out/gpu.txt"
+. bench/gpu_env.sh  # $out, $data, $out/gpu.txt
 sweeps=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do sweeps+=("$1"); shift; done
 [ $# -gt 0 ] && shift  # the rest: options for netspec sweep

@@ -6,16 +6,7 @@
 # unpacked from .gpupack/cifar10.npz, which bench/cifar_pack.py makes: one file travels lighter).
 # Extra --set options for every spec: $SETS (e.g. SETS="--set train.epochs=2").
 set -u
-out=${OUT:-gpu-results}
-mkdir -p "$out"
-data=${CIFAR10:-.gpu/data/cifar10}
-if [ ! -d "$data" ] && [ -f .gpupack/cifar10.npz ]; then  # the one-file copy bench/cifar_pack.py made
-  data=/tmp/cifar10
-  python3 bench/cifar_pack.py unpack .gpupack/cifar10.npz "$data"
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > "$out/gpu.txt" 2>&1
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" >> "$out/gpu.txt" 2>&1
-cat "$out/gpu.txt"
+. bench/gpu_env.sh  # $out, $data, $out/gpu.txt
 for spec in "$@"; do
   name=$(basename "$spec" .yaml)
   rm -rf "runs/gpu-$name"

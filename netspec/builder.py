@@ -9,6 +9,7 @@ Containers keep their wiring in plain tuples of modules, which torch.compile
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -149,9 +150,7 @@ def build_module(m: Module, input_fresh: bool = False, inplace: bool = True) -> 
 
 
 def build_analysis(analysis: Analysis, device=None, inplace: bool = True) -> nn.Module:
-    if device is None:
-        return build_module(analysis.tree, inplace=inplace)
-    with torch.device(device):
+    with torch.device(device) if device is not None else nullcontext():
         return build_module(analysis.tree, inplace=inplace)
 
 

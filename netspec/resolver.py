@@ -165,7 +165,7 @@ class _Resolver:
         src = path + (call.block,)
         block = self.spec.blocks.get(call.block)
         if block is None:
-            known = [*REGISTRY, *self.spec.blocks, *schema.STRUCTURAL, "repeat", "when"]
+            known = [*REGISTRY, *self.spec.blocks, *schema.STRUCTURAL, *schema.INLINE_ITEMS]
             raise self.error(f"unknown layer type or block '{call.block}'{did_you_mean(call.block, known)}", src, stack, on_key=True)
         chain = [b for b, _ in stack]
         if call.block in chain:

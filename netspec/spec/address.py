@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from netspec.layers import REGISTRY
+from netspec.spec.schema import INLINE_ITEMS
 
 _CHILD_LISTS = ("body", "post", "shortcut", "else")
 
@@ -90,6 +91,13 @@ def _content(parent: list, index: int, doc) -> tuple[dict, str | None]:
     return item[key], key
 
 
+def _enter(items: list, index: int, doc) -> tuple[Any, str | None]:
+    """Step into items[index]: a layer item's fields (and its type key), or the item itself."""
+    if _item_key(items[index]) is not None:
+        return _content(items, index, doc)
+    return items[index], None
+
+
 def locate(root, segs: list, doc, create: bool) -> tuple[Any, Any]:
     """Walk segs[:-1] from root; return (container, key) for the last segment, where
     key is a list index (resolved from a name) or a mapping key."""
@@ -102,10 +110,7 @@ def locate(root, segs: list, doc, create: bool) -> tuple[Any, Any]:
             index = _find(node, seg, trail)
             if last:
                 return node, index
-            if _item_key(node[index]) is not None or (isinstance(node[index], dict) and "repeat" in node[index]):
-                node, tag = _content(node, index, doc)
-            else:
-                node, tag = node[index], None
+            node, tag = _enter(node, index, doc)
         elif isinstance(node, dict):
             if tag is not None and seg == tag and seg not in node and not last:
                 trail.append(seg)      # `layers.0.conv.k`: the type key is optional
@@ -118,13 +123,10 @@ def locate(root, segs: list, doc, create: bool) -> tuple[Any, Any]:
             if seg in node:
                 node, tag = node[seg], None
             else:
-                child = _child_in(node, seg, trail) if tag is not None or "repeat" in node or "when" in node else None
+                inline = any(key in node for key in INLINE_ITEMS)
+                child = _child_in(node, seg, trail) if tag is not None or inline else None
                 if child is not None:
-                    node, index = child
-                    if _item_key(node[index]) is not None or (isinstance(node[index], dict) and "repeat" in node[index]):
-                        node, tag = _content(node, index, doc)
-                    else:
-                        node, tag = node[index], None
+                    node, tag = _enter(*child, doc)
                 elif create and tag is None and "repeat" not in node:
                     doc.put_raw(node, seg, {}, doc.origin_of_node(node))
                     node = node[seg]

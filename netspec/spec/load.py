@@ -10,6 +10,7 @@ Must not import torch or any later stage.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -72,10 +73,10 @@ def _has(node: Any, key) -> bool:
     return isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node)
 
 
-# Parsed files by (name, content): a base that several specs extend (resnet50.yaml under
-# resnet101, wide_resnet50_2, ...) is parsed once per process. YAML parsing is most of
-# the time of `netspec check specs/*.yaml`; content, not mtime, keys it, so an edit is
-# never missed.
+# Parsed files by (name, digest of the content): a base that several specs extend
+# (resnet50.yaml under resnet101, wide_resnet50_2, ...) is parsed once per process. YAML
+# parsing is most of the time of `netspec check specs/*.yaml`; content, not mtime, keys
+# it, so an edit is never missed.
 _PARSED: dict[tuple[str, bytes], Source] = {}
 _PARSED_MAX = 64
 
@@ -91,12 +92,13 @@ def read(path: str | os.PathLike) -> Source:
             raw = f.read()
     except OSError as e:
         raise SpecError(f"cannot read spec: {e.strerror}", file=name) from None
-    parsed = _PARSED.get((name, raw))
+    key = (name, hashlib.sha256(raw).digest())
+    parsed = _PARSED.get(key)
     if parsed is None:
         parsed = parse(raw, name)
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[name, raw] = parsed
+        _PARSED[key] = parsed
     return parsed.copy()
 
 
@@ -118,9 +120,10 @@ def parse(raw: bytes | str, file: str = "<string>") -> Source:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-    # the node tree only (compose): with ruamel.yaml.clib installed its C parser does
-    # this about 10x faster than the Python round-trip loader; the nodes carry their
-    # positions, and _Plain builds plain values from them (YAML 1.2 scalars)
+    # the node tree only (what YAML.compose does, keeping its constructor for the scalars):
+    # with ruamel.yaml.clib installed its C parser does this about 10x faster than the
+    # Python round-trip loader; the nodes carry their positions, and _Plain builds plain
+    # values from them (YAML 1.2 scalars)
     yaml = YAML(typ="safe")
     kind = "JSON" if file.endswith(".json") else "YAML"
     try:
@@ -184,42 +187,38 @@ class _Plain:
 
     # -- YAML nodes ------------------------------------------------------------------
     def convert(self, node: Any, path: tuple, depth: int) -> Any:
-        from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
-
         self._count(path, depth)
-        tag = getattr(node.tag, "value", node.tag)
+        tag = _tag(node)
         if tag == "tag:yaml.org,2002:timestamp":  # an unquoted date: no tag was written
             raise self.fail("YAML value of type timestamp is not allowed; use a number, string (quote a date), "
                             "true/false, null, list or mapping", path)
         if tag not in _STANDARD_TAGS:
             raise self.fail(f"YAML tag {str(tag).replace('tag:yaml.org,2002:', '!!')} is not allowed (specs are plain data; nothing is constructed)", path)
-        if isinstance(node, MappingNode):
+        if node.id == "mapping":
             out: dict = {}
             self._mapping(node, path, depth, out, explicit=True)
             return out
-        if isinstance(node, SequenceNode):
+        if node.id == "sequence":
             out_list = []
             for i, item in enumerate(node.value):
                 child = path + (i,)
                 self.source.positions[child] = _position(item)
                 out_list.append(self.convert(item, child, depth + 1))
             return out_list
-        assert isinstance(node, ScalarNode)
         return self._plain_scalar(self.constructor.construct_object(node), path)
 
     def _mapping(self, node, path: tuple, depth: int, out: dict, explicit: bool) -> None:
         """Add node's pairs to out; `<<` merge keys add what the mapping does not set itself."""
-        from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
-
         merges = []
         first_line: dict = {}
         for key_node, value_node in node.value:
-            if getattr(key_node.tag, "value", key_node.tag) == "tag:yaml.org,2002:merge":
+            if _tag(key_node) == "tag:yaml.org,2002:merge":
                 merges.append(value_node)
                 continue
-            key = self.constructor.construct_object(key_node) if isinstance(key_node, ScalarNode) else None
+            scalar = key_node.id == "scalar"
+            key = self.constructor.construct_object(key_node) if scalar else None
             if isinstance(key, bool) or not isinstance(key, (str, int)):
-                shown = type(key).__name__ if key is not None or not isinstance(key_node, ScalarNode) else "null"
+                shown = type(key).__name__ if key is not None or not scalar else "null"
                 raise self.fail(f"mapping keys are strings or integers, not {shown}", path, _position(key_node))
             key = str(key) if isinstance(key, str) else int(key)
             child = path + (key,)
@@ -234,8 +233,8 @@ class _Plain:
             out[key] = self.convert(value_node, child, depth + 1)
         for merged in merges:
             self._count(path, depth)
-            for base in (merged.value if isinstance(merged, SequenceNode) else [merged]):
-                if not isinstance(base, MappingNode):
+            for base in (merged.value if merged.id == "sequence" else [merged]):
+                if base.id != "mapping":
                     raise self.fail("a << merge key takes a mapping or a list of mappings", path, _position(base))
                 self._mapping(base, path, depth + 1, out, explicit=False)
 
@@ -264,6 +263,10 @@ class _Plain:
         if isinstance(value, (list, tuple)):
             return [self.convert_value(item, path + (i,), depth + 1) for i, item in enumerate(value)]
         return self._plain_scalar(value, path)
+
+
+def _tag(node) -> str:
+    return getattr(node.tag, "value", node.tag)  # a Tag object in recent ruamel.yaml, else a str
 
 
 def _position(node) -> tuple[int, int]:

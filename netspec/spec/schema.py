@@ -106,6 +106,11 @@ class When(_ItemBase):
     otherwise: list["Item"] = Field(default_factory=list, alias="else", description="Items used when it does not (default: none).")
 
 
+# Items written with their fields at the item's top level (`{repeat: 2, body: [...]}`), keyed
+# by the field that tells them apart; every other item is a one-key mapping.
+INLINE_ITEMS = {"when": When, "repeat": Repeat}
+
+
 class ResidualFields(Closed):
     """y = post(body(x) + shortcut(x))."""
 
@@ -201,10 +206,9 @@ def _item_tag(value) -> str | None:
     if isinstance(value, str):
         return value if value in REGISTRY else "call"
     if isinstance(value, dict):
-        if "when" in value:
-            return "when"
-        if "repeat" in value:
-            return "repeat"
+        for key in INLINE_ITEMS:
+            if key in value:
+                return key
         if len(value) == 1:
             key = next(iter(value))
             return key if key in REGISTRY or key in STRUCTURAL else "call"
@@ -213,7 +217,7 @@ def _item_tag(value) -> str | None:
 
 _ITEM_UNION = Annotated[
     Union[tuple(Annotated[m, Tag(t)] for t, m in
-                [*LAYER_ITEMS.items(), *STRUCTURAL.items(), ("repeat", Repeat), ("when", When), ("call", BlockCall)])],
+                [*LAYER_ITEMS.items(), *STRUCTURAL.items(), *INLINE_ITEMS.items(), ("call", BlockCall)])],
     Discriminator(_item_tag, custom_error_type="item",
                   custom_error_message="an item is a layer name, or a mapping with exactly one key (a layer type, block name or construct); `repeat:` items take body/name/overrides, `when:` items body/else"),
 ]
@@ -233,7 +237,7 @@ class Item(RootModel[_ITEM_UNION]):
         return out
 
 
-for _m in (Repeat, When, ResidualFields, ConcatFields, DenseFields, SequenceFields, GateFields,
+for _m in (*INLINE_ITEMS.values(), ResidualFields, ConcatFields, DenseFields, SequenceFields, GateFields,
            ResidualItem, ConcatItem, DenseItem, SequenceItem, GateItem):
     _m.model_rebuild()
 
@@ -337,7 +341,7 @@ def json_schema() -> dict:
     defs["BlockCall"] = {
         "title": "BlockCall", "type": "object", "minProperties": 1, "maxProperties": 1,
         "description": BlockCall.__doc__,
-        "propertyNames": {"not": {"enum": [*REGISTRY, *STRUCTURAL, "repeat", "when"]}},
+        "propertyNames": {"not": {"enum": [*REGISTRY, *STRUCTURAL, *INLINE_ITEMS]}},
         "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]},
     }
     # a block's body may be written as one construct key (`residual: {...}`) instead of `body:`

@@ -149,13 +149,14 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
         # graphs, never a slower dynamic-shape one when eval's batch size differs
         torch._dynamo.config.automatic_dynamic_shapes = False
         net = torch.compile(net)
+    ema = optim.make_ema(cfg.ema, model)  # the same on every rank: it averages the synced weights
+    evaluated = ema.module if ema is not None else model  # the weights behind test_acc and best.pt
     # evaluation runs the plain (compiled) module: DDP's forward syncs buffers across
     # processes, and the ranks' test shards may differ by a batch
-    eval_net = net if not d.enabled else (torch.compile(model) if cfg.compile else model)
-    ema = optim.make_ema(cfg.ema, model)  # the same on every rank: it averages the synced weights
-    if ema is not None:
-        eval_net = torch.compile(ema.module) if cfg.compile else ema.module
-    evaluated = ema.module if ema is not None else model  # the weights behind test_acc and best.pt
+    if evaluated is model and not d.enabled:
+        eval_net = net
+    else:
+        eval_net = torch.compile(evaluated) if cfg.compile else evaluated
     optimizer = optim.make_optimizer(cfg.optimizer, model, dev)
     scheduler = optim.make_scheduler(cfg.schedule, optimizer, steps, cfg.epochs)
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16")
