@@ -8,7 +8,9 @@ Differential: random valid specs (tests/specgen.py) — static per-layer shapes,
 MACs must equal the module built on the meta device (forward hooks, sum of numel,
 FlopCounterMode), and the default build (ReLUs and residual adds in place where the
 builder finds it safe) must compute bit for bit what the inplace=False build does
-(training-mode outputs, input and parameter gradients; the input left untouched).
+(training-mode outputs, input and parameter gradients; the input left untouched); and
+the spec with one module name made to clash with a sibling's or to be one torch refuses
+must be refused in one line, or built exactly as analysed.
 Counts valid specs, mismatches, crashes and hangs, and the variety of layer types and
 constructs covered.
 Mutation: one random edit of a zoo spec per case, written to YAML and run through
@@ -33,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from specgen import Draw, differential, inplace_differential, mutate, random_spec  # noqa: E402
+from specgen import (Draw, differential, inplace_differential, mutate, random_spec, refused_or_exact,  # noqa: E402
+                     with_clashing_name)
 
 LIMIT_S = 5
 
@@ -50,10 +53,12 @@ def run_differential(n: int, seed: int) -> dict:
     from netspec.errors import SpecError
     counts, variety, examples = Counter(), Counter(), []
     for i in range(n):
-        spec, used = random_spec(Draw(seed + i))
+        r = Draw(seed + i)
+        spec, used = random_spec(r)
         signal.alarm(LIMIT_S)
         try:
             problems = differential(spec) + inplace_differential(spec)
+            problems += [f"with a clashing name: {p}" for p in refused_or_exact(with_clashing_name(r, spec))]
             counts["valid"] += 1
             variety.update(used)
             if problems:
@@ -125,6 +130,7 @@ def main() -> None:
     parser.add_argument("--mutate", type=int, default=0, help="mutation cases")
     parser.add_argument("--seed", type=int, default=0, help="first seed; case i uses seed + i (re-run one with --seed S --n 1)")
     args = parser.parse_args()
+    import netspec.builder  # noqa: F401  (torch: imported before the per-case alarm, which must not cut an import)
     signal.signal(signal.SIGALRM, _alarm)
     if args.n:
         t = time.perf_counter()

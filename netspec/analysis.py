@@ -2,8 +2,9 @@
 from shapes alone (no tensor, no module, no torch import), and the `expect` check.
 
 Each leaf's numbers come from its layer type's own rules (`infer`, `param_count`,
-`macs`); containers combine their children. `auto` shortcuts are decided here, since
-only shapes can tell identity from projection. The analysed tree is what `build` turns
+`macs`); each construct's from its own `infer` (netspec.constructs), which combines its
+children. `auto` shortcuts are decided here, since only shapes can tell identity from
+projection. The analysed tree is what `build` turns
 into modules. Time is linear in the number of layers and independent of input size.
 """
 from __future__ import annotations
@@ -11,28 +12,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netspec.errors import LayerError
-from netspec.ir import Concat, Dense, Gate, Graph, Leaf, Node, Residual, Seq
-from netspec.layers import REGISTRY, Shape
+from netspec.ir import Graph, Item, Leaf
+from netspec.layers import Shape
 
 _MAX_ELEMENTS = 2**62  # a shape bigger than this is nonsense; refuse rather than overflow torch
 
 
 @dataclass
 class Module:
-    """One analysed module: an IR node with its path, shapes and costs."""
-    node: Node
+    """One analysed module: an IR item with its path, shapes and costs. A construct's
+    analysed children sit in its slots (an `auto` projection in a residual's `shortcut`).
+    A flat construct's path is its enclosing module's: it adds no level."""
+    node: Item
     path: str
     input: Shape
     output: Shape
     params: int = 0
     trainable_params: int = 0
     macs: int = 0
-    children: list["Module"] = field(default_factory=list)
-    shortcut: "Module | None" = None  # residual only: None means identity
+    slots: dict[str, list["Module"]] = field(default_factory=dict)
 
     @property
     def type(self) -> str:
         return self.node.layer.tag if isinstance(self.node, Leaf) else self.node.kind
+
+    @property
+    def children(self) -> list["Module"]:
+        return [child for children in self.slots.values() for child in children]
 
 
 @dataclass
@@ -70,8 +76,6 @@ class Analysis:
             if isinstance(m.node, Leaf):
                 yield m
             stack.extend(m.children)
-            if m.shortcut is not None:
-                stack.append(m.shortcut)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "input": self.input, "output": self.output, "params": self.params,
@@ -87,31 +91,33 @@ def analyze_graph(graph: Graph, source, spec=None) -> Analysis:
 
 
 class _Walker:
+    """The analysis' face towards constructs (their `infer` sees it as `a`)."""
+
     def __init__(self, source):
         self.source = source
         self.rows: list[LayerRow] = []
+        self.paths: set[str] = set()  # registered module paths: resolve names them uniquely, and
+        # an `auto` projection (decided here) must not take a sibling's name either
 
-    def fail(self, node: Node, path: str, message: str, field_name: str | None = None):
+    def registered(self, node: Item, path: str) -> None:
+        if path in self.paths:
+            raise self.fail(node, path, f"two modules at {path!r}: a shortcut: auto projection takes the name of "
+                                        f"another module there (give shortcut_name another name)")
+        self.paths.add(path)
+
+    def fail(self, node: Item, path: str, message: str, field_name: str | None = None):
         where = node.src + ((field_name,) if field_name else ())
         return self.source.error(f"{message} (module {path or '<root>'})", where)
 
-    def module(self, node: Node, parent: str, shape: Shape) -> Module:
-        path = f"{parent}.{node.name}" if parent else node.name
+    def module(self, node: Item, parent: str, shape: Shape) -> Module:
+        """Analyse `node` on input `shape`, inside the module at path `parent`."""
         if isinstance(node, Leaf):
-            return self.leaf(node, path, shape)
+            return self.leaf(node, f"{parent}.{node.name}" if parent else node.name, shape)
+        path = parent if node.flat else f"{parent}.{node.name}" if parent else node.name
+        if not node.flat:
+            self.registered(node, path)
         m = Module(node, path, shape, shape)
-        if isinstance(node, Seq):
-            m.output = self.chain(m, node.children, shape)
-        elif isinstance(node, Residual):
-            self.residual(m, node, shape)
-        elif isinstance(node, Concat):
-            self.concat(m, node, shape)
-        elif isinstance(node, Gate):
-            gate = self.chain(m, node.body, shape)
-            if len(gate) != len(shape) or any(g not in (1, s) for g, s in zip(gate, shape)):
-                raise self.fail(node, m.path, f"gate output {list(gate)} does not broadcast over its input {list(shape)}")
-        else:
-            self.dense(m, node, shape)
+        m.output = tuple(node.construct.infer(node, self, m, shape))
         return m
 
     def leaf(self, node: Leaf, path: str, shape: Shape) -> Module:
@@ -125,71 +131,26 @@ class _Walker:
             n *= d
         if n > _MAX_ELEMENTS or any(d <= 0 for d in out):
             raise self.fail(node, path, f"output shape {list(out)} is not a usable tensor")
+        self.registered(node, path)
         params = layer.param_count(shape)
         m = Module(node, path, shape, out, params, 0 if layer.frozen else params, layer.macs(shape, out))
         self.rows.append(LayerRow(path, layer.tag, list(shape), list(out), m.params, m.trainable_params, m.macs))
         return m
 
-    def adopt(self, m: Module, child: Module) -> Module:
-        m.children.append(child)
+    def adopt(self, m: Module, slot: str, child: Module) -> Module:
+        """Add an analysed child to m's slot and its costs to m's."""
+        m.slots.setdefault(slot, []).append(child)
         m.params += child.params
         m.trainable_params += child.trainable_params
         m.macs += child.macs
         return child
 
-    def chain(self, m: Module, nodes: list[Node], shape: Shape) -> Shape:
+    def chain(self, m: Module, slot: str, nodes: list, shape: Shape) -> Shape:
+        """Analyse nodes applied one after another from `shape`, into m's slot."""
+        m.slots.setdefault(slot, [])
         for node in nodes:
-            shape = self.adopt(m, self.module(node, m.path, shape)).output
+            shape = self.adopt(m, slot, self.module(node, m.path, shape)).output
         return shape
-
-    def residual(self, m: Module, node: Residual, shape: Shape) -> None:
-        out = self.chain(m, node.body, shape)
-        shortcut = node.shortcut
-        if shortcut == "auto":
-            shortcut = "identity" if out == shape else self.projection(node, m.path, shape, out)
-        if shortcut == "identity":
-            if out != shape:
-                raise self.fail(node, m.path, f"residual body turns {list(shape)} into {list(out)}, which cannot be added "
-                                              f"to the identity shortcut (use shortcut: auto, or a projection)", "shortcut")
-        else:
-            m.shortcut = self.module(shortcut, m.path, shape)
-            m.params += m.shortcut.params
-            m.trainable_params += m.shortcut.trainable_params
-            m.macs += m.shortcut.macs
-            if m.shortcut.output != out:
-                raise self.fail(node, m.path, f"residual branches cannot be added: body gives {list(out)}, "
-                                              f"shortcut gives {list(m.shortcut.output)}", "shortcut")
-        m.output = self.chain(m, node.post, out)
-
-    def projection(self, node: Residual, path: str, shape: Shape, out: Shape) -> Node:
-        """The `auto` shortcut for a shape change: 1x1 conv with the matching stride, then bn."""
-        if len(shape) != 3 or len(out) != 3:
-            raise self.fail(node, path, f"shortcut: auto projects only [C, H, W] maps; body turns {list(shape)} into {list(out)}", "shortcut")
-        stride = max(1, round(shape[1] / out[1])), max(1, round(shape[2] / out[2]))
-        conv = REGISTRY["conv"](out=out[0], k=1, stride=list(stride), bias=False)
-        if conv.infer(shape) != out:
-            raise self.fail(node, path, f"shortcut: auto cannot map {list(shape)} to {list(out)} with a strided 1x1 conv; "
-                                        f"give an explicit projection", "shortcut")
-        return Seq(node.shortcut_name, [Leaf("0", conv, node.src), Leaf("1", REGISTRY["bn"](), node.src)], node.src)
-
-    def concat(self, m: Module, node: Concat, shape: Shape) -> None:
-        outs = [self.adopt(m, self.module(b, m.path, shape)) for b in node.branches]
-        first = outs[0]
-        for other in outs[1:]:
-            if len(other.output) != len(first.output) or other.output[1:] != first.output[1:]:
-                raise self.fail(node, m.path, f"concat needs equal sizes apart from channels: branch '{first.node.name}' "
-                                              f"gives {list(first.output)}, branch '{other.node.name}' gives {list(other.output)}")
-        m.output = (sum(o.output[0] for o in outs), *first.output[1:])
-
-    def dense(self, m: Module, node: Dense, shape: Shape) -> None:
-        channels = shape[0]
-        for layer in node.layers:
-            child = self.adopt(m, self.module(layer, m.path, (channels, *shape[1:])))
-            if child.output[1:] != shape[1:]:
-                raise self.fail(node, m.path, f"a dense layer must keep the spatial size {list(shape[1:])} so outputs can be "
-                                              f"concatenated; layer '{layer.name}' gives {list(child.output)}")
-            channels += child.output[0]
-        m.output = (channels, *shape[1:])
 
 
 def check_expect(analysis: Analysis) -> list[str]:

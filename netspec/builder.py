@@ -1,92 +1,73 @@
 """Analysis -> torch.nn.Module, and the meta-device cross-check of the analysis.
 
 The only stage that imports torch. Every leaf module comes from its layer type's
-`build(input_shape)`; the containers below hold their children as named
-submodules, so state_dict keys are the spec's module paths (`layer1.0.conv1.weight`).
-Containers keep their wiring in plain tuples of modules, which torch.compile
-(fullgraph) and torch.export trace without graph breaks.
+`build(input_shape)`; every construct's wiring from its construct's `build`
+(netspec.constructs), a *step* `step(owner, x)` that calls the owner's children by
+name, as a hand-written `forward` calls `self.conv1(x)` (so `model.fc = nn.Linear(...)`
+takes effect, and `load_state_dict(assign=True)` too). A construct that is a module of
+its own is an `nn.Sequential` when it is a plain chain, else a `Net` running its step;
+a `flat` construct registers its children on the enclosing module and runs there. A
+layer with a `bare_parameter` registers that tensor on the enclosing module under the
+layer's own name (ConvNeXt's `features.1.0.layer_scale`). state_dict keys are the
+analysed paths; `build_analysis` checks that the module tree it made is exactly the
+analysed one. Wiring is plain Python over modules, which torch.compile (fullgraph) and
+torch.export trace without graph breaks.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from contextlib import nullcontext
 
 import torch
 from torch import nn
 
 from netspec.analysis import Analysis, Module
-from netspec.ir import Concat, Dense, Gate, Leaf, Residual, Seq
+from netspec.ir import Leaf
 
 
-def _adopt(parent: nn.Module, children: list[tuple[str, nn.Module]]) -> tuple[nn.Module, ...]:
-    """Register named children on `parent`; return them as a tuple for forward()
-    (a tuple attribute is not registered a second time)."""
-    for name, module in children:
-        parent.add_module(name, module)
-    return tuple(module for _, module in children)
+class Net(nn.Module):
+    """The module of a construct (residual, concat, ...): its children, and those of the
+    flat constructs inside it, are registered on it; `_run` wires them. Each construct
+    builds a subclass named by its title (`Residual`, `Gate`), as print(model) shows."""
 
-
-def _chain(layers: tuple[nn.Module, ...], x):
-    for layer in layers:
-        x = layer(x)
-    return x
-
-
-class ResidualBlock(nn.Module):
-    """post(body(x) + shortcut(x)); body and post layers are direct children.
-    `add_inplace`: add the shortcut into the body's output (torchvision's `out += identity`),
-    set by the builder only where that output is a fresh tensor nobody else reads."""
-
-    def __init__(self, body: list[tuple[str, nn.Module]], shortcut: tuple[str, nn.Module] | None,
-                 post: list[tuple[str, nn.Module]], add_inplace: bool = False):
+    def __init__(self):
         super().__init__()
-        self._body = _adopt(self, body)
-        self._shortcut = _adopt(self, [shortcut] if shortcut else [])
-        self._post = _adopt(self, post)
-        self.add_inplace = add_inplace
+        self._run = None
 
     def forward(self, x):
-        y = _chain(self._body, x)
-        s = self._shortcut[0](x) if self._shortcut else x
-        # same dtype only: under autocast an in-place add would round an fp32 shortcut to bf16
-        y = y.add_(s) if self.add_inplace and y.dtype == s.dtype else y + s
-        return _chain(self._post, y)
+        return self._run(self, x)
 
 
-class ConcatBranches(nn.Module):
-    """Branches on one input, concatenated along channels (dim 1)."""
-
-    def __init__(self, branches: list[tuple[str, nn.Module]]):
-        super().__init__()
-        self._branches = _adopt(self, branches)
-
-    def forward(self, x):
-        return torch.cat([branch(x) for branch in self._branches], 1)
+_NETS: dict[str, type[Net]] = {}
 
 
-class DenseBlock(nn.Module):
-    """Layer i sees cat(input, out_0, ..., out_{i-1}); returns cat of all of them."""
-
-    def __init__(self, layers: list[tuple[str, nn.Module]]):
-        super().__init__()
-        self._layers = _adopt(self, layers)
-
-    def forward(self, x):
-        features = [x]
-        for layer in self._layers:
-            features.append(layer(torch.cat(features, 1)))
-        return torch.cat(features, 1)
+def _net_class(title: str) -> type[Net]:
+    if title not in _NETS:
+        _NETS[title] = type(title, (Net,), {"__module__": __name__, "__doc__": f"A netspec {title} construct."})
+    return _NETS[title]
 
 
-class GateBlock(nn.Module):
-    """x * gate(x): squeeze-excitation; the gate layers are direct children."""
+class Call:
+    """Run the owner's child module `name` (looked up at call time, like self.conv1)."""
 
-    def __init__(self, layers: list[tuple[str, nn.Module]]):
-        super().__init__()
-        self._layers = _adopt(self, layers)
+    __slots__ = ("name",)
 
-    def forward(self, x):
-        return x * _chain(self._layers, x)
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, owner, x):
+        return getattr(owner, self.name)(x)
+
+
+class Bare:
+    """A layer whose one tensor is the owner's parameter `name` (no module of its own)."""
+
+    __slots__ = ("name", "functional")
+
+    def __init__(self, name: str, functional):
+        self.name, self.functional = name, functional
+
+    def __call__(self, owner, x):
+        return self.functional(x, getattr(owner, self.name))
 
 
 # -- in-place execution ----------------------------------------------------------------------
@@ -94,64 +75,135 @@ class GateBlock(nn.Module):
 # an allocation and a memory pass per activation (about 3% of a ResNeXt-50 training step on
 # CPU). netspec decides it from the graph instead of asking the spec author: a module may
 # overwrite its input only if that input is a fresh tensor (made by the previous module, read
-# by no other module and not kept by the previous module's backward). A container's input is
+# by no other module and not kept by the previous module's backward). A construct's input is
 # shared (a residual's body and shortcut, concat branches, a gate's body and product) or the
-# caller's tensor, so the first module inside one never runs in place.
+# caller's tensor, so the first module inside one never runs in place; each construct's
+# `build` says which of its children get a fresh input, and its `fresh_output` what it gives.
 
-def _fresh_output(m: Module) -> bool:
-    """Is m's output a new tensor that m's backward does not read?"""
+class _Builder:
+    """The builder's face towards constructs (their `build` sees it as `b`)."""
+
+    def __init__(self, inplace: bool):
+        self.inplace = inplace
+
+    def fresh(self, m: Module) -> bool:
+        """Is m's output a new tensor that m's backward does not read?"""
+        if isinstance(m.node, Leaf):
+            return m.node.layer.fresh_output
+        return m.node.construct.fresh_output(m, self)
+
+    def chain(self, modules: list[Module], owner: nn.Module, first_fresh: bool) -> list:
+        """Steps for modules applied one after another; the first one's input is fresh iff first_fresh."""
+        steps, fresh = [], first_fresh
+        for m in modules:
+            steps.append(self.step(m, owner, fresh))
+            fresh = self.fresh(m)
+        return steps
+
+    def step(self, m: Module, owner: nn.Module, fresh: bool):
+        """Build m, register what it registers on `owner`, and return the step that runs it there."""
+        node = m.node
+        if isinstance(node, Leaf) and node.layer.bare_parameter:
+            module = self.leaf(m, fresh)
+            weight = module.weight
+            del module.weight           # the owner holds it; a stale copy would survive assign=True
+            _register(owner, node, weight)
+            return Bare(node.name, module.functional)
+        if isinstance(node, Leaf):
+            _register(owner, node, self.leaf(m, fresh))
+            return Call(node.name)
+        if node.flat:
+            return node.construct.build(m, self, owner, fresh)
+        _register(owner, node, self.module(m, fresh))
+        return Call(node.name)
+
+    def leaf(self, m: Module, fresh: bool) -> nn.Module:
+        layer = m.node.layer
+        module = layer.build(m.input)
+        if layer.frozen:
+            module.requires_grad_(False)
+        if self.inplace and fresh and layer.runs_inplace:
+            module.inplace = True
+        return module
+
+    def module(self, m: Module, fresh: bool = False) -> nn.Module:
+        """The module of a non-flat construct: nn.Sequential for a plain chain, else a Net."""
+        node = m.node
+        if node.kind == "sequence" and all(_plain(c) for c in m.slots["body"]):
+            seq = nn.Sequential()
+            self.chain(m.slots["body"], seq, fresh)  # registers the children; Sequential runs them
+            return seq
+        net = _net_class(node.construct.title)()
+        net._run = node.construct.build(m, self, net, fresh)
+        return net
+
+
+def _plain(m: Module) -> bool:
+    """A child an nn.Sequential can run: its own registered module."""
     node = m.node
-    if isinstance(node, Leaf):
-        return node.layer.fresh_output
-    if isinstance(node, Residual):
-        return _fresh_output(m.children[-1]) if node.post else True  # the sum
-    if isinstance(node, Seq):
-        return bool(m.children) and _fresh_output(m.children[-1])
-    return True  # concat, dense: torch.cat; gate: x * g
+    return not node.layer.bare_parameter if isinstance(node, Leaf) else not node.flat
 
 
-def _build_chain(modules: list[Module], first_fresh: bool, inplace: bool) -> list[tuple[str, nn.Module]]:
-    """Build modules applied one after another; the first one's input is fresh iff first_fresh."""
-    built, fresh = [], first_fresh
-    for m in modules:
-        built.append((m.node.name, build_module(m, fresh, inplace)))
-        fresh = _fresh_output(m)
-    return built
+def _register(owner: nn.Module, node, value) -> None:
+    try:
+        if isinstance(value, nn.Parameter):
+            owner.register_parameter(node.name, value)
+        else:
+            owner.add_module(node.name, value)
+    except KeyError as e:  # resolve refuses every name torch refuses; a newer torch may know more
+        from netspec.errors import SpecError
+        raise SpecError(f"module name {node.name!r} is refused by this torch version: {e.args[0]}") from None
 
 
 def build_module(m: Module, input_fresh: bool = False, inplace: bool = True) -> nn.Module:
     """The torch module of an analysed module. `input_fresh`: its input may be overwritten
     in place; `inplace=False` turns every in-place operation off (e.g. for forward hooks
     that keep activations)."""
-    node = m.node
-    if isinstance(node, Leaf):
-        module = node.layer.build(m.input)
-        if node.layer.frozen:
-            module.requires_grad_(False)
-        if inplace and input_fresh and node.layer.runs_inplace:
-            module.inplace = True
-        return module
-    if isinstance(node, Seq):
-        return nn.Sequential(OrderedDict(_build_chain(m.children, input_fresh, inplace)))
-    if isinstance(node, Residual):
-        n_body = len(node.body)
-        body = _build_chain(m.children[:n_body], False, inplace)
-        post = _build_chain(m.children[n_body:], True, inplace)
-        shortcut = (m.shortcut.node.name, build_module(m.shortcut, False, inplace)) if m.shortcut else None
-        add_inplace = inplace and n_body > 0 and _fresh_output(m.children[n_body - 1])
-        return ResidualBlock(body, shortcut, post, add_inplace)
-    if isinstance(node, Concat):
-        return ConcatBranches([(c.node.name, build_module(c, False, inplace)) for c in m.children])
-    if isinstance(node, Dense):  # each layer's input is a new torch.cat that only it reads
-        return DenseBlock([(c.node.name, build_module(c, True, inplace)) for c in m.children])
-    if isinstance(node, Gate):
-        return GateBlock(_build_chain(m.children, False, inplace))
-    raise TypeError(f"unknown IR node {type(node).__name__}")
+    b = _Builder(inplace)
+    if isinstance(m.node, Leaf):
+        return b.leaf(m, input_fresh)
+    return b.module(m, input_fresh)
 
 
 def build_analysis(analysis: Analysis, device=None, inplace: bool = True) -> nn.Module:
     with torch.device(device) if device is not None else nullcontext():
-        return build_module(analysis.tree, inplace=inplace)
+        model = build_module(analysis.tree, inplace=inplace)
+    problems = tree_mismatches(analysis, model)
+    if problems:  # a bug in netspec, never a user error: resolve's name rule prevents it
+        raise AssertionError("built module tree differs from the analysis: " + "; ".join(problems[:5]))
+    return model
+
+
+def expected_tree(analysis: Analysis) -> dict[str, int]:
+    """Every module path the analysis registers -> the parameters registered directly on it."""
+    out: dict[str, int] = {}
+
+    def visit(m: Module, owner: str) -> None:
+        node = m.node
+        if isinstance(node, Leaf):
+            if node.layer.bare_parameter:
+                out[owner] += m.params
+            else:
+                out[m.path] = m.params
+            return
+        if not node.flat:
+            out[m.path] = 0
+            owner = m.path
+        for child in m.children:
+            visit(child, owner)
+
+    visit(analysis.tree, "")
+    return out
+
+
+def tree_mismatches(analysis: Analysis, model: nn.Module) -> list[str]:
+    """Where the built module tree differs from the analysed one (paths, direct parameters)."""
+    built = {path: sum(p.numel() for p in module.parameters(recurse=False))
+             for path, module in model.named_modules(remove_duplicate=False)}
+    expected = expected_tree(analysis)
+    problems = [f"{path or '<root>'}: built {built.get(path)}, analysed {expected.get(path)}"
+                for path in [*expected, *(p for p in built if p not in expected)] if built.get(path) != expected.get(path)]
+    return problems
 
 
 def cross_check(analysis: Analysis) -> list[str]:

@@ -125,17 +125,21 @@ def _dict_diff(x, y, prefix: str) -> dict:
     return out
 
 
-def _children(m: Module) -> list[Module]:
-    return list(m.children)
-
-
 def _settings(m: Module) -> dict:
     layer = m.node.layer
     return layer.model_dump(mode="json", exclude={"name"})
 
 
+def _construct_settings(m: Module) -> dict:
+    """A construct's settings, and for a residual what its shortcut turned out to be."""
+    out = dict(m.node.construct.describe(m.node))
+    if m.type == "residual":
+        out["shortcut"] = "projection" if m.slots.get("shortcut") else "identity"
+    return out
+
+
 def _positional(m: Module) -> bool:
-    return m.node.name.isdigit()
+    return m.node.name is None or m.node.name.isdigit()
 
 
 def _signature(m: Module) -> tuple:
@@ -157,21 +161,12 @@ def _pair(ma: Module, mb: Module, out: list[Entry]) -> None:
         elif ma.path != mb.path:
             out.append(Entry("renamed", ma, mb))
         return
-    attrs = {}
-    if ma.type == "residual":
-        kind_a = "identity" if ma.shortcut is None else "projection"
-        kind_b = "identity" if mb.shortcut is None else "projection"
-        if kind_a != kind_b:
-            attrs["shortcut"] = (kind_a, kind_b)
+    sa, sb = _construct_settings(ma), _construct_settings(mb)
+    attrs = {k: (sa.get(k), sb.get(k)) for k in [*sa, *(k for k in sb if k not in sa)] if sa.get(k) != sb.get(k)}
     if attrs:
         out.append(Entry("changed", ma, mb, attrs))
-    _align(_children(ma), _children(mb), out)
-    if ma.shortcut is not None and mb.shortcut is not None:
-        _pair(ma.shortcut, mb.shortcut, out)
-    elif ma.shortcut is not None:
-        _whole(ma.shortcut, "removed", out)
-    elif mb.shortcut is not None:
-        _whole(mb.shortcut, "added", out)
+    for slot in [*ma.slots, *(k for k in mb.slots if k not in ma.slots)]:  # a residual's body, shortcut, post
+        _align(ma.slots.get(slot, []), mb.slots.get(slot, []), out)
 
 
 def _whole(m: Module, change: str, out: list[Entry]) -> None:
@@ -240,7 +235,7 @@ def _entry_text(e: Entry) -> str:
     path = m.path
     if e.a is not None and e.b is not None and e.a.path != e.b.path:
         path = f"{e.a.path} -> {e.b.path}"
-    head = f"{MARK[e.change]} {path or '<root>'}  {m.type}"
+    head = f"{MARK[e.change]} {path or '<root>'}  {m.type}{' (flat)' if getattr(m.node, 'flat', False) else ''}"
     if e.change in ("removed", "added"):
         what = ""
         if isinstance(m.node, Leaf):
@@ -270,8 +265,6 @@ def _leaves(m: Module):
         return
     for child in m.children:
         yield from _leaves(child)
-    if m.shortcut is not None:
-        yield from _leaves(m.shortcut)
 
 
 def render(d: Diff, brief: bool = False) -> str:

@@ -1,83 +1,54 @@
-"""The resolved graph: frozen-shape-free values passed from resolve to analysis.
+"""The resolved graph: values passed from resolve to analysis.
 
 After resolve there are no blocks, repeats, variables or expressions left: only
-concrete layers (`Leaf`) inside six kinds of containers, each of which becomes one
-torch module. `src` is the path of the spec node that produced the value, so later
-stages can point errors at the document. `str(graph)` prints it. Imports no torch.
+concrete layers (`Leaf`) inside constructs (`Node`: sequence, residual, concat, split,
+dense, gate — `netspec.constructs` owns each one's rules). A node's children sit in
+named slots (a residual's `body`, `shortcut`, `post`); a `flat` node adds no module
+level: its children register on the enclosing module. `src` is the path of the spec
+node that produced the value, so later stages can point errors at the document.
+`str(graph)` prints it. Imports no torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Union
+from dataclasses import dataclass, field
+from typing import Any, Union
 
 from netspec.layers import Layer
 
 
 @dataclass
 class Leaf:
-    name: str
+    name: str | None
     layer: Layer
     src: tuple
     kind = "leaf"
 
 
 @dataclass
-class Seq:
-    """Children applied in order (nn.Sequential)."""
-    name: str
-    children: list["Node"]
+class Node:
+    """One construct. `construct` is its class in netspec.constructs (the rules),
+    `settings` its resolved fields other than children and name."""
+    kind: str
+    name: str | None
+    slots: dict[str, list["Item"]]
     src: tuple
-    kind = "sequence"
+    construct: Any
+    settings: dict = field(default_factory=dict)
+    flat: bool = False
+
+    @property
+    def children(self) -> list["Item"]:
+        return [child for nodes in self.slots.values() for child in nodes]
 
 
-@dataclass
-class Residual:
-    """post(body(x) + shortcut(x)); body and post children are registered directly
-    on the residual module, the shortcut under `shortcut_name`."""
-    name: str
-    body: list["Node"]
-    shortcut: Literal["auto", "identity"] | "Node"
-    shortcut_name: str
-    post: list["Node"]
-    src: tuple
-    kind = "residual"
-
-
-@dataclass
-class Concat:
-    """Branches on the same input, concatenated along channels."""
-    name: str
-    branches: list["Node"]
-    src: tuple
-    kind = "concat"
-
-
-@dataclass
-class Dense:
-    """Layer i sees cat(input, out_0..out_{i-1}); the output is cat(input, all outs)."""
-    name: str
-    layers: list["Node"]
-    src: tuple
-    kind = "dense"
-
-
-@dataclass
-class Gate:
-    """x * body(x), body's output broadcast over x (squeeze-excitation)."""
-    name: str
-    body: list["Node"]
-    src: tuple
-    kind = "gate"
-
-
-Node = Union[Leaf, Seq, Residual, Concat, Dense, Gate]
+Item = Union[Leaf, Node]
 
 
 @dataclass
 class Graph:
     name: str
     input: tuple[int, ...]
-    root: Seq
+    root: Node
 
     def __str__(self) -> str:
         lines = [f"graph {self.name} input={list(self.input)}"]
@@ -85,24 +56,15 @@ class Graph:
         return "\n".join(lines)
 
 
-def _dump(node: Node, depth: int, lines: list[str]) -> None:
+def _dump(node: Item, depth: int, lines: list[str]) -> None:
     pad = "  " * depth
+    label = node.name if node.name is not None else "(flat)"
     if isinstance(node, Leaf):
         args = ", ".join(f"{k}={v}" for k, v in node.layer.settings().items())
-        lines.append(f"{pad}{node.name}: {node.layer.tag}({args})")
+        lines.append(f"{pad}{label}: {node.layer.tag}({args})")
         return
-    if isinstance(node, Residual):
-        lines.append(f"{pad}{node.name}: residual")
-        for child in node.body:
+    args = ", ".join(f"{k}={v}" for k, v in node.construct.describe(node).items())
+    lines.append(f"{pad}{label}: {node.kind}{f'({args})' if args else ''}")
+    for slot, children in node.slots.items():
+        for child in children:
             _dump(child, depth + 1, lines)
-        if isinstance(node.shortcut, str):
-            lines.append(f"{pad}  {node.shortcut_name}: {node.shortcut}")
-        else:
-            _dump(node.shortcut, depth + 1, lines)
-        for child in node.post:
-            _dump(child, depth + 1, lines)
-        return
-    lines.append(f"{pad}{node.name}: {node.kind}")
-    for child in (node.children if isinstance(node, Seq) else node.body if isinstance(node, Gate) else
-                  node.branches if isinstance(node, Concat) else node.layers):
-        _dump(child, depth + 1, lines)

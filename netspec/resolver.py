@@ -1,15 +1,28 @@
-"""Spec -> Graph: expand blocks, repeats, variables and expressions into concrete layers.
+"""Spec -> Graph: expand blocks, repeats, `when`, variables and expressions into concrete
+layers inside constructs.
 
 Scoping is lexical: a block's body sees the spec's `vars` and the block's own
 arguments, never its caller's variables; a repeat or dense body also sees its index
 `$i`. Each leaf's fields are evaluated, then validated strictly against the layer
 model, so an expression that yields 256.0 where an int is needed is an error.
+Constructs resolve their own slots (netspec.constructs) through a `_Scope`, the
+resolver's face towards them.
 
-Naming (so state_dict keys can match a reference implementation):
-- an item's `name:` wins; otherwise its position in its container;
+Naming, so state_dict keys can match a reference implementation — every module name,
+from every source, passes the one rule here:
+- a name (an item's `name:`, a branch key, `shortcut_name`, a block call's or named
+  repeat's `name`) is letters, digits, `_` and `-`, starts with a letter or digit (`_x`
+  is torch's, `-1` an index in PATHs) and is not an attribute of torch.nn.Module
+  (`forward`, `training`, ...): `name_problem` says why not;
+- unnamed modules are named by their position among the modules registered on the same
+  module; names are unique there, including the children of `flat` constructs (which
+  register on the enclosing module) and names a construct claims (an `auto` shortcut's):
+  `_register` checks it, once per module, when the module's node is made;
 - a block call, concat branch or repeat copy whose body is one item *is* that item;
 - an unnamed `repeat` is inlined into its parent; a named one nests; a `when` is always
   inlined (its chosen items take positions in the parent).
+Every item expanded counts against MAX_ITEMS, so no spec (nested repeats of empty
+sequences, blocks calling blocks) can make resolve run without end.
 Must not import torch or analysis/build.
 """
 from __future__ import annotations
@@ -18,251 +31,314 @@ import re
 
 from pydantic import ValidationError
 
+from netspec.constructs import CONSTRUCTS
+from netspec.constructs.sequence import Sequence
 from netspec.errors import SpecError, format_path
-from netspec.ir import Concat, Dense, Gate, Graph, Leaf, Node, Residual, Seq
+from netspec.ir import Graph, Leaf, Node
 from netspec.layers import REGISTRY
 from netspec.spec import schema
 from netspec.spec.expr import Expr, ExprError, interpolate, is_expr_text, parse
 from netspec.spec.locate import did_you_mean, validation_error
 
-MAX_LAYERS = 1_000_000  # leaves after expansion; a bigger spec is refused before it is built
-_NAME_OK = re.compile(r"^[A-Za-z0-9_]+$")
-# attributes of torch.nn.Module that a child module name would shadow (add_module refuses them)
-_RESERVED = {"training", "forward", "train", "eval", "apply", "cuda", "cpu", "to", "type", "float",
-             "double", "half", "bfloat16", "parameters", "buffers", "children", "modules", "state_dict",
-             "load_state_dict", "named_parameters", "named_modules", "named_children", "zero_grad",
-             "register_buffer", "register_parameter", "add_module", "extra_repr", "requires_grad_",
-             "dump_patches", "call_super_init", "get_submodule", "get_parameter", "compile"}
+MAX_ITEMS = 1_000_000  # items expanded (layers, constructs, calls, copies); a bigger spec is refused
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_INDEX = re.compile(r"^-?[0-9]+$")
+# Public attributes of the modules netspec builds (nn.Module, nn.Sequential): a child of that
+# name would shadow one, and torch refuses it. tests/test_names.py keeps this equal to torch's.
+RESERVED = frozenset({
+    "T_destination", "add_module", "append", "apply", "bfloat16", "buffers", "call_super_init", "children",
+    "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extend", "extra_repr", "float", "forward",
+    "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half", "insert", "ipu", "load_state_dict",
+    "modules", "mtia", "named_buffers", "named_children", "named_modules", "named_parameters", "parameters", "pop",
+    "register_backward_hook", "register_buffer", "register_forward_hook", "register_forward_pre_hook",
+    "register_full_backward_hook", "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter", "register_state_dict_post_hook",
+    "register_state_dict_pre_hook", "requires_grad_", "set_extra_state", "set_submodule", "share_memory",
+    "state_dict", "to", "to_empty", "train", "training", "type", "xpu", "zero_grad",
+})
 
 
-def resolve(spec: schema.Spec, input_shape: tuple[int, ...] | None = None, max_layers: int = MAX_LAYERS) -> Graph:
-    return _Resolver(spec, max_layers).graph(input_shape)
+def resolve(spec: schema.Spec, input_shape: tuple[int, ...] | None = None, max_items: int = MAX_ITEMS) -> Graph:
+    return _Resolver(spec, max_items).graph(input_shape)
+
+
+def name_problem(value: str) -> str | None:
+    """Why `value` cannot be a module name, or None: the one name rule."""
+    if not _NAME_OK.match(value):
+        if value.startswith("_"):
+            return "starts with '_' (reserved for torch.nn.Module's internals)"
+        return "is empty" if not value else "may use only letters, digits, '_' and '-', and starts with a letter or digit"
+    if value in RESERVED:
+        return "is a torch.nn.Module attribute"
+    return None
 
 
 class _Resolver:
-    def __init__(self, spec: schema.Spec, max_layers: int):
+    def __init__(self, spec: schema.Spec, max_items: int):
         self.spec = spec
         self.source = spec.source
-        self.max_layers = max_layers
-        self.leaves = 0
+        self.max_items = max_items
+        self.expanded = 0
         self.globals: dict = {}
+        top = _Scope(self, self.globals, ())
         for key, raw in spec.vars.items():
-            self.globals[key] = self.value(raw, self.globals, ("vars", key), ())
+            self.globals[key] = top.value(raw, ("vars", key))
 
     def graph(self, input_shape) -> Graph:
-        children = self.named(self.items(self.spec.layers, self.globals, ("layers",), ()), ("layers",), ())
+        top = _Scope(self, self.globals, ())
+        root = top.sequence("", top.items(self.spec.layers, ("layers",)), ("layers",))
         shape = tuple(input_shape or self.spec.input)
-        return Graph(self.spec.name, shape, Seq("", children, ("layers",)))
+        return Graph(self.spec.name, shape, root)
+
+    def count(self, scope: "_Scope", path: tuple) -> None:
+        self.expanded += 1
+        if self.expanded > self.max_items:
+            raise scope.error(f"the spec expands to more than {self.max_items:,} items (layers, constructs, block calls, "
+                              f"repeat copies); refused", path)
+
+
+class _Scope:
+    """Variables in scope and the block-call stack: what a construct's `resolve` sees as `r`."""
+
+    def __init__(self, resolver: _Resolver, scope: dict, stack: tuple, args_at: dict | None = None):
+        self.res = resolver
+        self.vars = scope
+        self.stack = stack          # ((block name, call path), ...), innermost last
+        self.args_at = args_at or {}  # block argument -> path of the call's value, for blame
+
+    @property
+    def max_layers(self) -> int:
+        return self.res.max_items
+
+    def indexed(self, i: int) -> "_Scope":
+        return _Scope(self.res, {**self.vars, "i": i}, self.stack, self.args_at)
 
     # -- errors and values -----------------------------------------------------------
-    def error(self, message: str, path: tuple, stack: tuple, **kw) -> SpecError:
-        return self.source.error(message + self.context(stack), path, **kw)
+    def error(self, message: str, path: tuple, **kw) -> SpecError:
+        return self.res.source.error(message + self.context(), path, **kw)
 
-    def context(self, stack: tuple) -> str:
-        if not stack:
+    def context(self) -> str:
+        if not self.stack:
             return ""
-        block, call_path = stack[-1]
-        return f" (in block '{block}' used at {format_path(self.source.locate(call_path)[0])})"
+        block, call_path = self.stack[-1]
+        return f" (in block '{block}' used at {format_path(self.res.source.locate(call_path)[0])})"
 
-    def value(self, raw, scope: dict, path: tuple, stack: tuple):
+    def value(self, raw, path: tuple):
         """Evaluate `$...` (parsed or not) anywhere inside `raw`."""
         try:
             if isinstance(raw, Expr):
-                return raw.evaluate(scope)
+                return raw.evaluate(self.vars)
             if is_expr_text(raw):
-                return parse(raw).evaluate(scope)
+                return parse(raw).evaluate(self.vars)
         except ExprError as e:
-            raise self.error(str(e), path, stack) from None
+            raise self.error(str(e), path) from None
         if isinstance(raw, list):
-            return [self.value(v, scope, path + (i,), stack) for i, v in enumerate(raw)]
+            return [self.value(v, path + (i,)) for i, v in enumerate(raw)]
         if isinstance(raw, dict):
-            return {k: self.value(v, scope, path + (k,), stack) for k, v in raw.items()}
+            return {k: self.value(v, path + (k,)) for k, v in raw.items()}
         return raw
 
-    def name(self, raw, scope: dict, path: tuple, stack: tuple) -> str | None:
+    def validated(self, adapter, value, path: tuple):
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as e:
+            raise validation_error(e, self.res.source, prefix=path) from None
+
+    def name(self, raw, path: tuple, on_key: bool = False) -> str | None:
         if raw is None:
             return None
         if not isinstance(raw, (str, Expr)):
-            raise self.error(f"a module name is a string, got {type(raw).__name__} {raw!r}", path, stack)
+            raise self.error(f"a module name is a string, got {type(raw).__name__} {raw!r}", path)
         try:
-            value = raw.evaluate(scope) if isinstance(raw, Expr) else \
-                interpolate(raw, scope) if "${" in raw else raw
+            value = raw.evaluate(self.vars) if isinstance(raw, Expr) else \
+                interpolate(raw, self.vars) if "${" in raw else raw
         except ExprError as e:
-            raise self.error(str(e), path, stack) from None
+            raise self.error(str(e), path) from None
         value = str(value)
-        if not _NAME_OK.match(value) or value in _RESERVED:
-            why = "is a torch.nn.Module attribute" if value in _RESERVED else "may use only letters, digits and _"
-            raise self.error(f"module name {value!r} {why}", path, stack)
+        problem = name_problem(value)
+        if problem:
+            raise self.error(f"module name {value!r} {problem}", path, on_key=on_key)
         return value
 
-    def named(self, nodes: list[Node], path: tuple, stack: tuple, start: int = 0) -> list[Node]:
-        """Give unnamed nodes their position as name; refuse duplicate names."""
-        seen: dict[str, Node] = {}
-        for i, node in enumerate(nodes, start):
-            if node.name is None:
-                node.name = str(i)
-            if node.name in seen:
-                raise self.error(f"two modules named {node.name!r} in one container", node.src, stack)
-            seen[node.name] = node
-        return nodes
+    def flat(self, f, path: tuple) -> bool:
+        return self.validated(f._adapter("flat"), self.value(f.flat, path + ("flat",)), path + ("flat",))
 
-    def count(self, n: int, path: tuple, stack: tuple) -> None:
-        self.leaves += n
-        if self.leaves > self.max_layers:
-            raise self.error(f"the spec expands to more than {self.max_layers:,} layers; refused", path, stack)
+    # -- nodes ------------------------------------------------------------------------
+    def node(self, cls, f, path: tuple, slots: dict, settings: dict) -> Node:
+        """The IR node of construct `cls` (fields `f`): a module of its own, or `flat`."""
+        flat = self.flat(f, path)
+        name = self.name(f.name, path + ("name",))
+        if flat and name is not None:
+            raise self.error("a flat construct adds no module level, so it takes no name (name its children)", path + ("name",))
+        node = Node(cls.tag, name, slots, path, cls, settings, flat)
+        if not flat:
+            self.register(node)
+        return node
+
+    def sequence(self, name: str | None, nodes: list, src: tuple, flat: bool = False) -> Node:
+        node = Node("sequence", name, {"body": nodes}, src, Sequence, {}, flat)
+        if not flat:
+            self.register(node)
+        return node
+
+    def group(self, nodes: list, name: str | None, path: tuple):
+        """Items that form one module: one (non-flat) item is that item, renamed if a
+        name is given; several (or a flat construct) form a sequence."""
+        if len(nodes) == 1 and not (isinstance(nodes[0], Node) and nodes[0].flat):
+            if name is not None:
+                nodes[0].name = name
+            return nodes[0]
+        return self.sequence(name, nodes, path)
+
+    def register(self, owner: Node) -> None:
+        """Name the unnamed modules registered on `owner` by position, and refuse two
+        modules of one name there (flat constructs' children register on `owner` too)."""
+        seen: dict[str, tuple] = {}
+        position = 0
+
+        def claim(name: str, src: tuple) -> None:
+            if name in seen:
+                first = format_path(self.res.source.locate(seen[name])[0]) or "the top level"
+                raise self.error(f"two modules named {name!r} in one module (the other: {first})", src)
+            seen[name] = src
+
+        def visit(node: Node) -> None:
+            nonlocal position
+            for slot in node.construct.slots:
+                numbered = slot in node.construct.numbered
+                for child in node.slots[slot]:
+                    if isinstance(child, Node) and child.flat:
+                        visit(child)
+                        continue
+                    if numbered:
+                        if child.name is None:
+                            child.name = str(position)
+                        position += 1
+                    claim(child.name, child.src + (() if isinstance(child, Node) else ("name",)))
+            for name in node.construct.claimed_names(node):
+                claim(name, node.src)
+
+        visit(owner)
 
     # -- items --------------------------------------------------------------------------
-    def items(self, items: list, scope: dict, path: tuple, stack: tuple, extra: dict | None = None) -> list[Node]:
-        out: list[Node] = []
+    def items(self, items: list, path: tuple, extra: dict | None = None) -> list:
+        out: list = []
         for i, item in enumerate(items):
-            out.extend(self.item(item.root, scope, path + (i,), stack, extra))
+            out.extend(self.item(item.root, path + (i,), extra))
         return out
 
-    def item(self, item, scope: dict, path: tuple, stack: tuple, extra: dict | None) -> list[Node]:
+    def item(self, item, path: tuple, extra: dict | None) -> list:
+        self.res.count(self, path)
         if isinstance(item, schema.BlockCall):
-            return [self.call(item, scope, path, stack, extra)]
+            return [self.call(item, path, extra)]
         if isinstance(item, schema.Repeat):
-            return self.repeat(item, scope, path, stack)
+            return self.repeat(item, path)
         if extra:
             key = next(iter(extra))
-            raise self.error(f"override {key!r} applies to a layer or block call, not a {type(item).__name__}", path, stack)
+            raise self.error(f"override {key!r} applies to a layer or block call, not a {type(item).__name__}", path)
         if isinstance(item, schema.When):
-            return self.when(item, scope, path, stack)
-        if isinstance(item, schema.ResidualItem):
-            return [self.residual(item.residual, scope, path + ("residual",), stack)]
-        if isinstance(item, schema.ConcatItem):
-            return [self.concat(item.concat, scope, path + ("concat",), stack)]
-        if isinstance(item, schema.DenseItem):
-            return [self.dense(item.dense, scope, path + ("dense",), stack)]
-        if isinstance(item, (schema.SequenceItem, schema.GateItem)):
-            key, cls = ("sequence", Seq) if isinstance(item, schema.SequenceItem) else ("gate", Gate)
-            f = getattr(item, key)
-            children = self.named(self.items(f.body, scope, path + (key, "body"), stack), path, stack)
-            return [cls(self.name(f.name, scope, path + (key, "name"), stack), children, path + (key,))]
-        return [self.leaf(item, scope, path, stack, None)]
+            return self.when(item, path)
+        for tag in CONSTRUCTS:
+            if isinstance(item, schema.STRUCTURAL[tag]):
+                return [CONSTRUCTS[tag].resolve(getattr(item, tag), self, path + (tag,))]
+        return [self.leaf(item, path, None)]
 
-    def leaf(self, item, scope: dict, path: tuple, stack: tuple, extra: dict | None) -> Leaf:
+    def leaf(self, item, path: tuple, extra: dict | None) -> Leaf:
         (tag, fields), = ((k, getattr(item, k)) for k in type(item).model_fields)
         src = path + (tag,)
         raw = {k: getattr(fields, k) for k in fields.model_fields_set}
         if extra:
             for key in extra:
                 if key not in REGISTRY[tag].model_fields:
-                    raise self.error(f"override {key!r} is not a field of '{tag}'{did_you_mean(key, REGISTRY[tag].model_fields)}", src, stack)
+                    raise self.error(f"override {key!r} is not a field of '{tag}'{did_you_mean(key, REGISTRY[tag].model_fields)}", src)
             raw.update(extra)
-        name = self.name(raw.pop("name", None), scope, src + ("name",), stack)
-        values = {k: self.value(v, scope, src + (k,), stack) for k, v in raw.items()}
+        name = self.name(raw.pop("name", None), src + ("name",))
+        values = {k: self.value(v, src + (k,)) for k, v in raw.items()}
         try:
             layer = REGISTRY[tag].model_validate(values)
         except ValidationError as e:
-            err = validation_error(e, self.source, prefix=src)
-            err.message += self.context(stack)
-            raise err from None
-        self.count(1, src, stack)
+            raise self.blame(e, raw, src) from None
         return Leaf(name, layer, src)
 
-    def call(self, call: schema.BlockCall, scope: dict, path: tuple, stack: tuple, extra: dict | None) -> Node:
+    def blame(self, e: ValidationError, raw: dict, src: tuple) -> SpecError:
+        """A leaf field that failed validation; when its value is a block argument the
+        call passed (`out: $c`), the error points at the call, naming the block."""
+        err = validation_error(e, self.res.source, prefix=src)
+        loc = e.errors()[0]["loc"]
+        value = raw.get(loc[0]) if loc else None
+        passed = [self.args_at[n] for n in sorted(value.names()) if n in self.args_at] if isinstance(value, Expr) else []
+        if not passed:
+            err.message += self.context()
+            return err
+        block, _ = self.stack[-1]
+        inside = format_path(self.res.source.locate(src + (loc[0],))[0])
+        return self.res.source.error(f"{err.message} (passed to block '{block}' as '{passed[0][-1]}', used at {inside})",
+                                     passed[0])
+
+    def call(self, call: schema.BlockCall, path: tuple, extra: dict | None):
         src = path + (call.block,)
-        block = self.spec.blocks.get(call.block)
+        spec = self.res.spec
+        block = spec.blocks.get(call.block)
         if block is None:
-            known = [*REGISTRY, *self.spec.blocks, *schema.STRUCTURAL, *schema.INLINE_ITEMS]
-            raise self.error(f"unknown layer type or block '{call.block}'{did_you_mean(call.block, known)}", src, stack, on_key=True)
-        chain = [b for b, _ in stack]
+            known = [*REGISTRY, *spec.blocks, *schema.STRUCTURAL, *schema.INLINE_ITEMS]
+            raise self.error(f"unknown layer type or block '{call.block}'{did_you_mean(call.block, known)}", src, on_key=True)
+        chain = [b for b, _ in self.stack]
         if call.block in chain:
             cycle = " -> ".join(chain[chain.index(call.block):] + [call.block])
-            raise self.error(f"block '{call.block}' uses itself ({cycle})", src, stack, on_key=True)
+            raise self.error(f"block '{call.block}' uses itself ({cycle})", src, on_key=True)
         args = {**call.args, **(extra or {})}
-        name = self.name(args.pop("name", None), scope, src + ("name",), stack)
-        bound = {}
+        name = self.name(args.pop("name", None), src + ("name",))
         for key in args:
             if key not in block.args:
                 declared = ", ".join(block.args) or "none"
                 raise self.error(f"block '{call.block}' has no argument '{key}'{did_you_mean(key, block.args)} (arguments: {declared})",
-                                 src + (key,), stack, on_key=True)
+                                 src + (key,), on_key=True)
+        bound, args_at = {}, {}
+        top = _Scope(self.res, self.res.globals, self.stack)
         for key, default in block.args.items():
             if key in args:
-                bound[key] = self.value(args[key], scope, src + (key,), stack)
+                bound[key] = self.value(args[key], src + (key,))
+                args_at[key] = src + (key,)
             elif default == schema.REQUIRED:
-                raise self.error(f"block '{call.block}' needs argument '{key}'", src, stack)
+                raise self.error(f"block '{call.block}' needs argument '{key}'", src)
             else:
-                bound[key] = self.value(default, self.globals, ("blocks", call.block, "args", key), stack)
-        inner_stack = stack + ((call.block, path),)
+                bound[key] = top.value(default, ("blocks", call.block, "args", key))
+        inner = _Scope(self.res, {**self.res.globals, **bound}, self.stack + ((call.block, path),), args_at)
         body_path = ("blocks", call.block, "body")
-        inner = self.items(block.body, {**self.globals, **bound}, body_path, inner_stack)
-        if len(inner) == 1:
-            node = inner[0]
-            node.name = name or node.name
-            return node
-        return Seq(name, self.named(inner, body_path, inner_stack), src)
+        nodes = inner.items(block.body, body_path)
+        if len(nodes) == 1 and not (isinstance(nodes[0], Node) and nodes[0].flat):
+            return inner.group(nodes, name, body_path)
+        return inner.sequence(name, nodes, src)
 
-    def when(self, item: schema.When, scope: dict, path: tuple, stack: tuple) -> list[Node]:
-        holds = self.value(item.when, scope, path + ("when",), stack)
+    def when(self, item: schema.When, path: tuple) -> list:
+        holds = self.value(item.when, path + ("when",))
         if not (isinstance(holds, bool) or (isinstance(holds, int) and holds in (0, 1))):
-            raise self.error(f"when needs true/false or 1/0, got {holds!r}", path + ("when",), stack)
+            raise self.error(f"when needs true/false or 1/0, got {holds!r}", path + ("when",))
         if holds:
-            return self.items(item.body, scope, path + ("body",), stack)
-        return self.items(item.otherwise, scope, path + ("else",), stack)
+            return self.items(item.body, path + ("body",))
+        return self.items(item.otherwise, path + ("else",))
 
-    def repeat(self, item: schema.Repeat, scope: dict, path: tuple, stack: tuple) -> list[Node]:
-        n = self.value(item.repeat, scope, path + ("repeat",), stack)
+    def repeat(self, item: schema.Repeat, path: tuple) -> list:
+        n = self.value(item.repeat, path + ("repeat",))
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise self.error(f"repeat needs a non-negative integer, got {n!r}", path + ("repeat",), stack)
-        if n * len(item.body) > self.max_layers:
-            raise self.error(f"repeat {n:,} expands to more than {self.max_layers:,} layers; refused", path + ("repeat",), stack)
-        overrides = self.overrides(item, n, path, stack)
-        copies: list[list[Node]] = []
-        for i in range(n):
-            inner_scope = {**scope, "i": i}
-            copies.append(self.items(item.body, inner_scope, path + ("body",), stack, overrides.get(i)))
+            raise self.error(f"repeat needs a non-negative integer, got {n!r}", path + ("repeat",))
+        if n * len(item.body) > self.res.max_items:
+            raise self.error(f"repeat {n:,} expands to more than {self.res.max_items:,} layers; refused", path + ("repeat",))
+        overrides = self.overrides(item, n, path)
+        copies = [self.indexed(i).items(item.body, path + ("body",), overrides.get(i)) for i in range(n)]
         if item.name is None:
             return [node for copy in copies for node in copy]
-        children = [copy[0] if len(copy) == 1 else Seq(None, self.named(copy, path, stack), path) for copy in copies]
-        name = self.name(item.name, scope, path + ("name",), stack)
-        return [Seq(name, self.named(children, path + ("body",), stack), path)]
+        name = self.name(item.name, path + ("name",))
+        return [self.sequence(name, [self.group(copy, None, path) for copy in copies], path)]
 
-    def overrides(self, item: schema.Repeat, n: int, path: tuple, stack: tuple) -> dict[int, dict]:
+    def overrides(self, item: schema.Repeat, n: int, path: tuple) -> dict[int, dict]:
         out = {}
         for key, args in item.overrides.items():
             where = path + ("overrides", key)
-            index = int(key) if isinstance(key, int) or key.lstrip("-").isdigit() else None
+            index = key if isinstance(key, int) else int(key) if _INDEX.match(key) else None
             if index is None or not -n <= index < n:
-                raise self.error(f"override index {key!r} is not a copy of this repeat (0..{n - 1}, or negative from the end)", where, stack, on_key=True)
+                raise self.error(f"override index {key!r} is not a copy of this repeat (0..{n - 1}, or negative from the end)", where, on_key=True)
             if len(item.body) != 1:
-                raise self.error("overrides need a body of exactly one item (wrap several in a block)", where, stack, on_key=True)
+                raise self.error("overrides need a body of exactly one item (wrap several in a block)", where, on_key=True)
             out[index % n] = args
         return out
-
-    def residual(self, f: schema.ResidualFields, scope: dict, path: tuple, stack: tuple) -> Residual:
-        body = self.named(self.items(f.body, scope, path + ("body",), stack), path + ("body",), stack)
-        if isinstance(f.shortcut, str):
-            shortcut = f.shortcut
-        else:
-            shortcut = self.group(self.items(f.shortcut, scope, path + ("shortcut",), stack), f.shortcut_name, path + ("shortcut",), stack)
-        post = self.items(f.post, scope, path + ("post",), stack)
-        self.named(body + post, path, stack)
-        return Residual(self.name(f.name, scope, path + ("name",), stack), body, shortcut,
-                        self.name(f.shortcut_name, scope, path + ("shortcut_name",), stack), post, path)
-
-    def concat(self, f: schema.ConcatFields, scope: dict, path: tuple, stack: tuple) -> Concat:
-        pairs = f.branches.items() if isinstance(f.branches, dict) else ((str(i), b) for i, b in enumerate(f.branches))
-        branches = [self.group(self.items(items, scope, path + ("branches", key), stack), key, path + ("branches", key), stack)
-                    for key, items in pairs]
-        self.named(branches, path, stack)
-        return Concat(self.name(f.name, scope, path + ("name",), stack), branches, path)
-
-    def dense(self, f: schema.DenseFields, scope: dict, path: tuple, stack: tuple) -> Dense:
-        n = self.value(f.repeat, scope, path + ("repeat",), stack)
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.max_layers:
-            raise self.error(f"dense repeat needs an integer from 1 to {self.max_layers:,}, got {n!r}", path + ("repeat",), stack)
-        layers = []
-        for i in range(n):
-            copy = self.items(f.body, {**scope, "i": i}, path + ("body",), stack)
-            layers.append(copy[0] if len(copy) == 1 else Seq(None, self.named(copy, path, stack), path))
-        return Dense(self.name(f.name, scope, path + ("name",), stack), self.named(layers, path, stack), path)
-
-    def group(self, nodes: list[Node], name: str, path: tuple, stack: tuple) -> Node:
-        """A list of one node is that node, renamed; several form a sequence."""
-        if len(nodes) == 1:
-            nodes[0].name = name
-            return nodes[0]
-        return Seq(name, self.named(nodes, path, stack), path)

@@ -112,7 +112,7 @@ class Gen:
         r = self.r
         kinds = ["conv", "conv", "bn", "act", "pool"]
         if depth < 2:
-            kinds += ["residual", "concat", "dense", "gate", "sequence", "block", "repeat", "when"]
+            kinds += ["residual", "concat", "split", "dense", "gate", "sequence", "block", "repeat", "when"]
         kind = r.choice(kinds)
         c, h, w = shape
         if kind == "conv":
@@ -159,8 +159,17 @@ class Gen:
         if kind == "projection":
             fields["shortcut"] = [{"conv": {"out": out, "k": 1, "stride": stride, "bias": False}}, "bn"]
             fields["shortcut_name"] = "downsample"
+            if self.r.chance(0.3):
+                fields["shortcut_first"] = True
+                self.used["shortcut_first"] += 1
         if self.r.chance(0.6):
             fields["post"] = self.act()
+        if kind != "identity" and self.r.chance(0.3):  # its own name: flat residuals may sit side by side
+            self.names += 1
+            fields["shortcut_name"] = f"proj-{self.names}"
+        if kind != "identity" and fields.get("shortcut_name", "").startswith("proj-") and self.r.chance(0.5):
+            fields["flat"] = True
+            self.used["flat residual"] += 1
         return {"residual": fields}, after
 
     def concat(self, shape, depth):
@@ -173,7 +182,37 @@ class Gen:
                 items, out = self.keeping(shape, depth + 1)
             branches[f"branch{b + 1}"] = items
             total += out[0]
+        if self.r.chance(0.3):  # Fire/Inception layout: unnamed branches, children on the enclosing module
+            self.used["flat concat"] += 1
+            return {"concat": {"flat": True, "branches": list(branches.values())}}, (total, h, w)
         return {"concat": {"branches": branches}}, (total, h, w)
+
+    def split(self, shape, depth):
+        """Channel split: equal parts (or sizes), an identity or a shape-keeping body per part."""
+        c, h, w = shape
+        n = self.r.choice([d for d in (1, 2, 3) if c % d == 0])
+        fields, total = {}, 0
+        sizes = [c // n] * n
+        if n > 1 and self.r.chance(0.3) and c > n:
+            sizes = [1] * (n - 1) + [c - n + 1]
+            fields["sizes"] = sizes
+        branches = []
+        for size in sizes:
+            if self.r.chance(0.3):
+                items, out = [], (size, h, w)
+            else:
+                items, out = self.keeping((size, h, w), depth + 1)
+            branches.append(items)
+            total += out[0]
+        if self.r.chance(0.5):
+            self.names += 1
+            fields["branches"] = {f"part{self.names}-{i}": b for i, b in enumerate(branches)}
+        else:
+            fields["branches"] = branches
+        if self.r.chance(0.4):
+            fields["flat"] = True
+            self.used["flat split"] += 1
+        return {"split": fields}, (total, h, w)
 
     def dense(self, shape, depth):
         c, h, w = shape
@@ -339,9 +378,60 @@ def inplace_differential(spec: dict) -> list[str]:
     return problems
 
 
+# -- module names that clash or that torch refuses --------------------------------------------
+BAD_NAMES = ["forward", "training", "_x", "__class__", "a.b", "", "-1", "share_memory"]
+
+
+def _named_items(node, out: list) -> list:
+    """(list, index) of every layer or construct item (a one-key mapping of fields) in the spec."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            if isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item.values())), dict):
+                out.append((node, i))
+            _named_items(item, out)
+    elif isinstance(node, dict):
+        for value in node.values():
+            _named_items(value, out)
+    return out
+
+
+def with_clashing_name(r: Draw, spec: dict) -> dict:
+    """The spec with one module name made to clash with a sibling's (its name or position) or
+    to be one torch refuses, as a name or a shortcut_name."""
+    spec = copy.deepcopy(spec)
+    places = _named_items(spec["layers"], [])
+    if not places:
+        return spec
+    items, i = r.choice(places)
+    (tag, fields), = items[i].items()
+    siblings = [j for j in range(len(items)) if j != i]
+    if siblings and r.chance(0.6):
+        j = r.choice(siblings)
+        other = next(iter(items[j].values())) if isinstance(items[j], dict) else None
+        name = other.get("name") if isinstance(other, dict) and isinstance(other.get("name"), str) else str(j)
+    else:
+        name = r.choice(BAD_NAMES)
+    key = "shortcut_name" if tag == "residual" and r.chance(0.5) else "name"
+    if key == "name" and fields.get("flat"):
+        fields.pop("flat")
+    fields[key] = name
+    return spec
+
+
+def refused_or_exact(spec: dict) -> list[str]:
+    """A spec with a doubtful name is refused with one line, or built exactly as analysed."""
+    import netspec
+    from netspec.errors import SpecError
+    try:
+        netspec.analyze(spec)
+    except SpecError as e:
+        return [] if "\n" not in str(e) else [f"error is not one line: {e!r}"]
+    return differential(spec)
+
+
 # -- mutation ----------------------------------------------------------------------------
 WEIRD = ["64", 1.5, -3, 0, 10**12, None, True, [], {}, "ünïcødé✓", "$undefined", "${1 +}", [1, 2, 3], {"x": 1},
-         "same", "global", 2**70, -0.0, "", " ", "\x00"]
+         "same", "global", 2**70, -0.0, "", " ", "\x00", "_body", "forward", "a.b", "block1-0", "0"]
 
 
 def _paths(node, path=()):

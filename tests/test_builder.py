@@ -10,11 +10,17 @@ from torch import nn
 
 import netspec
 from conftest import ROOT
-from netspec.builder import ResidualBlock
+from netspec.builder import Net
+from netspec.constructs.residual import ResidualStep
 
 
 def spec(layers, **extra):
     return {"netspec": 1, "name": "t", "input": extra.pop("input", [4, 8, 8]), "layers": layers, **extra}
+
+
+def residuals(model: nn.Module) -> list[ResidualStep]:
+    """The wiring of every residual module (its in-place add decision is on the step)."""
+    return [m._run for m in model.modules() if isinstance(m, Net) and isinstance(m._run, ResidualStep)]
 
 
 def inplace_relus(model: nn.Module) -> dict[str, bool]:
@@ -25,7 +31,7 @@ def test_resnet50_runs_in_place_like_torchvision():
     model = netspec.build(ROOT / "specs" / "resnet50.yaml")
     relus = inplace_relus(model)
     assert len(relus) == 1 + 3 * 16 and all(relus.values())      # stem + three per bottleneck
-    blocks = [m for m in model.modules() if isinstance(m, ResidualBlock)]
+    blocks = residuals(model)
     assert len(blocks) == 16 and all(b.add_inplace for b in blocks)  # torchvision: out += identity
     reference = torchvision.models.resnet50()
     assert all(m.inplace for m in reference.modules() if isinstance(m, nn.ReLU))
@@ -34,7 +40,7 @@ def test_resnet50_runs_in_place_like_torchvision():
 def test_mobilenet_v2_relu6_in_place_and_its_linear_bottleneck_add_too():
     model = netspec.build(ROOT / "specs" / "mobilenet_v2.yaml")
     assert all(inplace_relus(model).values())
-    assert all(b.add_inplace for b in model.modules() if isinstance(b, ResidualBlock))  # body ends in bn
+    assert all(b.add_inplace for b in residuals(model))  # body ends in bn
 
 
 def test_never_in_place_on_a_shared_or_kept_tensor():
@@ -58,7 +64,7 @@ def test_never_in_place_on_a_shared_or_kept_tensor():
         "cat.b.r": True,
         "gate.r": False,           # the gate multiplies its own input
     }
-    assert model.res.add_inplace is False  # the body ends in a relu, whose backward reads its output
+    assert model.res._run.add_inplace is False  # the body ends in a relu, whose backward reads its output
     x = torch.randn(2, 4, 8, 8)
     kept = x.clone()
     model(x).sum().backward()
@@ -68,7 +74,7 @@ def test_never_in_place_on_a_shared_or_kept_tensor():
 def test_inplace_false_builds_nothing_in_place():
     model = netspec.build(ROOT / "specs" / "resnet18.yaml", inplace=False)
     assert not any(inplace_relus(model).values())
-    assert not any(b.add_inplace for b in model.modules() if isinstance(b, ResidualBlock))
+    assert not any(b.add_inplace for b in residuals(model))
 
 
 def test_forward_hooks_see_the_pre_relu_output_with_inplace_false():

@@ -42,7 +42,7 @@ EXPECTED = {
     "block_missing_arg.yaml": ("7:8", "layers[0].b", "block 'b' needs argument 'c'"),
     "float_int.yaml": ("6:17", "layers[0].conv.out", "use // for integer division"),
     "override_index.yaml": ("9:17", "layers[0].overrides[5]", "override index 5 is not a copy"),
-    "duplicate_name.yaml": ("6:11", "layers[1].conv", "two modules named 'a'"),
+    "duplicate_name.yaml": ("6:32", "layers[1].conv.name", "two modules named 'a' in one module (the other: layers[0].conv.name)"),
     "repeat_huge.yaml": ("5:13", "layers[0].repeat", "expands to more than 1,000,000 layers"),
     "alias_bomb.yaml": ("5:13", None, "more than 500,000 nodes"),
     "top_list.yaml": ("1:1", "", "a spec is a mapping at the top level"),

@@ -1,6 +1,8 @@
 """Bounded fuzzing for CI (bench/fuzz.py runs the long version):
 - differential: random valid specs (hypothesis) — analysis equals the built module, and
-  the in-place build computes exactly what the out-of-place build does;
+  the in-place build computes exactly what the out-of-place build does; the same specs
+  with a module name made to clash or to be one torch refuses are refused in one line,
+  or built exactly as analysed;
 - mutation: random edits of the zoo specs through the CLI — compile, or one located
   error line with exit 2; never a traceback."""
 from __future__ import annotations
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 
 import netspec
 from conftest import SPECS
-from specgen import Draw, differential, inplace_differential, mutate, random_spec
+from specgen import Draw, differential, inplace_differential, mutate, random_spec, refused_or_exact, with_clashing_name
 
 
 class HypothesisDraw(Draw):
@@ -37,6 +39,14 @@ def test_analysis_equals_built_module(data):
 def test_inplace_build_computes_what_the_out_of_place_build_does(data):
     spec, _ = random_spec(HypothesisDraw(data))
     assert inplace_differential(spec) == []
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_clashing_or_reserved_names_are_refused_or_built_exactly(data):
+    draw = HypothesisDraw(data)
+    spec, _ = random_spec(draw)
+    assert refused_or_exact(with_clashing_name(draw, spec)) == []
 
 
 @pytest.mark.filterwarnings("ignore")

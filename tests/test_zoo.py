@@ -84,7 +84,7 @@ def test_squeeze_excitation_is_a_gate():
     """mobilenet_v3_small's SE modules are netspec gates (x * body(x)) with torchvision's names."""
     model = netspec.build(SPECS / "mobilenet_v3_small.yaml", device="meta")
     se = model.features[1].block[1]
-    assert type(se).__name__ == "GateBlock"
+    assert type(se).__name__ == "Gate"
     assert [n for n, _ in se.named_children()] == ["avgpool", "fc1", "activation", "fc2", "scale_activation"]
 
 

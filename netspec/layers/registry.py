@@ -40,6 +40,11 @@ class Layer(BaseModel):
     # `inplace` switch and its backward needs only its own output (relu, relu6).
     fresh_output: ClassVar[bool] = False
     runs_inplace: ClassVar[bool] = False
+    # A layer whose one learned tensor is registered on the enclosing module under the
+    # layer's own name (ConvNeXt's `layer_scale`, ViT's `class_token`): `build` returns a
+    # module with one parameter `weight` and a method `functional(x, weight)`; the builder
+    # registers the tensor on the owner and calls functional with it.
+    bare_parameter: ClassVar[bool] = False
 
     name: str | None = Field(None, description="Module name in the built model (a state_dict key segment); default: position in its container.")
     frozen: bool = Field(False, description="Freeze this layer's parameters (requires_grad=False); they count in params but not trainable_params.")

@@ -4,7 +4,7 @@ address (`layers.conv1.k`, `blocks.basic.body.conv2.groups`, `train.optimizer.lr
 Inside a layer list a segment is an item's index (0-based, negative from the end) or
 its module `name`; an item's fields follow directly (`layers.conv1.k`; the type key may
 also be written, `layers.0.conv.k`); inside a construct, a name also finds children of
-its `body`, `post`, `shortcut` or (`when:`) `else` list. Shorthand items (`- bn`, `maxpool: 2`) are
+its slots (`body`, `post`, `shortcut`; a branch list's items) or (`when:`) `else` list. Shorthand items (`- bn`, `maxpool: 2`) are
 expanded in place when a field of theirs is addressed. `doc` is extends.py's position
 bookkeeping, so expanded items keep the origin of what they replace.
 Must not import torch or any later stage.
@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from netspec.constructs import CONSTRUCTS
 from netspec.layers import REGISTRY
 from netspec.spec.schema import INLINE_ITEMS
 
-_CHILD_LISTS = ("body", "post", "shortcut", "else")
+# the item lists a name may be found in: every construct's slots, and `when:`'s else
+_CHILD_LISTS = tuple(dict.fromkeys([slot for cls in CONSTRUCTS.values() for slot in cls.slots] + ["else"]))
 
 
 class PathError(Exception):
@@ -140,14 +142,18 @@ def locate(root, segs: list, doc, create: bool) -> tuple[Any, Any]:
 
 
 def _child_in(content: dict, seg, trail: list):
-    """A named (or indexed) child inside a construct's body, post or shortcut list."""
+    """A named (or indexed) child inside a construct's slot: a body, post or shortcut list,
+    or the item lists of its branches (a mapping of lists, or a list of lists)."""
     for key in _CHILD_LISTS:
-        items = content.get(key)
-        if isinstance(items, list):
-            try:
-                return items, _find(items, seg, trail + [key])
-            except PathError:
-                pass
+        value = content.get(key)
+        branches = value.values() if isinstance(value, dict) else \
+            value if isinstance(value, list) and value and all(isinstance(b, list) for b in value) else [value]
+        for items in branches:
+            if isinstance(items, list):
+                try:
+                    return items, _find(items, seg, trail + [key])
+                except PathError:
+                    pass
     return None
 
 

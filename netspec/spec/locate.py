@@ -28,10 +28,10 @@ def _fields_for(path: tuple):
     parent = path[-1]
     if parent in REGISTRY:
         return REGISTRY[parent].model_fields
-    constructs = {"residual": schema.ResidualFields, "concat": schema.ConcatFields,
-                  "dense": schema.DenseFields, "sequence": schema.SequenceFields, "gate": schema.GateFields, "expect": schema.Expect}
-    if parent in constructs:
-        return constructs[parent].model_fields
+    if parent in schema.CONSTRUCT_FIELDS:
+        return schema.CONSTRUCT_FIELDS[parent].model_fields
+    if parent == "expect":
+        return schema.Expect.model_fields
     if len(path) >= 2 and path[-2] == "blocks":
         return schema.Block.model_fields
     return {}

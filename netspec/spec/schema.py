@@ -1,24 +1,27 @@
 """The spec language as pydantic models: `Spec`, `Block`, the `Item` union, and its
 JSON Schema (`netspec schema`).
 
-Two families of models:
-- structural constructs (repeat, when, residual, concat, dense, sequence, gate, block
-  calls): the small fixed grammar, written here;
-- leaf layers: generated from `netspec.layers.REGISTRY` — each layer model gets a
-  "spec variant" whose fields also accept a `$expression` (parsed here, evaluated in
-  resolve, then re-validated strictly against the layer model itself).
+Three families of models:
+- the small fixed grammar of macros, written here: block calls, `repeat`, `when`
+  (they expand into items; they are not modules);
+- leaf layers, generated from `netspec.layers.REGISTRY`, and structural constructs,
+  generated from `netspec.constructs.CONSTRUCTS`: each model gets a "spec variant"
+  whose fields also accept a `$expression` (parsed here, evaluated in resolve, then
+  re-validated strictly against the model's own field), and whose child slots hold Items.
 
 Every model is strict (`"64"` is not an int, `no` is not `false`) and closed (unknown
 fields are errors). Must not import torch or any later stage.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, RootModel, Tag,
                       create_model, model_validator)
 from pydantic_core import PydanticCustomError, core_schema
 
+from netspec.constructs import CONSTRUCTS
 from netspec.layers import REGISTRY
 from netspec.spec.expr import ExprError, parse
 from netspec.spec.train import TrainConfig
@@ -50,7 +53,9 @@ class Closed(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_${}+\-*/% ()]+$",
+# resolve checks every module name by one rule (netspec.resolver.name_problem), with a
+# message that says why; the pattern is only a hint for editors
+Name = Annotated[str, Field(json_schema_extra={"pattern": r"^[A-Za-z0-9${][A-Za-z0-9_${}+\-*/% ()]*$"},
                             description="Module name (a state_dict key segment). May embed ${...}, e.g. denselayer${i + 1}.")]
 
 
@@ -84,10 +89,6 @@ LAYER_ITEMS = {
 
 
 # -- structural constructs ----------------------------------------------------------
-def _as_list(value):
-    return value if isinstance(value, list) or value is None else [value]
-
-
 class Repeat(_ItemBase):
     """`repeat: N` copies of `body`; `overrides` give some copies other arguments."""
 
@@ -111,70 +112,32 @@ class When(_ItemBase):
 INLINE_ITEMS = {"when": When, "repeat": Repeat}
 
 
-class ResidualFields(Closed):
-    """y = post(body(x) + shortcut(x))."""
-
-    body: list["Item"] = Field(min_length=1, description="The residual branch.")
-    shortcut: Literal["auto", "identity"] | list["Item"] = Field("auto", description="'auto': identity when the body keeps the shape, else 1x1 conv (stride to match) + bn; 'identity'; or a list of items (a projection).")
-    shortcut_name: Name = Field("shortcut", description="Module name of the shortcut (torchvision: downsample).")
-    post: list["Item"] = Field(default_factory=list, description="Items applied after the addition (e.g. relu).")
-    name: Name | None = Field(None, description="Module name.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _post_as_list(cls, value):
-        if isinstance(value, dict) and "post" in value:
-            value = {**value, "post": _as_list(value["post"])}
-        return value
-
-
-class ConcatFields(Closed):
-    """Branches applied to the same input, joined along channels (Inception)."""
-
-    branches: Annotated[dict[str, list["Item"]], Field(min_length=1)] | Annotated[list[list["Item"]], Field(min_length=1)] = Field(description="Named branches (name -> items) or a list of branches; each gets the same input.")
-    name: Name | None = Field(None, description="Module name.")
+# -- structural constructs: spec variants generated from netspec.constructs ---------------
+def _construct_variant(cls):
+    """The construct's model as the spec writes it: slots hold Items, other fields also
+    take a `$expression` (evaluated in resolve, then validated against the field)."""
+    fields = {}
+    for fname, info in cls.model_fields.items():
+        if fname in cls.slots:
+            annotation = cls.slot_type(fname, "Item")
+            annotation = Annotated[(annotation, *info.metadata)] if info.metadata else annotation
+        elif fname == "name":
+            annotation = Name | None
+        else:
+            annotation = Annotated[(info.annotation, *info.metadata, ExprOr())]
+        default = ... if info.is_required() else (info.default_factory if info.default_factory else info.default)
+        field = Field(default_factory=default, description=info.description) if info.default_factory else \
+            Field(default, description=info.description)
+        fields[fname] = (annotation, field)
+    return create_model(f"{cls.__name__}Fields", __base__=cls, __module__=__name__, __doc__=cls.__doc__, **fields)
 
 
-class DenseFields(Closed):
-    """Dense connectivity (DenseNet): copy i sees the concat of the input and all earlier outputs; the output is the concat of all."""
-
-    repeat: Annotated[int, Field(ge=1), ExprOr()] = Field(description="Number of layers; each sees $i.")
-    body: list["Item"] = Field(min_length=1, description="One dense layer.")
-    name: Name | None = Field(None, description="Module name.")
-
-
-class SequenceFields(Closed):
-    """An explicitly nested sequential module (e.g. torchvision's `features`)."""
-
-    body: list["Item"] = Field(description="Items applied in order.")
-    name: Name | None = Field(None, description="Module name.")
-
-
-class GateFields(Closed):
-    """y = x * body(x), the body's output broadcast over x: squeeze-excitation's channel gate."""
-
-    body: list["Item"] = Field(min_length=1, description="Computes the gate, e.g. global avgpool, 1x1 conv, relu, 1x1 conv, sigmoid.")
-    name: Name | None = Field(None, description="Module name.")
-
-
-class ResidualItem(_ItemBase):
-    residual: ResidualFields
-
-
-class ConcatItem(_ItemBase):
-    concat: ConcatFields
-
-
-class DenseItem(_ItemBase):
-    dense: DenseFields
-
-
-class SequenceItem(_ItemBase):
-    sequence: SequenceFields
-
-
-class GateItem(_ItemBase):
-    gate: GateFields
+CONSTRUCT_FIELDS = {tag: _construct_variant(cls) for tag, cls in CONSTRUCTS.items()}
+STRUCTURAL = {
+    tag: create_model(f"{cls.__name__}Item", __base__=_ItemBase, __module__=__name__, __doc__=cls.__doc__,
+                      **{tag: (CONSTRUCT_FIELDS[tag], Field(description=inspect.cleandoc(cls.__doc__ or "")))})
+    for tag, cls in CONSTRUCTS.items()
+}
 
 
 class BlockCall(Closed):
@@ -197,9 +160,6 @@ class BlockCall(Closed):
                                           {"block": block, "kind": type(args).__name__})
             return {"block": block, "args": args}
         return value
-
-
-STRUCTURAL = {"residual": ResidualItem, "concat": ConcatItem, "dense": DenseItem, "sequence": SequenceItem, "gate": GateItem}
 
 
 def _item_tag(value) -> str | None:
@@ -237,8 +197,7 @@ class Item(RootModel[_ITEM_UNION]):
         return out
 
 
-for _m in (*INLINE_ITEMS.values(), ResidualFields, ConcatFields, DenseFields, SequenceFields, GateFields,
-           ResidualItem, ConcatItem, DenseItem, SequenceItem, GateItem):
+for _m in (*INLINE_ITEMS.values(), *CONSTRUCT_FIELDS.values(), *STRUCTURAL.values()):
     _m.model_rebuild()
 
 
@@ -355,5 +314,6 @@ def json_schema() -> dict:
     schema["else"] = {"required": schema.pop("required")}
     post = defs["ResidualFields"]["properties"]["post"]  # `post: relu` is a list of one
     defs["ResidualFields"]["properties"]["post"] = {"description": post.pop("description", ""),
-                                                    "anyOf": [post, {"$ref": "#/$defs/Item"}]}
+                                                    "anyOf": [{k: v for k, v in post.items() if k != "default"},
+                                                              {"$ref": "#/$defs/Item"}]}
     return schema

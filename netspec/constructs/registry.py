@@ -1,0 +1,151 @@
+"""The construct registry: the one base class every structural construct derives from.
+
+A construct (sequence, residual, concat, split, dense, gate) is one class registered
+under a tag, as a leaf layer is. It owns, in one file:
+- its fields (the schema; child lists are *slots*, typed by `slot_type`),
+- `resolve`: how its slots resolve into IR children (default: each slot's items),
+- `infer`: its shape rule over its children's analysed shapes (and what it adds),
+- `build`: the forward wiring, a *step* `step(owner, x) -> y` (torch only inside build),
+- `describe`: its settings as printed by `resolve`/`diff`.
+Nothing else in netspec spells out individual constructs: the spec schema, JSON Schema,
+resolver, analysis, builder, diff, PATH addressing and error suggestions iterate over
+`CONSTRUCTS`.
+
+Every construct takes `name` (its module name) and `flat` (add no module level: its
+children register on the enclosing module, so a reference's keys such as Fire's
+`features.3.expand1x1.weight` or ViT's `encoder_layer_0.ln_1.weight` come out exactly).
+
+Stages pass themselves in as a context, so this package imports no later stage:
+`r` (resolver), `a` (analysis walker), `b` (builder); see their methods there.
+Must not import torch at module level, nor netspec.spec, resolver, analysis or builder.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from netspec.ir import Node
+
+CONSTRUCTS: dict[str, type["Construct"]] = {}
+
+
+class Construct(BaseModel):
+    """Base of every structural construct."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    tag: ClassVar[str] = ""
+    # fields holding item lists (in registration order), and the ones whose unnamed
+    # children are named by position (a residual's `shortcut` is named by shortcut_name)
+    slots: ClassVar[tuple[str, ...]] = ("body",)
+    numbered: ClassVar[tuple[str, ...]] = ("body",)
+    title: ClassVar[str] = ""  # the built module's class name in print(model)
+
+    name: str | None = Field(None, description="Module name (a state_dict key segment); default: position in its container.")
+    flat: bool = Field(False, description="Add no module level: the children register on the enclosing module "
+                                          "(torchvision's Fire, Inception and EncoderBlock keys).")
+
+    # -- schema -------------------------------------------------------------------------
+    @classmethod
+    def slot_type(cls, slot: str, item: Any):
+        """The annotation of a slot field, given the spec's Item type (schema.py fills it in)."""
+        return list[item]
+
+    # -- resolve ------------------------------------------------------------------------
+    @classmethod
+    def resolve(cls, f: "Construct", r, path: tuple) -> Node:
+        """IR node for validated fields `f` at document path `path` (default: every slot's
+        items resolved in order, other fields evaluated)."""
+        slots = {slot: r.items(getattr(f, slot), path + (slot,)) for slot in cls.slots}
+        return r.node(cls, f, path, slots, cls.evaluate(f, r, path))
+
+    @classmethod
+    def evaluate(cls, f: "Construct", r, path: tuple) -> dict:
+        """The fields other than slots, name and flat, with expressions evaluated and the
+        result validated strictly against the field's own type."""
+        out = {}
+        for key, info in cls.model_fields.items():
+            if key in cls.slots or key in ("name", "flat"):
+                continue
+            raw = getattr(f, key)
+            value = r.value(raw, path + (key,))
+            if value is not raw:
+                value = r.validated(cls._adapter(key), value, path + (key,))
+            out[key] = value
+        return out
+
+    @classmethod
+    def claimed_names(cls, node: Node) -> list[str]:
+        """Module names the construct may register besides its slot children (an `auto`
+        shortcut's projection): reserved in the enclosing namespace at resolve time."""
+        return []
+
+    # -- analysis and build ---------------------------------------------------------------
+    @classmethod
+    def infer(cls, node: Node, a, m, shape: tuple) -> tuple:
+        raise NotImplementedError(f"construct '{cls.tag}' has no shape rule")
+
+    @classmethod
+    def fresh_output(cls, m, b) -> bool:
+        """Is the output a new tensor that nothing (this construct's backward included) reads
+        afterwards? Then the next layer may overwrite it in place. torch.cat, a sum and a
+        product all make new tensors."""
+        return True
+
+    @classmethod
+    def registration(cls, node: Node) -> tuple[str, ...]:
+        """Slots in the order their modules register (state_dict key order)."""
+        return cls.slots
+
+    @classmethod
+    def build(cls, m, b, owner, fresh: bool):
+        raise NotImplementedError(f"construct '{cls.tag}' has no builder")
+
+    @classmethod
+    def describe(cls, node: Node) -> dict:
+        """Settings that differ from their defaults, for `resolve` and `diff`."""
+        out = {key: value for key, value in node.settings.items() if value != cls.model_fields[key].default}
+        if node.flat:
+            out["flat"] = True
+        return out
+
+    @classmethod
+    def _adapter(cls, key: str) -> TypeAdapter:
+        """A strict validator for one field (cached): an evaluated `$expression` is checked
+        against the field's type as a literal would be."""
+        base = CONSTRUCTS[cls.tag]  # the registered class, not a spec variant (whose fields take $...)
+        if (base, key) not in _ADAPTERS:
+            info = base.model_fields[key]
+            annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            _ADAPTERS[base, key] = TypeAdapter(annotation, config=ConfigDict(strict=True))
+        return _ADAPTERS[base, key]
+
+
+_ADAPTERS: dict[tuple, TypeAdapter] = {}
+
+
+def register(tag: str):
+    """Class decorator: add a construct under `tag`. A duplicate tag is a bug."""
+    def add(cls: type[Construct]) -> type[Construct]:
+        if tag in CONSTRUCTS:
+            raise RuntimeError(f"construct tag {tag!r} registered twice ({CONSTRUCTS[tag].__name__}, {cls.__name__})")
+        cls.tag = tag
+        cls.title = cls.title or cls.__name__
+        CONSTRUCTS[tag] = cls
+        return cls
+    return add
+
+
+class Chain:
+    """Steps applied one after another on one owner: the wiring of every item list."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps):
+        self.steps = tuple(steps)
+
+    def __call__(self, owner, x):
+        for step in self.steps:
+            x = step(owner, x)
+        return x
