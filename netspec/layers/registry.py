@@ -6,7 +6,8 @@ its fields (the schema), `infer` (shape rule), `param_count`, `macs` and `build`
 knows about individual layer types: the spec schema, JSON Schema, analysis, builder,
 summary and the every-layer test all iterate over `REGISTRY`.
 
-Shapes are tuples of ints without the batch dimension: (C, H, W) or (features,).
+Shapes are tuples of ints without the batch dimension: (C, H, W), (features,) or
+tokens (N, D).
 Must not import torch at module level, nor any later pipeline stage.
 """
 from __future__ import annotations
@@ -40,6 +41,11 @@ class Layer(BaseModel):
     # `inplace` switch and its backward needs only its own output (relu, relu6).
     fresh_output: ClassVar[bool] = False
     runs_inplace: ClassVar[bool] = False
+    # A learned tensor applied to the input (`scale`, `add`): `build` returns a module with
+    # one parameter `weight` and `functional(x, weight)`; the builder registers that
+    # parameter on the enclosing module under the layer's own name, so its state_dict key
+    # is `features.1.0.layer_scale` (torchvision's bare nn.Parameter), not `...layer_scale.weight`.
+    bare_parameter: ClassVar[bool] = False
 
     name: str | None = Field(None, description="Module name in the built model (a state_dict key segment); default: position in its container.")
     frozen: bool = Field(False, description="Freeze this layer's parameters (requires_grad=False); they count in params but not trainable_params.")
@@ -96,10 +102,10 @@ def need_rank(shape: Shape, rank: int, what: str) -> None:
         raise LayerError(None, f"{what} needs input {names[rank]}, got {list(shape)}")
 
 
-def pair(value, default=None) -> tuple[int, int]:
+def pair(value, default=None) -> tuple:
     if value is None:
         value = default
-    return (value, value) if isinstance(value, int) else (value[0], value[1])
+    return (value, value) if isinstance(value, (int, float)) else (value[0], value[1])
 
 
 def window_out(size: int, k: int, stride: int, pad: int, dilation: int = 1,
