@@ -5,11 +5,14 @@ bad inputs ending as one located line through the real CLI.
 the builder registers bare parameters on the enclosing module."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
 import netspec
-from conftest import spec_text
+from conftest import ROOT, spec_text
 from specgen import inplace_differential
 
 ZOO_LAYERS = """\
@@ -63,6 +66,14 @@ def test_zoo_layers_analyse_build_and_run(write, cli):
     run = cli("compile", path, "--check-params")  # expect: + the meta-device cross-check
     assert run.code == 0, run.err
     assert inplace_differential(path) == []  # the ReLUs run in place: same outputs and gradients
+
+
+def test_analysing_the_new_layers_imports_no_torch(write):
+    path = write(spec_text(ZOO_LAYERS, input_shape="[3, 16, 16]"))
+    code = ("import sys, netspec; netspec.analyze(sys.argv[1]); "
+            "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
 
 
 BAD = [
