@@ -1,7 +1,7 @@
 """Random valid specs and random edits of specs, for differential and mutation fuzzing.
 
 `random_spec(r)` builds a spec while tracking the shape, so every layer is legal: stacks
-of every layer type, blocks with arguments, repeats with overrides, grouped and dilated
+of every layer type (scale and add not yet), blocks with arguments, repeats with overrides, grouped and dilated
 convs, residuals with each shortcut kind, concat, dense, gate, sequence, when, vars and
 expressions, random input sizes. `r` is a `Draw`: a `random.Random` (bench/fuzz.py) or
 hypothesis data (tests). `differential(spec)` compares the static analysis with the
@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import random
 from collections import Counter
+from math import floor, prod
 
 ACTS = ["relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid", "identity",
         {"leaky_relu": 0.2}, {"gelu": "tanh"}, "dropout"]
@@ -95,6 +96,65 @@ class Gen:
             return o - 1 if ceil and (o - 1) * stride >= n + p else o
         return {kind: {"k": k, "stride": stride, "padding": p, "ceil_mode": ceil}}, (c, out(h), out(w))
 
+    def zoo(self, shape) -> tuple[dict, tuple]:
+        """One of the CNN-zoo leaf layers on [C, H, W], back on a [C, H, W] map."""
+        # TODO: scale and add, once the builder registers their bare parameters (Layer.bare_parameter)
+        r = self.r
+        c, h, w = shape
+        kind = r.choice(["permute", "reshape", "layernorm", "groupnorm", "channel_shuffle",
+                         "stochastic_depth", "conv_transpose", "upsample"])
+        self.used[kind] += 1
+        divisor = r.choice([g for g in range(1, c + 1) if c % g == 0])
+        if kind == "permute":  # to another order (maybe a layer over its last dim) and back
+            order = r.choice([[1, 2, 0], [2, 0, 1], [0, 2, 1], [1, 0, 2], [2, 1, 0], [0, 1, 2]])
+            moved = [shape[d] for d in order]
+            body = [{"permute": order}]
+            if r.chance(0.5):
+                body.append({"layernorm": {"eps": 1e-6}})
+            elif r.chance(0.5):
+                moved[2] = r.int(1, 8)
+                body.append({"linear": moved[2]})
+            body.append({"permute": [order.index(d) for d in range(3)]})
+            return {"sequence": {"body": body}}, tuple(moved[order.index(d)] for d in range(3))
+        if kind == "reshape":  # flatten a range of dims, reshape to [C, H, W] or [C*H, W, 1]
+            start, end = r.choice([(0, -1), (1, 2), (-2, -1), (0, 1), (0, 0), (-3, 1)])
+            target = r.choice([[c, h, w], [c * h, w, 1], [c, h * w, 1]])
+            if r.chance(0.6):
+                target[r.int(0, 2)] = -1
+            out = tuple(c * h * w // -prod(target) if d == -1 else d for d in target)  # prod has the -1
+            return {"sequence": {"body": [{"flatten": {"start": start, "end": end}}, {"reshape": target}]}}, out
+        if kind == "layernorm":
+            fields = {"over": r.choice(["channels", "last"]), "eps": r.choice([1e-5, 1e-6])}
+            if r.chance(0.3):
+                fields[r.choice(["elementwise_affine", "bias"])] = False
+            return {"layernorm": fields}, shape
+        if kind == "groupnorm":
+            return {"groupnorm": {"groups": divisor, "affine": r.chance(0.7)}}, shape
+        if kind == "channel_shuffle":
+            return {"channel_shuffle": divisor}, shape
+        if kind == "stochastic_depth":
+            return {"stochastic_depth": {"p": r.choice([0.0, 0.2, 0.5, 1.0]), "mode": r.choice(["row", "batch"])}}, shape
+        if kind == "conv_transpose":
+            k, stride, dilation = r.int(1, 3), r.choice([1, 2]) if max(h, w) <= 10 else 1, r.choice([1, 1, 2])
+            pad = r.int(0, min(h, w, k) - 1) if r.chance(0.5) else 0
+            extra = r.int(0, max(stride, dilation) - 1)
+            out = divisor * r.int(1, 3)
+            size = [(n - 1) * stride - 2 * pad + dilation * (k - 1) + extra + 1 for n in (h, w)]
+            return {"conv_transpose": {"out": out, "k": k, "stride": stride, "padding": pad, "output_padding": extra,
+                                       "dilation": dilation, "groups": divisor, "bias": r.chance(0.5)}}, (out, *size)
+        fields = {"mode": r.choice(["nearest", "bilinear", "bicubic"])}
+        if fields["mode"] != "nearest" and r.chance(0.5):
+            fields["align_corners"] = r.chance(0.5)
+        if r.chance(0.4):
+            fields["size"] = [r.int(1, 12), r.int(1, 12)]
+            return {"upsample": fields}, (c, *fields["size"])
+        fields["scale"] = r.choice([2, 1.5, 0.5, [2, 1], [0.7, 1.3]]) if max(h, w) <= 10 else r.choice([0.5, 0.75])
+        sh, sw = fields["scale"] if isinstance(fields["scale"], list) else (fields["scale"],) * 2
+        oh, ow = floor(h * sh), floor(w * sw)  # torch's rule
+        if min(oh, ow) < 1:  # too small to shrink
+            fields["scale"], oh, ow = 2, 2 * h, 2 * w
+        return {"upsample": fields}, (c, oh, ow)
+
     def act(self) -> object:
         a = self.r.choice(ACTS)
         self.used[a if isinstance(a, str) else next(iter(a))] += 1
@@ -110,7 +170,7 @@ class Gen:
 
     def item(self, shape, depth: int):
         r = self.r
-        kinds = ["conv", "conv", "bn", "act", "pool"]
+        kinds = ["conv", "conv", "bn", "act", "pool", "zoo"]
         if depth < 2:
             kinds += ["residual", "concat", "split", "dense", "gate", "sequence", "block", "repeat", "when"]
         kind = r.choice(kinds)
@@ -124,6 +184,8 @@ class Gen:
             return self.act(), shape
         if kind == "pool":
             return self.pool(shape)
+        if kind == "zoo":
+            return self.zoo(shape)
         self.used[kind] += 1
         return getattr(self, kind)(shape, depth)
 

@@ -1,4 +1,4 @@
-"""Convolution layers: `conv` (torch.nn.Conv2d)."""
+"""Convolution layers: `conv` (torch.nn.Conv2d), `conv_transpose` (torch.nn.ConvTranspose2d)."""
 from __future__ import annotations
 
 from typing import ClassVar, Literal
@@ -8,6 +8,13 @@ from pydantic import Field
 from netspec.errors import LayerError
 from netspec.layers.registry import (Layer, NonNegInt, NonNegPair, Pair, PosInt, Shape, need_rank,
                                      pair, register, window_out)
+
+
+def _check_groups(c: int, out: int, groups: int) -> None:
+    if c % groups:
+        raise LayerError("groups", f"{groups} does not divide in_channels {c}")
+    if out % groups:
+        raise LayerError("groups", f"{groups} does not divide out channels {out}")
 
 
 @register("conv")
@@ -35,10 +42,7 @@ class Conv(Layer):
     def infer(self, shape: Shape) -> Shape:
         need_rank(shape, 3, "conv")
         c, h, w = shape
-        if c % self.groups:
-            raise LayerError("groups", f"{self.groups} does not divide in_channels {c}")
-        if self.out % self.groups:
-            raise LayerError("groups", f"{self.groups} does not divide out channels {self.out}")
+        _check_groups(c, self.out, self.groups)
         (kh, kw), (sh, sw), (dh, dw) = pair(self.k), pair(self.stride), pair(self.dilation)
         if self.padding == "same":
             if (sh, sw) != (1, 1):
@@ -61,3 +65,48 @@ class Conv(Layer):
         padding = self.padding if isinstance(self.padding, str) else pair(self.padding)
         return nn.Conv2d(shape[0], self.out, pair(self.k), stride=pair(self.stride), padding=padding,
                          dilation=pair(self.dilation), groups=self.groups, bias=self.bias)
+
+
+@register("conv_transpose")
+class ConvTranspose(Layer):
+    """2-D transposed convolution (torch.nn.ConvTranspose2d), e.g. learned upsampling;
+    in_channels is inferred from the input."""
+    fresh_output: ClassVar[bool] = True
+
+    out: PosInt = Field(description="Output channels (out_channels).")
+    k: PosInt | Pair = Field(description="Kernel size (kernel_size): an int or [height, width].")
+    stride: PosInt | Pair = Field(1, description="Stride: an int or [height, width].")
+    padding: NonNegInt | NonNegPair = Field(0, description="Removed from both sides of the output (padding): an int or [height, width].")
+    output_padding: NonNegInt | NonNegPair = Field(0, description="Added to one side of the output (output_padding); smaller than stride or dilation.")
+    dilation: PosInt | Pair = Field(1, description="Spacing between kernel elements (dilation).")
+    groups: PosInt = Field(1, description="Grouped transposed convolution (groups); must divide in and out channels.")
+    bias: bool = Field(True, description="Add a learnable bias (bias).")
+
+    def infer(self, shape: Shape) -> Shape:
+        need_rank(shape, 3, "conv_transpose")
+        _check_groups(shape[0], self.out, self.groups)
+        out = [self.out]
+        for n, k, s, p, op, d in zip(shape[1:], pair(self.k), pair(self.stride), pair(self.padding),
+                                     pair(self.output_padding), pair(self.dilation)):
+            if op >= s and op >= d:
+                raise LayerError("output_padding", f"{op} must be smaller than the stride {s} or the dilation {d}")
+            size = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+            if size <= 0:
+                raise LayerError("padding", f"padding {p} leaves no output ({size} from input size {n})")
+            out.append(size)
+        return tuple(out)
+
+    def param_count(self, shape: Shape) -> int:
+        kh, kw = pair(self.k)
+        return shape[0] * (self.out // self.groups) * kh * kw + (self.out if self.bias else 0)
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        # FlopCounterMode counts a transposed conv per *input* position
+        kh, kw = pair(self.k)
+        return shape[1] * shape[2] * kh * kw * shape[0] * (self.out // self.groups)
+
+    def build(self, shape: Shape):
+        from torch import nn
+        return nn.ConvTranspose2d(shape[0], self.out, pair(self.k), stride=pair(self.stride),
+                                  padding=pair(self.padding), output_padding=pair(self.output_padding),
+                                  groups=self.groups, bias=self.bias, dilation=pair(self.dilation))

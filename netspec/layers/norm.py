@@ -1,12 +1,13 @@
-"""Normalization layers: `bn` (BatchNorm1d or BatchNorm2d, chosen by the input's rank)."""
+"""Normalization layers: `bn` (BatchNorm1d or BatchNorm2d, chosen by the input's rank),
+`layernorm` (over the last dimension or the channels), `groupnorm`."""
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Layer, Shape, register
+from netspec.layers.registry import Layer, PosInt, Shape, need_rank, register
 
 
 @register("bn")
@@ -31,3 +32,57 @@ class BatchNorm(Layer):
         from torch import nn
         cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
         return cls(shape[0], eps=self.eps, momentum=self.momentum, affine=self.affine)
+
+
+@register("layernorm")
+class LayerNorm(Layer):
+    """Layer normalization over the last dimension (torch.nn.LayerNorm; any rank: [F],
+    tokens [N, D], channels-last [H, W, C]) or over the channels of a [C, H, W] map
+    (torchvision's ConvNeXt LayerNorm2d: NHWC layer_norm, back to NCHW)."""
+    fresh_output: ClassVar[bool] = True
+
+    over: Literal["last", "channels"] = Field("last", description="'last': normalize the last dimension (normalized_shape = its size); 'channels': the C of [C, H, W] (torchvision.models.convnext.LayerNorm2d).")
+    eps: float = Field(1e-5, gt=0, description="Added to the variance for numerical stability (eps; ConvNeXt uses 1e-6).")
+    elementwise_affine: bool = Field(True, description="Learn a per-element scale (elementwise_affine).")
+    bias: bool = Field(True, description="With elementwise_affine, also learn a shift (bias).")
+
+    def infer(self, shape: Shape) -> Shape:
+        if self.over == "channels":
+            need_rank(shape, 3, "layernorm over channels")
+        return shape
+
+    def param_count(self, shape: Shape) -> int:
+        size = shape[0] if self.over == "channels" else shape[-1]
+        return size * (1 + self.bias) if self.elementwise_affine else 0
+
+    def build(self, shape: Shape):
+        if self.over == "channels":
+            from torchvision.models.convnext import LayerNorm2d as cls
+            size = shape[0]
+        else:
+            from torch.nn import LayerNorm as cls
+            size = shape[-1]
+        return cls(size, eps=self.eps, elementwise_affine=self.elementwise_affine, bias=self.bias)
+
+
+@register("groupnorm", shorthand="groups")
+class GroupNorm(Layer):
+    """Group normalization: channels split into groups, each normalized over its channels
+    and positions (torch.nn.GroupNorm); [C], [C, L] or [C, H, W] input."""
+    fresh_output: ClassVar[bool] = True
+
+    groups: PosInt = Field(description="Number of groups (num_groups); must divide the channels.")
+    eps: float = Field(1e-5, gt=0, description="Added to the variance for numerical stability (eps).")
+    affine: bool = Field(True, description="Learn a per-channel scale and shift (affine; 2 x channels parameters).")
+
+    def infer(self, shape: Shape) -> Shape:
+        if shape[0] % self.groups:
+            raise LayerError("groups", f"{self.groups} does not divide channels {shape[0]}")
+        return shape
+
+    def param_count(self, shape: Shape) -> int:
+        return 2 * shape[0] if self.affine else 0
+
+    def build(self, shape: Shape):
+        from torch import nn
+        return nn.GroupNorm(self.groups, shape[0], eps=self.eps, affine=self.affine)

@@ -1,8 +1,9 @@
-"""Pooling layers: `maxpool`, `avgpool` (windowed, or `global`), `adaptive_maxpool`,
-`adaptive_avgpool`."""
+"""Spatial resampling: pooling (`maxpool`, `avgpool` (windowed, or `global`),
+`adaptive_maxpool`, `adaptive_avgpool`) and `upsample`."""
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from math import floor
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -73,3 +74,37 @@ class AdaptiveMaxPool(AdaptivePool):
 class AdaptiveAvgPool(AdaptivePool):
     """Average pooling to a fixed output size (torch.nn.AdaptiveAvgPool2d)."""
     torch_name: ClassVar[str] = "AdaptiveAvgPool2d"
+
+
+PosFloat = Annotated[float, Field(gt=0)]
+
+
+@register("upsample", shorthand="scale")
+class Upsample(Layer):
+    """Resize a [C, H, W] map by a scale factor or to a size (torch.nn.Upsample)."""
+    fresh_output: ClassVar[bool] = True
+
+    scale: PosFloat | Annotated[list[PosFloat], Field(min_length=2, max_length=2)] | None = Field(None, description="Scale factor (scale_factor): a number or [height, width]; the output is floor(size * scale), as in torch.")
+    size: PosInt | Pair | None = Field(None, description="Output size (size): an int or [height, width]; give scale or size.")
+    mode: Literal["nearest", "bilinear", "bicubic"] = Field("nearest", description="Interpolation (mode).")
+    align_corners: bool | None = Field(None, description="bilinear and bicubic only: align the corner pixels of input and output (align_corners); default torch's (false).")
+
+    def infer(self, shape: Shape) -> Shape:
+        need_rank(shape, 3, "upsample")
+        if (self.scale is None) == (self.size is None):
+            raise LayerError("scale" if self.scale is not None else None, "give either scale or size")
+        if self.align_corners is not None and self.mode == "nearest":
+            raise LayerError("align_corners", "only bilinear and bicubic take align_corners")
+        if self.size is not None:
+            return (shape[0], *pair(self.size))
+        # torch: floor of the (double) product, with the scale kept for the interpolation
+        out = tuple(floor(float(n) * s) for n, s in zip(shape[1:], pair(self.scale)))
+        if min(out) <= 0:
+            raise LayerError("scale", f"scale {self.scale} leaves no output ({list(out)} from {list(shape[1:])})")
+        return (shape[0], *out)
+
+    def build(self, shape: Shape):
+        from torch import nn
+        scale = None if self.scale is None else tuple(float(s) for s in pair(self.scale))
+        size = None if self.size is None else pair(self.size)
+        return nn.Upsample(size=size, scale_factor=scale, mode=self.mode, align_corners=self.align_corners)

@@ -6,7 +6,8 @@ its fields (the schema), `infer` (shape rule), `param_count`, `macs` and `build`
 knows about individual layer types: the spec schema, JSON Schema, analysis, builder,
 summary and the every-layer test all iterate over `REGISTRY`.
 
-Shapes are tuples of ints without the batch dimension: (C, H, W) or (features,).
+Shapes are tuples of ints without the batch dimension: (C, H, W), (features,) or
+tokens (N, D).
 Must not import torch at module level, nor any later pipeline stage.
 """
 from __future__ import annotations
@@ -101,10 +102,10 @@ def need_rank(shape: Shape, rank: int, what: str) -> None:
         raise LayerError(None, f"{what} needs input {names[rank]}, got {list(shape)}")
 
 
-def pair(value, default=None) -> tuple[int, int]:
+def pair(value, default=None) -> tuple:
     if value is None:
         value = default
-    return (value, value) if isinstance(value, int) else (value[0], value[1])
+    return (value, value) if isinstance(value, (int, float)) else (value[0], value[1])
 
 
 def window_out(size: int, k: int, stride: int, pad: int, dilation: int = 1,

@@ -1,23 +1,101 @@
-"""Layers that only move or pass data: `flatten`, `identity`, `dropout`."""
+"""Layers that only move or pass data: `flatten`, `reshape`, `permute`, `channel_shuffle`,
+`identity`, `dropout`, `stochastic_depth`."""
 from __future__ import annotations
 
 from math import prod
+from typing import Literal
 
 from pydantic import Field
 
-from netspec.layers.registry import Layer, Shape, register
+from netspec.errors import LayerError
+from netspec.layers.registry import Layer, NonNegInt, PosInt, Shape, need_rank, register
+
+
+def _sample_dim(dim: int, rank: int, field: str) -> int:
+    """A sample dimension index (negative counts from the end) as 0..rank-1."""
+    if not -rank <= dim < rank:
+        raise LayerError(field, f"dimension {dim} is out of range for a sample of {rank} dimensions")
+    return dim % rank
 
 
 @register("flatten")
 class Flatten(Layer):
-    """Flatten everything but the batch dimension (torch.nn.Flatten)."""
+    """Flatten sample dimensions start..end into one (torch.nn.Flatten); by default the
+    whole sample. Dimensions exclude the batch: `start: 1` turns [C, H, W] into [C, H*W]."""
+
+    start: int = Field(0, description="First sample dimension to flatten (start_dim, minus 1 for the batch); negative counts from the end.")
+    end: int = Field(-1, description="Last sample dimension to flatten (end_dim, minus 1 for the batch); negative counts from the end.")
 
     def infer(self, shape: Shape) -> Shape:
-        return (prod(shape),)
+        start, end = _sample_dim(self.start, len(shape), "start"), _sample_dim(self.end, len(shape), "end")
+        if start > end:
+            raise LayerError("end", f"end {self.end} comes before start {self.start}")
+        return (*shape[:start], prod(shape[start:end + 1]), *shape[end + 1:])
 
     def build(self, shape: Shape):
         from torch import nn
-        return nn.Flatten()
+        # sample dim d is batched dim d + 1; negative dims are the same in both; the
+        # defaults give nn.Flatten() itself
+        return nn.Flatten(*(d + 1 if d >= 0 else d for d in (self.start, self.end)))
+
+
+@register("reshape", shorthand="shape")
+class Reshape(Layer):
+    """Reshape each sample (torch.reshape with the batch dimension kept); one size may
+    be -1 (inferred from the element count)."""
+
+    shape: list[int] = Field(min_length=1, description="Sample shape (torch.reshape's shape without the batch): positive sizes, at most one -1.")
+
+    def infer(self, shape: Shape) -> Shape:
+        if any(s == 0 or s < -1 for s in self.shape):
+            raise LayerError("shape", f"sizes are positive or -1, got {self.shape}")
+        if self.shape.count(-1) > 1:
+            raise LayerError("shape", f"at most one size may be -1, got {self.shape}")
+        n, known = prod(shape), prod(s for s in self.shape if s != -1)
+        missing = n // known if -1 in self.shape else 1
+        if known * missing != n:
+            raise LayerError("shape", f"cannot reshape {n} elements to {self.shape}")
+        return tuple(missing if s == -1 else s for s in self.shape)
+
+    def build(self, shape: Shape):
+        from netspec.modules import Reshape
+        return Reshape(self.infer(shape))
+
+
+@register("permute", shorthand="dims")
+class Permute(Layer):
+    """Reorder the sample dimensions (torch.permute; torchvision.ops.misc.Permute). The
+    batch is excluded: `[1, 2, 0]` turns [C, H, W] into [H, W, C] and is torchvision's
+    Permute([0, 2, 3, 1])."""
+
+    dims: list[NonNegInt] = Field(min_length=1, description="New order of the sample dimensions (Permute's dims without the batch's 0, each minus 1).")
+
+    def infer(self, shape: Shape) -> Shape:
+        if sorted(self.dims) != list(range(len(shape))):
+            raise LayerError("dims", f"{self.dims} is not a permutation of the sample's {len(shape)} dimensions 0..{len(shape) - 1}")
+        return tuple(shape[d] for d in self.dims)
+
+    def build(self, shape: Shape):
+        from torchvision.ops.misc import Permute
+        return Permute([0, *(d + 1 for d in self.dims)])
+
+
+@register("channel_shuffle", shorthand="groups")
+class ChannelShuffle(Layer):
+    """ShuffleNet's channel shuffle of a [C, H, W] map: channels as [groups, C/groups],
+    transposed (torchvision.models.shufflenetv2.channel_shuffle)."""
+
+    groups: PosInt = Field(description="Number of groups (channel_shuffle's groups); must divide the channels.")
+
+    def infer(self, shape: Shape) -> Shape:
+        need_rank(shape, 3, "channel_shuffle")
+        if shape[0] % self.groups:
+            raise LayerError("groups", f"{self.groups} does not divide channels {shape[0]}")
+        return shape
+
+    def build(self, shape: Shape):
+        from netspec.modules import ChannelShuffle
+        return ChannelShuffle(self.groups)
 
 
 @register("identity")
@@ -38,3 +116,16 @@ class Dropout(Layer):
     def build(self, shape: Shape):
         from torch import nn
         return nn.Dropout(self.p)
+
+
+@register("stochastic_depth", shorthand="p")
+class StochasticDepth(Layer):
+    """Drop whole samples (row) or the whole batch with probability p while training,
+    scaling survivors by 1/(1-p); identity in eval (torchvision.ops.StochasticDepth)."""
+
+    p: float = Field(ge=0, le=1, description="Probability of zeroing (p).")
+    mode: Literal["row", "batch"] = Field("row", description="'row': each sample independently; 'batch': the whole batch at once (mode).")
+
+    def build(self, shape: Shape):
+        from torchvision.ops import StochasticDepth
+        return StochasticDepth(self.p, self.mode)
