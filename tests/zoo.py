@@ -1,0 +1,151 @@
+"""The zoo's torchvision references and the parity procedure, shared by tests/test_zoo.py
+(CI: keys for every spec, outputs for a few per family at small inputs) and
+bench/zoo_parity.py (outputs for every spec at full size).
+
+Parity, as it can fail: torchvision's model (seeded random weights) gets BatchNorm running
+statistics from a real batch (with the default statistics deep nets give 1e-14 or 1e8
+outputs, and any tolerance tests nothing); the spec's module loads its state_dict with
+strict=True (same keys, same order, same shapes); outputs are compared relative to their
+scale, in eval mode and, seeded, in training mode (dropout and stochastic depth must draw
+in torchvision's order).
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+import torchvision.models as tvm
+
+import netspec
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+# spec file -> (torchvision builder, keyword arguments, weights enum with the published metadata)
+TORCHVISION = {
+    "resnet18": ("resnet18", {}, "ResNet18_Weights"),
+    "resnet34": ("resnet34", {}, "ResNet34_Weights"),
+    "resnet50": ("resnet50", {}, "ResNet50_Weights"),
+    "resnet101": ("resnet101", {}, "ResNet101_Weights"),
+    "resnext50": ("resnext50_32x4d", {}, "ResNeXt50_32X4D_Weights"),
+    "resnext101_32x8d": ("resnext101_32x8d", {}, "ResNeXt101_32X8D_Weights"),
+    "wide_resnet50_2": ("wide_resnet50_2", {}, "Wide_ResNet50_2_Weights"),
+    "vgg11": ("vgg11", {}, "VGG11_Weights"),
+    "vgg16": ("vgg16", {}, "VGG16_Weights"),
+    "vgg11_bn": ("vgg11_bn", {}, "VGG11_BN_Weights"),
+    "alexnet": ("alexnet", {}, "AlexNet_Weights"),
+    "googlenet": ("googlenet", {"aux_logits": False, "transform_input": False, "init_weights": True}, "GoogLeNet_Weights"),
+    "densenet121": ("densenet121", {}, "DenseNet121_Weights"),
+    "mobilenet_v2": ("mobilenet_v2", {}, "MobileNet_V2_Weights"),
+    "mobilenet_v3_small": ("mobilenet_v3_small", {}, "MobileNet_V3_Small_Weights"),
+}
+
+# family base -> members: each member is `extends: <base>.yaml` plus vars (and name, description, expect)
+FAMILIES = {
+    "resnet18": ["resnet34"],
+    "resnet50": ["resnet101", "resnext101_32x8d", "wide_resnet50_2"],
+    "vgg11": ["vgg16", "vgg11_bn"],
+}
+
+# the specs whose outputs CI compares (small inputs; the bench compares all at full size)
+OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "googlenet", "densenet121",
+                 "mobilenet_v2", "mobilenet_v3_small"]
+
+
+def reference(name: str, device: str = "cpu") -> torch.nn.Module:
+    """torchvision's model for a zoo spec, seeded random weights (on `meta`: no memory)."""
+    builder, kwargs, _ = TORCHVISION[name]
+    torch.manual_seed(0)
+    with _meta_safe() if device == "meta" else contextlib.nullcontext(), torch.device(device):
+        return getattr(tvm, builder)(weights=None, **kwargs)
+
+
+@contextlib.contextmanager
+def _meta_safe():
+    """RegNet computes its stage widths with torch tensors (`.tolist()`): on the CPU."""
+    from torchvision.models.regnet import BlockParams
+    original = BlockParams.__dict__["from_init_params"]
+
+    def on_cpu(cls, *args, **kwargs):
+        with torch.device("cpu"):
+            return original.__func__(cls, *args, **kwargs)
+    BlockParams.from_init_params = classmethod(on_cpu)
+    try:
+        yield
+    finally:
+        BlockParams.from_init_params = original
+
+
+def metadata(name: str) -> dict:
+    """torchvision's published num_params and _ops (GMACs) for the spec's weights (no download)."""
+    return getattr(tvm, TORCHVISION[name][2]).DEFAULT.meta
+
+
+def shapes(state: dict) -> list[tuple]:
+    return [(k, tuple(v.shape)) for k, v in state.items()]
+
+
+def natural_batch(n: int, shape, seed: int) -> torch.Tensor:
+    """Images with natural statistics, enough for BatchNorm: smooth colour fields plus fine
+    texture, normalised as ImageNet inputs are."""
+    g = torch.Generator().manual_seed(seed)
+    c, h, w = shape
+    coarse = torch.rand(n, c, 4, 4, generator=g)
+    x = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+    x = x + 0.1 * torch.randn(n, c, h, w, generator=g)
+    return (x - 0.45) / 0.25
+
+
+def calibrate(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Set every BatchNorm's running statistics to those of batch x (momentum None: a
+    cumulative average, which after one batch is that batch's statistics)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.eval()
+
+
+def relative(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Max difference relative to the reference output's scale."""
+    return float((got - want).abs().max() / want.abs().max().clamp_min(torch.finfo(want.dtype).tiny))
+
+
+def spec_model(path, ref: torch.nn.Module, input_shape=None) -> torch.nn.Module:
+    """The spec's module with the reference's weights; checks keys, order and shapes first."""
+    analysis = netspec.analyze(path, input=input_shape)
+    model = netspec.build(analysis, device="meta")
+    ref_state = ref.state_dict()
+    assert shapes(model.state_dict()) == shapes(ref_state), "state_dict keys, order or shapes differ"
+    model.load_state_dict(ref_state, strict=True, assign=True)
+    return model
+
+
+def parity(path, ref: torch.nn.Module, input_shape, batch: int = 2) -> dict:
+    """Relative output differences of the spec's module vs `ref`: eval (after calibrating
+    BatchNorm on a real batch) and training mode (same seed)."""
+    calibrate(ref, natural_batch(8, input_shape, seed=1))
+    model = spec_model(path, ref, tuple(input_shape))
+    x = natural_batch(batch, input_shape, seed=2)
+    out = {}
+    with torch.no_grad():
+        model.eval(), ref.eval()
+        want = _logits(ref(x))
+        out["eval"] = relative(_logits(model(x)), want)
+        out["scale"] = float(want.abs().max())
+        model.train(), ref.train()
+        torch.manual_seed(3)
+        want = _logits(ref(x))
+        torch.manual_seed(3)
+        out["train"] = relative(_logits(model(x)), want)
+    return out
+
+
+def _logits(y):
+    return y.logits if hasattr(y, "logits") else y  # inception/googlenet return a tuple-like in training
