@@ -22,7 +22,7 @@ from netspec.errors import SpecError, format_path
 from netspec.ir import Concat, Dense, Gate, Graph, Leaf, Node, Residual, Seq
 from netspec.layers import REGISTRY
 from netspec.spec import schema
-from netspec.spec.expr import Expr, ExprError, interpolate, is_expr_text, parse
+from netspec.spec.expr import Budget, Expr, ExprError, interpolate, is_expr_text, parse
 from netspec.spec.locate import did_you_mean, validation_error
 
 MAX_LAYERS = 1_000_000  # leaves after expansion; a bigger spec is refused before it is built
@@ -45,6 +45,7 @@ class _Resolver:
         self.source = spec.source
         self.max_layers = max_layers
         self.leaves = 0
+        self.budget = Budget()  # one bound on the range loops of all the spec's expressions
         self.globals: dict = {}
         for key, raw in spec.vars.items():
             self.globals[key] = self.value(raw, self.globals, ("vars", key), ())
@@ -68,9 +69,9 @@ class _Resolver:
         """Evaluate `$...` (parsed or not) anywhere inside `raw`."""
         try:
             if isinstance(raw, Expr):
-                return raw.evaluate(scope)
+                return raw.evaluate(scope, self.budget)
             if is_expr_text(raw):
-                return parse(raw).evaluate(scope)
+                return parse(raw).evaluate(scope, self.budget)
         except ExprError as e:
             raise self.error(str(e), path, stack) from None
         if isinstance(raw, list):
@@ -85,8 +86,8 @@ class _Resolver:
         if not isinstance(raw, (str, Expr)):
             raise self.error(f"a module name is a string, got {type(raw).__name__} {raw!r}", path, stack)
         try:
-            value = raw.evaluate(scope) if isinstance(raw, Expr) else \
-                interpolate(raw, scope) if "${" in raw else raw
+            value = raw.evaluate(scope, self.budget) if isinstance(raw, Expr) else \
+                interpolate(raw, scope, self.budget) if "${" in raw else raw
         except ExprError as e:
             raise self.error(str(e), path, stack) from None
         value = str(value)
