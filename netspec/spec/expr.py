@@ -82,7 +82,7 @@ def _pow(a, b):
     # |a| ** b >= 2 ** 64 is out of range: refuse before Python computes a huge int
     if a != 0 and b * math.log2(abs(a)) > 64:
         raise ExprError(f"{a!r} ** {b!r} is out of range (beyond 2**63); refused before computing it")
-    return a ** b
+    return pow(a, b)
 
 
 # name -> (fewest arguments, most arguments or None, function)
