@@ -193,20 +193,20 @@ def test_interpolate_names():
 
 
 # -- through the real CLI: one located line, exit 2 -------------------------------------------
-@pytest.mark.parametrize("field,where,words", [
-    ('"${1 < 2 < 3}"', "6:19", "bad expression: chained comparison"),
-    ('"${2 ** 10 ** 10}"', "6:19", "refused before computing it"),
-    ('"${log(0)}"', "6:19", "log(0): the argument must be positive"),
-    ('"${flag + 1}"', "6:19", "left operand of + is a boolean True"),
-    ('"${8 if 2 else 4}"', "6:19", "condition of if is 2"),
-    ('"${sum(1 for j in range(10 ** 9))}"', "6:19", "range loop of 1,000,000,000 operations is refused"),
+@pytest.mark.parametrize("field,words", [
+    ('"${1 < 2 < 3}"', "bad expression: chained comparison"),
+    ('"${2 ** 10 ** 10}"', "refused before computing it"),
+    ('"${log(0)}"', "log(0): the argument must be positive"),
+    ('"${flag + 1}"', "left operand of + is a boolean True"),
+    ('"${8 if 2 else 4}"', "condition of if is 2"),
+    ('"${sum(1 for j in range(10 ** 9))}"', "range loop of 1,000,000,000 operations is refused"),
 ])
-def test_cli_locates_expression_errors(write, cli, field, where, words):
+def test_cli_locates_expression_errors(write, cli, field, words):
     path = write(spec_text(f"  - linear: {{out: {field}}}\n", "vars: {flag: true}\n", "[4]"))
     run = cli("check", path)
     lines = run.err.strip().splitlines()
     assert run.code == 2 and len(lines) == 1, run.err
-    assert lines[0].startswith(f"{path}:{where}: error: layers[0].linear.out: ") and words in lines[0], lines[0]
+    assert lines[0].startswith(f"{path}:6:19: error: layers[0].linear.out: ") and words in lines[0], lines[0]
 
 
 def test_cli_locates_errors_in_vars(write, cli):

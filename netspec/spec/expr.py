@@ -216,17 +216,17 @@ class _Parser:
         return ("if", cond, tree, self.nested(self.expr))
 
     def disjunction(self):
-        tree = self.conjunction()
-        while self.peek() == "or":
-            self.take()
-            tree = ("or", tree, self.conjunction())
-        return tree
+        return self.chain("or", self.conjunction)
 
     def conjunction(self):
-        tree = self.negation()
-        while self.peek() == "and":
+        return self.chain("and", self.negation)
+
+    def chain(self, word: str, operand):
+        """operand (word operand)*, grouped to the left."""
+        tree = operand()
+        while self.peek() == word:
             self.take()
-            tree = ("and", tree, self.negation())
+            tree = (word, tree, operand())
         return tree
 
     def negation(self):
