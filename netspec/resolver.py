@@ -37,7 +37,7 @@ from netspec.errors import SpecError, format_path
 from netspec.ir import Graph, Leaf, Node
 from netspec.layers import REGISTRY
 from netspec.spec import schema
-from netspec.spec.expr import Expr, ExprError, interpolate, is_expr_text, parse
+from netspec.spec.expr import Budget, Expr, ExprError, interpolate, is_expr_text, parse
 from netspec.spec.locate import did_you_mean, validation_error
 
 MAX_ITEMS = 1_000_000  # items expanded (layers, constructs, calls, copies); a bigger spec is refused
@@ -79,6 +79,7 @@ class _Resolver:
         self.source = spec.source
         self.max_items = max_items
         self.expanded = 0
+        self.budget = Budget()  # one bound on the range loops of all the spec's expressions
         self.globals: dict = {}
         top = _Scope(self, self.globals, ())
         for key, raw in spec.vars.items():
@@ -127,9 +128,9 @@ class _Scope:
         """Evaluate `$...` (parsed or not) anywhere inside `raw`."""
         try:
             if isinstance(raw, Expr):
-                return raw.evaluate(self.vars)
+                return raw.evaluate(self.vars, self.res.budget)
             if is_expr_text(raw):
-                return parse(raw).evaluate(self.vars)
+                return parse(raw).evaluate(self.vars, self.res.budget)
         except ExprError as e:
             raise self.error(str(e), path) from None
         if isinstance(raw, list):
@@ -150,8 +151,8 @@ class _Scope:
         if not isinstance(raw, (str, Expr)):
             raise self.error(f"a module name is a string, got {type(raw).__name__} {raw!r}", path)
         try:
-            value = raw.evaluate(self.vars) if isinstance(raw, Expr) else \
-                interpolate(raw, self.vars) if "${" in raw else raw
+            value = raw.evaluate(self.vars, self.res.budget) if isinstance(raw, Expr) else \
+                interpolate(raw, self.vars, self.res.budget) if "${" in raw else raw
         except ExprError as e:
             raise self.error(str(e), path) from None
         value = str(value)

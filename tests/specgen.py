@@ -350,9 +350,14 @@ class Gen:
                          "shortcut": "auto", "post": "relu"}}
 
 
+# `width` is 2 however it is written: the expression language's functions, conditional and range sums
+WIDTH_2 = [2, "${round(log(base + 1, 2))}", "${2 if base > 2 and not base == 5 else 3}",
+           "${sum(1 for j in range(base) if j % 2 == 0)}", "${abs(floor(-base / 2)) ** 1}", "${int(ceil(base ** 0.5))}"]
+
+
 def random_spec(r: Draw) -> tuple[dict, Counter]:
     g = Gen(r)
-    vars_ = {"width": 2}
+    vars_ = {"base": 3, "width": r.choice(WIDTH_2)}
     if r.chance(0.2):
         shape = (r.int(1, 64),)
         layers = []
@@ -493,7 +498,9 @@ def refused_or_exact(spec: dict) -> list[str]:
 
 # -- mutation ----------------------------------------------------------------------------
 WEIRD = ["64", 1.5, -3, 0, 10**12, None, True, [], {}, "ünïcødé✓", "$undefined", "${1 +}", [1, 2, 3], {"x": 1},
-         "same", "global", 2**70, -0.0, "", " ", "\x00", "_body", "forward", "a.b", "block1-0", "0"]
+         "same", "global", 2**70, -0.0, "", " ", "\x00", "_body", "forward", "a.b", "block1-0", "0",
+         "${2 ** 10 ** 10}", "${log(0)}", "${1 if 2 else 3}",
+         "${sum(1 for j in range(10 ** 9))}", "${1 < 2 < 3}", "${16 if true else 8}"]
 
 
 def _paths(node, path=()):

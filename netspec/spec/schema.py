@@ -55,7 +55,7 @@ class Closed(BaseModel):
 
 # resolve checks every module name by one rule (netspec.resolver.name_problem), with a
 # message that says why; the pattern is only a hint for editors
-Name = Annotated[str, Field(json_schema_extra={"pattern": r"^[A-Za-z0-9${][A-Za-z0-9_${}+\-*/% ()]*$"},
+Name = Annotated[str, Field(json_schema_extra={"pattern": r"^([A-Za-z0-9_-]|\$\{[^}]*\})+$"},
                             description="Module name (a state_dict key segment). May embed ${...}, e.g. denselayer${i + 1}.")]
 
 
