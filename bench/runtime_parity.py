@@ -35,24 +35,19 @@ from torch import nn
 from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import netspec  # noqa: E402
+from zoo import TORCHVISION, reference as torchvision_model  # noqa: E402  (one table for tests and benches)
 
-# name -> (spec file, torchvision builder)
-MODELS = {
-    "resnet18": ("resnet18", "resnet18"),
-    "resnet50": ("resnet50", "resnet50"),
-    "resnext50_32x4d": ("resnext50", "resnext50_32x4d"),
-    "densenet121": ("densenet121", "densenet121"),
-    "mobilenet_v2": ("mobilenet_v2", "mobilenet_v2"),
-}
+# torchvision builder name -> spec file (specs/<spec>.yaml); any spec of tests/zoo.py's table may be timed
+SPEC_OF = {builder: spec for spec, (builder, _, _) in TORCHVISION.items()}
+MODELS = ["resnet18", "resnet50", "resnext50_32x4d", "densenet121", "mobilenet_v2"]   # the default set
 
 
 # -- setup ---------------------------------------------------------------------------------
 def make_pair(name: str, device: str, channels_last: bool):
-    spec, builder = MODELS[name]
-    torch.manual_seed(0)
-    reference = getattr(tvm, builder)(weights=None)
+    spec = SPEC_OF[name]
+    reference = torchvision_model(spec)
     model = netspec.build(ROOT / "specs" / f"{spec}.yaml")
     model.load_state_dict(reference.state_dict(), strict=True)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -212,7 +207,8 @@ def grouped_vs_loop(args) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=MODELS, choices=sorted(SPEC_OF), metavar="BUILDER",
+                   help=f"torchvision builder names (default: {' '.join(MODELS)})")
     p.add_argument("--batch", type=int, help="default: 8 on CPU, 256 on CUDA")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--iters", type=int, help="training steps per model per round (default: 2 CPU, 10 CUDA)")
