@@ -54,6 +54,9 @@ EXPECTED = {
     # errors inside a `repeat:` item used to point at its count
     "repeat_body.yaml": ("6:24", "layers[0].body[0].conv.out", "valid integer, got the string '64'"),
     "repeat_unknown_field.yaml": ("5:31", "layers[0].bogus", "unknown field 'bogus'"),
+    # a wrong value passed into a block is the call's mistake: located there, naming the use
+    "block_arg_type.yaml": ("10:16", "layers[0].stage.c", "got the string '32' (write 32 without quotes; strings are never "
+                            "converted) (passed to block 'stage' as 'c', used at blocks.stage.body[0].conv.out)"),
 }
 
 

@@ -38,13 +38,26 @@ TORCHVISION = {
     "densenet121": ("densenet121", {}, "DenseNet121_Weights"),
     "mobilenet_v2": ("mobilenet_v2", {}, "MobileNet_V2_Weights"),
     "mobilenet_v3_small": ("mobilenet_v3_small", {}, "MobileNet_V3_Small_Weights"),
+    # members of the resnet50, vgg11 and densenet121 families
+    "resnet152": ("resnet152", {}, "ResNet152_Weights"),
+    "resnext101_64x4d": ("resnext101_64x4d", {}, "ResNeXt101_64X4D_Weights"),
+    "wide_resnet101_2": ("wide_resnet101_2", {}, "Wide_ResNet101_2_Weights"),
+    "vgg13": ("vgg13", {}, "VGG13_Weights"),
+    "vgg13_bn": ("vgg13_bn", {}, "VGG13_BN_Weights"),
+    "vgg16_bn": ("vgg16_bn", {}, "VGG16_BN_Weights"),
+    "vgg19": ("vgg19", {}, "VGG19_Weights"),
+    "vgg19_bn": ("vgg19_bn", {}, "VGG19_BN_Weights"),
+    "densenet161": ("densenet161", {}, "DenseNet161_Weights"),
+    "densenet169": ("densenet169", {}, "DenseNet169_Weights"),
+    "densenet201": ("densenet201", {}, "DenseNet201_Weights"),
 }
 
 # family base -> members: each member is `extends: <base>.yaml` plus vars (and name, description, expect)
 FAMILIES = {
     "resnet18": ["resnet34"],
-    "resnet50": ["resnet101", "resnext101_32x8d", "wide_resnet50_2"],
-    "vgg11": ["vgg16", "vgg11_bn"],
+    "resnet50": ["resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"],
+    "vgg11": ["vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"],
+    "densenet121": ["densenet161", "densenet169", "densenet201"],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
