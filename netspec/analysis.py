@@ -31,6 +31,9 @@ class Module:
     trainable_params: int = 0
     macs: int = 0
     slots: dict[str, list["Module"]] = field(default_factory=dict)
+    # a leaf that overwrites its input (ReLU(inplace=True)); a residual that adds the
+    # shortcut into the body's output: what `build` does unless inplace=False (see _Planner)
+    inplace: bool = False
 
     @property
     def type(self) -> str:
@@ -86,6 +89,7 @@ class Analysis:
 def analyze_graph(graph: Graph, source, spec=None) -> Analysis:
     walker = _Walker(source)
     tree = walker.module(graph.root, "", tuple(graph.input))
+    _Planner().visit(tree, False)
     return Analysis(graph.name, list(graph.input), list(tree.output), tree.params, tree.trainable_params,
                     tree.macs, walker.rows, tree, graph, spec)
 
@@ -151,6 +155,40 @@ class _Walker:
         for node in nodes:
             shape = self.adopt(m, slot, self.module(node, m.path, shape)).output
         return shape
+
+
+# -- in-place execution ----------------------------------------------------------------------
+# torchvision runs ReLUs in place and adds residuals in place (`out += identity`), which saves
+# an allocation and a memory pass per activation (about 3% of a ResNeXt-50 training step on
+# CPU). netspec decides it from the graph instead of asking the spec author: a module may
+# overwrite its input only if that input is a fresh tensor (made by the previous module, read
+# by no other module and not kept by the previous module's backward). A construct's input is
+# shared (a residual's body and shortcut, concat branches, a gate's body and product) or the
+# caller's tensor, so the first module inside one never runs in place; each construct's
+# `plan` says which of its children get a fresh input, and its `fresh_output` what it gives.
+# The builder and the memory model both read the decisions (Module.inplace).
+
+class _Planner:
+    """The in-place decisions' face towards constructs (their `plan` sees it as `p`)."""
+
+    def fresh(self, m: Module) -> bool:
+        """Is m's output a new tensor that m's backward does not read?"""
+        if isinstance(m.node, Leaf):
+            return m.node.layer.fresh_output
+        return m.node.construct.fresh_output(m, self)
+
+    def chain(self, modules: list[Module], first_fresh: bool) -> None:
+        """Modules applied one after another; the first one's input is fresh iff first_fresh."""
+        fresh = first_fresh
+        for m in modules:
+            self.visit(m, fresh)
+            fresh = self.fresh(m)
+
+    def visit(self, m: Module, fresh: bool) -> None:
+        if isinstance(m.node, Leaf):
+            m.inplace = fresh and m.node.layer.runs_inplace
+        else:
+            m.node.construct.plan(m, self, fresh)
 
 
 def check_expect(analysis: Analysis) -> list[str]:

@@ -70,71 +70,55 @@ class Bare:
         return self.functional(x, getattr(owner, self.name))
 
 
-# -- in-place execution ----------------------------------------------------------------------
-# torchvision runs ReLUs in place and adds residuals in place (`out += identity`), which saves
-# an allocation and a memory pass per activation (about 3% of a ResNeXt-50 training step on
-# CPU). netspec decides it from the graph instead of asking the spec author: a module may
-# overwrite its input only if that input is a fresh tensor (made by the previous module, read
-# by no other module and not kept by the previous module's backward). A construct's input is
-# shared (a residual's body and shortcut, concat branches, a gate's body and product) or the
-# caller's tensor, so the first module inside one never runs in place; each construct's
-# `build` says which of its children get a fresh input, and its `fresh_output` what it gives.
-
 class _Builder:
     """The builder's face towards constructs (their `build` sees it as `b`)."""
 
     def __init__(self, inplace: bool):
         self.inplace = inplace
 
-    def fresh(self, m: Module) -> bool:
-        """Is m's output a new tensor that m's backward does not read?"""
-        if isinstance(m.node, Leaf):
-            return m.node.layer.fresh_output
-        return m.node.construct.fresh_output(m, self)
+    def runs_inplace(self, m: Module) -> bool:
+        """The analysis' in-place decision for m (netspec.analysis._Planner), unless turned off."""
+        return self.inplace and m.inplace
 
-    def chain(self, modules: list[Module], owner: nn.Module, first_fresh: bool) -> list:
-        """Steps for modules applied one after another; the first one's input is fresh iff first_fresh."""
-        steps, fresh = [], first_fresh
-        for m in modules:
-            steps.append(self.step(m, owner, fresh))
-            fresh = self.fresh(m)
-        return steps
+    def chain(self, modules: list[Module], owner: nn.Module) -> list:
+        """Steps for modules applied one after another."""
+        return [self.step(m, owner) for m in modules]
 
-    def step(self, m: Module, owner: nn.Module, fresh: bool):
+    def step(self, m: Module, owner: nn.Module):
         """Build m, register what it registers on `owner`, and return the step that runs it there."""
         node = m.node
         if isinstance(node, Leaf) and node.layer.bare_parameter:
-            module = self.leaf(m, fresh)
+            module = self.leaf(m)
             weight = module.weight
             del module.weight           # the owner holds it; a stale copy would survive assign=True
             _register(owner, node, weight)
             return Bare(node.name, module.functional)
         if isinstance(node, Leaf):
-            _register(owner, node, self.leaf(m, fresh))
+            _register(owner, node, self.leaf(m))
             return Call(node.name)
         if node.flat:
-            return node.construct.build(m, self, owner, fresh)
-        _register(owner, node, self.module(m, fresh))
+            return node.construct.build(m, self, owner)
+        _register(owner, node, self.module(m))
         return Call(node.name)
 
-    def leaf(self, m: Module, fresh: bool) -> nn.Module:
+    def leaf(self, m: Module) -> nn.Module:
         layer = m.node.layer
         module = layer.build(m.input)
         if layer.frozen:
             module.requires_grad_(False)
-        if self.inplace and fresh and layer.runs_inplace:
+        if self.runs_inplace(m):
             module.inplace = True
         return module
 
-    def module(self, m: Module, fresh: bool = False) -> nn.Module:
+    def module(self, m: Module) -> nn.Module:
         """The module of a non-flat construct: nn.Sequential for a plain chain, else a Net."""
         node = m.node
         if node.kind == "sequence" and all(_plain(c) for c in m.slots["body"]):
             seq = nn.Sequential()
-            self.chain(m.slots["body"], seq, fresh)  # registers the children; Sequential runs them
+            self.chain(m.slots["body"], seq)  # registers the children; Sequential runs them
             return seq
         net = _net_class(node.construct.title)()
-        net._run = node.construct.build(m, self, net, fresh)
+        net._run = node.construct.build(m, self, net)
         return net
 
 
@@ -155,14 +139,11 @@ def _register(owner: nn.Module, node, value) -> None:
         raise SpecError(f"module name {node.name!r} is refused by this torch version: {e.args[0]}") from None
 
 
-def build_module(m: Module, input_fresh: bool = False, inplace: bool = True) -> nn.Module:
-    """The torch module of an analysed module. `input_fresh`: its input may be overwritten
-    in place; `inplace=False` turns every in-place operation off (e.g. for forward hooks
-    that keep activations)."""
+def build_module(m: Module, inplace: bool = True) -> nn.Module:
+    """The torch module of an analysed module; `inplace=False` turns every in-place
+    operation off (e.g. for forward hooks that keep activations)."""
     b = _Builder(inplace)
-    if isinstance(m.node, Leaf):
-        return b.leaf(m, input_fresh)
-    return b.module(m, input_fresh)
+    return b.leaf(m) if isinstance(m.node, Leaf) else b.module(m)
 
 
 def build_analysis(analysis: Analysis, device=None, inplace: bool = True) -> nn.Module:

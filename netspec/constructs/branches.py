@@ -53,6 +53,8 @@ class _Branches(Construct):
                                            f"gives {list(first.output)}, branch {cls.label(other)} gives {list(other.output)}")
         return (sum(o.output[0] for o in outs), *first.output[1:])
 
+    # plan: the default (branches share the input, or are views of it: none in place)
+
     @staticmethod
     def label(m) -> str:
         return repr(m.node.name) if m.node.name is not None else f"at {m.node.src[-1]}"
@@ -70,10 +72,9 @@ class Concat(_Branches):
         return cls.joined(node, a, m, [a.adopt(m, "branches", a.module(b, m.path, shape)) for b in node.slots["branches"]])
 
     @classmethod
-    def build(cls, m, b, owner, fresh: bool):
+    def build(cls, m, b, owner):
         import torch
-        # branches share the input: none of them may overwrite it
-        return ConcatStep([b.step(branch, owner, False) for branch in m.slots["branches"]], torch.cat)
+        return ConcatStep([b.step(branch, owner) for branch in m.slots["branches"]], torch.cat)
 
 
 @register("split")
@@ -107,10 +108,9 @@ class Split(_Branches):
         return cls.joined(node, a, m, outs)
 
     @classmethod
-    def build(cls, m, b, owner, fresh: bool):
+    def build(cls, m, b, owner):
         import torch
-        # each part is a view of the input: never overwritten in place
-        branches = [b.step(branch, owner, False) for branch in m.slots["branches"]]
+        branches = [b.step(branch, owner) for branch in m.slots["branches"]]
         return SplitStep(branches, cls.parts(m.node, m.input[0]), torch.cat)
 
 

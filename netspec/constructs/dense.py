@@ -37,10 +37,14 @@ class Dense(Construct):
         return (channels, *shape[1:])
 
     @classmethod
-    def build(cls, m, b, owner, fresh: bool):
+    def plan(cls, m, p, fresh: bool) -> None:
+        for child in m.slots["body"]:
+            p.visit(child, True)  # each layer's input is a new torch.cat that only it reads
+
+    @classmethod
+    def build(cls, m, b, owner):
         import torch
-        # each layer's input is a new torch.cat that only it reads
-        return DenseStep([b.step(child, owner, True) for child in m.slots["body"]], torch.cat)
+        return DenseStep([b.step(child, owner) for child in m.slots["body"]], torch.cat)
 
 
 class DenseStep:

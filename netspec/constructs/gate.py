@@ -22,9 +22,12 @@ class Gate(Construct):
         return shape
 
     @classmethod
-    def build(cls, m, b, owner, fresh: bool):
-        # the body's first layer reads x, which the product reads too: never in place
-        return GateStep(Chain(b.chain(m.slots["body"], owner, False)))
+    def plan(cls, m, p, fresh: bool) -> None:
+        p.chain(m.slots["body"], False)  # the body's first layer reads x, which the product reads too
+
+    @classmethod
+    def build(cls, m, b, owner):
+        return GateStep(Chain(b.chain(m.slots["body"], owner)))
 
 
 class GateStep:

@@ -5,6 +5,7 @@ under a tag, as a leaf layer is. It owns, in one file:
 - its fields (the schema; child lists are *slots*, typed by `slot_type`),
 - `resolve`: how its slots resolve into IR children (default: each slot's items),
 - `infer`: its shape rule over its children's analysed shapes (and what it adds),
+- `plan`: which children may overwrite their input (in-place execution, decided statically),
 - `build`: the forward wiring, a *step* `step(owner, x) -> y` (torch only inside build),
 - `describe`: its settings as printed by `resolve`/`diff`.
 Nothing else in netspec spells out individual constructs: the spec schema, JSON Schema,
@@ -16,7 +17,8 @@ children register on the enclosing module, so a reference's keys such as Fire's
 `features.3.expand1x1.weight` or ViT's `encoder_layer_0.ln_1.weight` come out exactly).
 
 Stages pass themselves in as a context, so this package imports no later stage:
-`r` (resolver), `a` (analysis walker), `b` (builder); see their methods there.
+`r` (resolver), `a` (analysis walker), `p` (in-place planner), `b` (builder); see
+their methods there.
 Must not import torch at module level, nor netspec.spec, resolver, analysis or builder.
 """
 from __future__ import annotations
@@ -87,7 +89,16 @@ class Construct(BaseModel):
         raise NotImplementedError(f"construct '{cls.tag}' has no shape rule")
 
     @classmethod
-    def fresh_output(cls, m, b) -> bool:
+    def plan(cls, m, p, fresh: bool) -> None:
+        """In-place decisions for the children (netspec.analysis._Planner): which get a fresh
+        input (`p.chain(children, fresh)`, `p.visit(child, fresh)`). Default: every slot's
+        children on the construct's shared input, none in place at its start."""
+        for slot in cls.slots:
+            for child in m.slots.get(slot, []):
+                p.visit(child, False)
+
+    @classmethod
+    def fresh_output(cls, m, p) -> bool:
         """Is the output a new tensor that nothing (this construct's backward included) reads
         afterwards? Then the next layer may overwrite it in place. torch.cat, a sum and a
         product all make new tensors."""
@@ -99,7 +110,9 @@ class Construct(BaseModel):
         return cls.slots
 
     @classmethod
-    def build(cls, m, b, owner, fresh: bool):
+    def build(cls, m, b, owner):
+        """The step that runs m on `owner` (children built with `b.step(child, owner)`, in
+        registration order; `b.runs_inplace(m)` is the analysis' in-place decision)."""
         raise NotImplementedError(f"construct '{cls.tag}' has no builder")
 
     @classmethod

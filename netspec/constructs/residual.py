@@ -101,21 +101,26 @@ class Residual(Construct):
 
     # -- build ------------------------------------------------------------------------------
     @classmethod
-    def fresh_output(cls, m, b) -> bool:
-        return b.fresh(m.slots["post"][-1]) if m.slots["post"] else True  # the sum is a new tensor
+    def plan(cls, m, p, fresh: bool) -> None:
+        body = m.slots["body"]
+        p.chain(body, False)                      # the body's input is shared with the shortcut
+        p.chain(m.slots["shortcut"], False)
+        p.chain(m.slots["post"], True)            # post's is the new sum
+        m.inplace = bool(body) and p.fresh(body[-1])  # torchvision's `out += identity`, into a fresh tensor
 
     @classmethod
-    def build(cls, m, b, owner, fresh: bool):
+    def fresh_output(cls, m, p) -> bool:
+        return p.fresh(m.slots["post"][-1]) if m.slots["post"] else True  # the sum is a new tensor
+
+    @classmethod
+    def build(cls, m, b, owner):
         steps = {}
         for slot in cls.registration(m.node):  # the order modules register in
             if slot == "shortcut":
-                steps[slot] = b.step(m.slots[slot][0], owner, False) if m.slots[slot] else None
-            else:  # the body's input is shared with the shortcut; post's is the fresh sum
-                steps[slot] = Chain(b.chain(m.slots[slot], owner, slot == "post"))
-        body = m.slots["body"]
-        # torchvision's `out += identity`: only into a fresh tensor that nobody else reads
-        add_inplace = b.inplace and bool(body) and b.fresh(body[-1])
-        return ResidualStep(steps["body"], steps["shortcut"], steps["post"], add_inplace)
+                steps[slot] = b.step(m.slots[slot][0], owner) if m.slots[slot] else None
+            else:
+                steps[slot] = Chain(b.chain(m.slots[slot], owner))
+        return ResidualStep(steps["body"], steps["shortcut"], steps["post"], b.runs_inplace(m))
 
 
 class ResidualStep:

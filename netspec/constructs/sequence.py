@@ -21,10 +21,14 @@ class Sequence(Construct):
         return a.chain(m, "body", node.slots["body"], shape)
 
     @classmethod
-    def fresh_output(cls, m, b) -> bool:
-        body = m.slots["body"]
-        return bool(body) and b.fresh(body[-1])  # an empty sequence passes its input through
+    def plan(cls, m, p, fresh: bool) -> None:
+        p.chain(m.slots["body"], fresh)
 
     @classmethod
-    def build(cls, m, b, owner, fresh: bool):
-        return Chain(b.chain(m.slots["body"], owner, fresh))
+    def fresh_output(cls, m, p) -> bool:
+        body = m.slots["body"]
+        return bool(body) and p.fresh(body[-1])  # an empty sequence passes its input through
+
+    @classmethod
+    def build(cls, m, b, owner):
+        return Chain(b.chain(m.slots["body"], owner))
