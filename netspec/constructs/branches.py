@@ -72,6 +72,10 @@ class Concat(_Branches):
         return cls.joined(node, a, m, [a.adopt(m, "branches", a.module(b, m.path, shape)) for b in node.slots["branches"]])
 
     @classmethod
+    def autograd(cls, m, f, x):
+        return f.cat([f.module(branch, x) for branch in m.slots["branches"]])
+
+    @classmethod
     def build(cls, m, b, owner):
         import torch
         return ConcatStep([b.step(branch, owner) for branch in m.slots["branches"]], torch.cat)
@@ -106,6 +110,11 @@ class Split(_Branches):
         outs = [a.adopt(m, "branches", a.module(b, m.path, (size, *shape[1:])))
                 for b, size in zip(node.slots["branches"], cls.parts(node, shape[0]))]
         return cls.joined(node, a, m, outs)
+
+    @classmethod
+    def autograd(cls, m, f, x):
+        parts = f.parts(x, cls.parts(m.node, x.shape[0]))
+        return f.cat([f.module(branch, part) for branch, part in zip(m.slots["branches"], parts)])
 
     @classmethod
     def build(cls, m, b, owner):

@@ -42,6 +42,13 @@ class Dense(Construct):
             p.visit(child, True)  # each layer's input is a new torch.cat that only it reads
 
     @classmethod
+    def autograd(cls, m, f, x):
+        features = [x]
+        for layer in m.slots["body"]:
+            features.append(f.module(layer, f.cat(features)))
+        return f.cat(features)
+
+    @classmethod
     def build(cls, m, b, owner):
         import torch
         return DenseStep([b.step(child, owner) for child in m.slots["body"]], torch.cat)

@@ -26,6 +26,10 @@ class Gate(Construct):
         p.chain(m.slots["body"], False)  # the body's first layer reads x, which the product reads too
 
     @classmethod
+    def autograd(cls, m, f, x):
+        return f.mul(x, f.chain(m.slots["body"], x))
+
+    @classmethod
     def build(cls, m, b, owner):
         return GateStep(Chain(b.chain(m.slots["body"], owner)))
 

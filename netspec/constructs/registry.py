@@ -6,6 +6,7 @@ under a tag, as a leaf layer is. It owns, in one file:
 - `resolve`: how its slots resolve into IR children (default: each slot's items),
 - `infer`: its shape rule over its children's analysed shapes (and what it adds),
 - `plan`: which children may overwrite their input (in-place execution, decided statically),
+- `autograd`: how it joins its children's tensors, for the static memory model,
 - `build`: the forward wiring, a *step* `step(owner, x) -> y` (torch only inside build),
 - `describe`: its settings as printed by `resolve`/`diff`.
 Nothing else in netspec spells out individual constructs: the spec schema, JSON Schema,
@@ -114,6 +115,12 @@ class Construct(BaseModel):
         """The step that runs m on `owner` (children built with `b.step(child, owner)`, in
         registration order; `b.runs_inplace(m)` is the analysis' in-place decision)."""
         raise NotImplementedError(f"construct '{cls.tag}' has no builder")
+
+    @classmethod
+    def autograd(cls, m, f, x):
+        """Replay the construct over size-only tensors (netspec.autograd): run the children
+        (`f.module`, `f.chain`) and join them (`f.add`, `f.cat`, `f.mul`); returns the output."""
+        raise NotImplementedError(f"construct '{cls.tag}' has no autograd rule")
 
     @classmethod
     def describe(cls, node: Node) -> dict:

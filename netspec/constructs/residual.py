@@ -113,6 +113,12 @@ class Residual(Construct):
         return p.fresh(m.slots["post"][-1]) if m.slots["post"] else True  # the sum is a new tensor
 
     @classmethod
+    def autograd(cls, m, f, x):
+        y = f.chain(m.slots["body"], x)
+        s = f.chain(m.slots["shortcut"], x)
+        return f.chain(m.slots["post"], f.add(y, s, inplace=f.runs_inplace(m)))
+
+    @classmethod
     def build(cls, m, b, owner):
         steps = {}
         for slot in cls.registration(m.node):  # the order modules register in

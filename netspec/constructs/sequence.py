@@ -30,5 +30,9 @@ class Sequence(Construct):
         return bool(body) and p.fresh(body[-1])  # an empty sequence passes its input through
 
     @classmethod
+    def autograd(cls, m, f, x):
+        return f.chain(m.slots["body"], x)
+
+    @classmethod
     def build(cls, m, b, owner):
         return Chain(b.chain(m.slots["body"], owner))

@@ -1,15 +1,24 @@
 """Activation functions: parameter-free, shape-preserving, one torch module each."""
 from __future__ import annotations
 
+from math import prod
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from netspec.layers.registry import Layer, Shape, register
+from netspec.layers.registry import Autograd, Layer, Shape, register
 
 
 class Activation(Layer):
     torch_name: ClassVar[str] = ""  # the torch.nn class this tag builds
+    keeps: ClassVar[str] = "input"  # what its backward reads: "input" or "output"
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        if inplace and self.keeps == "output":  # ReLU(inplace=True) keeps its result, the input's storage
+            return Autograd(output=True, result="same")
+        if inplace:  # a backward that reads the input: autograd keeps a copy of it before it is overwritten
+            return Autograd(extra=((prod(shape), 0, "act"),), result="same")
+        return Autograd(input=self.keeps == "input", output=self.keeps == "output")
 
     def build(self, shape: Shape):
         from torch import nn
@@ -21,6 +30,7 @@ class ReLU(Activation):
     """max(0, x) (torch.nn.ReLU)."""
     torch_name: ClassVar[str] = "ReLU"
     runs_inplace: ClassVar[bool] = True
+    keeps: ClassVar[str] = "output"
 
 
 @register("relu6")
@@ -41,12 +51,14 @@ class LeakyReLU(Activation):
 class Sigmoid(Activation):
     """1 / (1 + exp(-x)) (torch.nn.Sigmoid)."""
     torch_name: ClassVar[str] = "Sigmoid"
+    keeps: ClassVar[str] = "output"
 
 
 @register("tanh")
 class Tanh(Activation):
     """Hyperbolic tangent (torch.nn.Tanh)."""
     torch_name: ClassVar[str] = "Tanh"
+    keeps: ClassVar[str] = "output"
 
 
 @register("gelu", shorthand="approximate")

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import (Layer, NonNegInt, NonNegPair, Pair, PosInt, Shape, need_rank,
+from netspec.layers.registry import (Autograd, Layer, NonNegInt, NonNegPair, Pair, PosInt, Shape, need_rank,
                                      pair, register, window_out)
 
 
@@ -60,6 +60,22 @@ class Conv(Layer):
         kh, kw = pair(self.k)
         return out[0] * out[1] * out[2] * (shape[0] // self.groups) * kh * kw
 
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        # convolution_backward reads the input and the weight, whichever gradient is asked
+        (kh, kw), (dh, dw) = pair(self.k), pair(self.dilation)
+        weight = self.out * (shape[0] // self.groups) * kh * kw
+        odd = (dh * (kh - 1) % 2, dw * (kw - 1) % 2)
+        if self.padding == "same" and any(odd):  # torch pads the odd pixel first: it keeps that copy
+            padded = ((shape[0] * (shape[1] + odd[0]) * (shape[2] + odd[1]), 0, "act"),)
+            return Autograd(extra=padded, weight=weight, layout="suggest", lower=True)
+        return Autograd(input=True, weight=weight, layout="suggest", lower=True)
+
+    def param_tensors(self, shape: Shape) -> int:
+        return 1 + self.bias
+
+    def backward_macs(self, shape, out, *, input_grad, weight_grad):
+        return self.macs(shape, out) * (input_grad + weight_grad)
+
     def build(self, shape: Shape):
         from torch import nn
         padding = self.padding if isinstance(self.padding, str) else pair(self.padding)
@@ -104,6 +120,16 @@ class ConvTranspose(Layer):
         # FlopCounterMode counts a transposed conv per *input* position
         kh, kw = pair(self.k)
         return shape[1] * shape[2] * kh * kw * shape[0] * (self.out // self.groups)
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        kh, kw = pair(self.k)
+        return Autograd(input=True, weight=shape[0] * (self.out // self.groups) * kh * kw, layout="suggest", lower=True)
+
+    def param_tensors(self, shape: Shape) -> int:
+        return 1 + self.bias
+
+    def backward_macs(self, shape, out, *, input_grad, weight_grad):
+        return self.macs(shape, out) * (input_grad + weight_grad)
 
     def build(self, shape: Shape):
         from torch import nn

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from netspec.layers.registry import Layer, Shape, register
+from netspec.layers.registry import Autograd, Layer, Shape, register
 
 
 class Learned(Layer):
@@ -30,6 +30,14 @@ class Learned(Layer):
 
     def param_count(self, shape: Shape) -> int:
         return prod(self.tensor_shape(shape))
+
+    def param_tensors(self, shape: Shape) -> int:
+        return 1
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        # x * t keeps x for t's gradient (t is a parameter); x + t keeps nothing; the fp32
+        # tensor makes the result fp32 under autocast
+        return Autograd(input=self.tag == "scale" and weight_grad, promote=True)
 
     def initial(self, shape: Shape):
         import torch

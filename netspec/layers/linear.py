@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from netspec.layers.registry import Layer, PosInt, Shape, register
+from netspec.layers.registry import Autograd, Layer, PosInt, Shape, register
 
 
 @register("linear", shorthand="out")
@@ -25,6 +25,21 @@ class Linear(Layer):
 
     def macs(self, shape: Shape, out: Shape) -> int:
         return prod(shape[:-1]) * shape[-1] * self.out
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        # mm keeps the input for the weight's gradient and the weight for the input's; a
+        # non-contiguous input of several dims is reshaped to a matrix by a copy, which is kept
+        weight = shape[-1] * self.out if input_grad else 0
+        if contiguous or len(shape) == 1:
+            return Autograd(input=weight_grad, weight=weight, layout="contiguous", lower=True)
+        copy = ((prod(shape), 0, "act"),) if weight_grad else ()
+        return Autograd(extra=copy, weight=weight, layout="contiguous", lower=True)
+
+    def param_tensors(self, shape: Shape) -> int:
+        return 1 + self.bias
+
+    def backward_macs(self, shape, out, *, input_grad, weight_grad):
+        return self.macs(shape, out) * (input_grad + weight_grad)
 
     def build(self, shape: Shape):
         from torch import nn

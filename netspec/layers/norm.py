@@ -2,12 +2,13 @@
 `layernorm` (over the last dimension or the channels), `groupnorm`."""
 from __future__ import annotations
 
+from math import prod
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Layer, PosInt, Shape, need_rank, register
+from netspec.layers.registry import Autograd, Layer, PosInt, Shape, need_rank, register
 
 
 @register("bn")
@@ -27,6 +28,13 @@ class BatchNorm(Layer):
 
     def param_count(self, shape: Shape) -> int:
         return 2 * shape[0] if self.affine else 0
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        # the input, and the batch's mean and inverse std per channel (fp32)
+        return Autograd(input=True, extra=((0, shape[0], "fp32"), (0, shape[0], "fp32")), layout="suggest")
+
+    def param_tensors(self, shape: Shape) -> int:
+        return 2 if self.affine else 0
 
     def build(self, shape: Shape):
         from torch import nn
@@ -55,6 +63,18 @@ class LayerNorm(Layer):
         size = shape[0] if self.over == "channels" else shape[-1]
         return size * (1 + self.bias) if self.elementwise_affine else 0
 
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        # the input (for `channels` its NHWC view), and a mean and rstd per normalised vector
+        vectors = prod(shape) // (shape[0] if self.over == "channels" else shape[-1])
+        dtype = "fp32" if self.elementwise_affine else "act"   # fp32 next to an fp32 weight, else the input's
+        stats = ((vectors, 0, dtype), (vectors, 0, dtype))
+        if self.over == "channels":  # LayerNorm2d: permute, layer_norm (a new NHWC tensor), permute back
+            return Autograd(input=True, extra=stats, layout="channels_last")
+        return Autograd(input=True, extra=stats, layout="contiguous")
+
+    def param_tensors(self, shape: Shape) -> int:
+        return (1 + self.bias) if self.elementwise_affine else 0
+
     def build(self, shape: Shape):
         if self.over == "channels":
             from torchvision.models.convnext import LayerNorm2d as cls
@@ -82,6 +102,14 @@ class GroupNorm(Layer):
 
     def param_count(self, shape: Shape) -> int:
         return 2 * shape[0] if self.affine else 0
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        # the input, and a mean and rstd per group of each sample: fp32 next to an fp32 weight, else the input's
+        dtype = "fp32" if self.affine else "act"
+        return Autograd(input=True, extra=((self.groups, 0, dtype), (self.groups, 0, dtype)), layout="suggest")
+
+    def param_tensors(self, shape: Shape) -> int:
+        return 2 if self.affine else 0
 
     def build(self, shape: Shape):
         from torch import nn

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from math import floor
+from math import prod
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import (Layer, NonNegInt, NonNegPair, Pair, PosInt, Shape, need_rank,
+from netspec.layers.registry import (Autograd, Layer, NonNegInt, NonNegPair, Pair, PosInt, Shape, need_rank,
                                      pair, register, window_out)
 
 
@@ -30,6 +31,13 @@ class WindowPool(Layer):
             raise LayerError("padding", f"padding {list(pair(self.padding))} is more than half the window {list(pair(self.k))}")
         return (c, window_out(h, kh, sh, ph, ceil_mode=self.ceil_mode),
                 window_out(w, kw, sw, pw, ceil_mode=self.ceil_mode))
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        if self.tag == "maxpool":   # the input and the argmax indices (int64), global or windowed
+            return Autograd(input=True, extra=((prod(out), 0, "int64"),), layout="suggest")
+        if self.k == "global":      # AdaptiveAvgPool2d(1) is a mean: its backward needs only sizes
+            return Autograd(layout="suggest")
+        return Autograd(input=True, layout="suggest")
 
     def build(self, shape: Shape):
         from torch import nn
@@ -58,6 +66,11 @@ class AdaptivePool(Layer):
     def infer(self, shape: Shape) -> Shape:
         need_rank(shape, 3, self.tag)
         return (shape[0], *pair(self.size))
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        if self.tag == "adaptive_maxpool":
+            return Autograd(input=True, extra=((prod(out), 0, "int64"),), layout="suggest")
+        return Autograd(input=tuple(out[1:]) != (1, 1), layout="suggest")   # to 1x1 it is a mean
 
     def build(self, shape: Shape):
         from torch import nn
@@ -102,6 +115,9 @@ class Upsample(Layer):
         if min(out) <= 0:
             raise LayerError("scale", f"scale {self.scale} leaves no output ({list(out)} from {list(shape[1:])})")
         return (shape[0], *out)
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        return Autograd(layout="suggest")   # its backward needs only sizes
 
     def build(self, shape: Shape):
         from torch import nn

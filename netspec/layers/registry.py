@@ -12,6 +12,7 @@ Must not import torch at module level, nor any later pipeline stage.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,6 +27,28 @@ PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 Pair = Annotated[list[PosInt], Field(min_length=2, max_length=2)]
 NonNegPair = Annotated[list[NonNegInt], Field(min_length=2, max_length=2)]
+
+
+@dataclass(frozen=True)
+class Autograd:
+    """What a layer's backward keeps, and what its output is, in a training step (read by
+    netspec.autograd, which counts the bytes once per storage, as autograd holds them)."""
+
+    input: bool = False         # the input tensor itself
+    output: bool = False        # the output tensor itself
+    weight: int = 0             # elements of the weight it keeps: a parameter, counted only as
+    #                             the low-precision copy autocast makes
+    extra: tuple = ()           # other tensors it keeps: (elements per sample, fixed elements,
+    #                             dtype: "act" (the computation's), "fp32" or "int64")
+    result: str = "new"         # the output: "new", "same" (the input tensor: in place, or passed
+    #                             through), "reshape" (a view where strides allow, else a copy),
+    #                             "permute" (a view with `dims` reordered)
+    dims: tuple = ()
+    layout: str = "like"        # of a new output: "like" (TensorIterator: the input's dim order),
+    #                             "suggest" (channels-last iff the input is: conv, batch norm, pools),
+    #                             "contiguous", "channels_last" (an NHWC tensor seen as [C, H, W])
+    lower: bool = False         # autocast runs it in the low precision (conv, linear): input and weight are cast
+    promote: bool = False       # x op (fp32 tensor): the output is fp32 under autocast (scale, add)
 
 
 class Layer(BaseModel):
@@ -76,6 +99,24 @@ class Layer(BaseModel):
 
     def build(self, shape: Shape):
         raise NotImplementedError(f"layer '{self.tag}' has no builder")
+
+    # -- what a training step's backward keeps and costs (netspec.autograd) ----------------
+    def autograd(self, shape: Shape, out: Shape, *, input_grad: bool, weight_grad: bool, contiguous: bool,
+                 inplace: bool) -> Autograd:
+        """What autograd saves when this layer runs in a graph that needs gradients.
+        `input_grad`: its input needs a gradient; `weight_grad`: its parameters train;
+        `contiguous`: its input is contiguous;
+        `inplace`: the builder runs it in place. Default: nothing kept, a new output."""
+        return Autograd()
+
+    def param_tensors(self, shape: Shape) -> int:
+        """How many parameter tensors it has (optimizers keep per-tensor state such as Adam's step)."""
+        return 0
+
+    def backward_macs(self, shape: Shape, out: Shape, *, input_grad: bool, weight_grad: bool) -> int:
+        """Multiply-accumulates per sample of the backward: the input's gradient (when the
+        input needs one) and the weight's (when it trains), as FlopCounterMode counts them."""
+        return 0
 
     def settings(self) -> dict:
         """Fields that differ from their defaults (for summaries and diffs)."""

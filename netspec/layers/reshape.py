@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Layer, NonNegInt, PosInt, Shape, need_rank, register
+from netspec.layers.registry import Autograd, Layer, NonNegInt, PosInt, Shape, need_rank, register
 
 
 def _sample_dim(dim: int, rank: int, field: str) -> int:
@@ -31,6 +31,9 @@ class Flatten(Layer):
         if start > end:
             raise LayerError("end", f"end {self.end} comes before start {self.start}")
         return (*shape[:start], prod(shape[start:end + 1]), *shape[end + 1:])
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        return Autograd(result="reshape")   # a view where the strides allow, else a copy
 
     def build(self, shape: Shape):
         from torch import nn
@@ -57,6 +60,9 @@ class Reshape(Layer):
             raise LayerError("shape", f"cannot reshape {n} elements to {self.shape}")
         return tuple(missing if s == -1 else s for s in self.shape)
 
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        return Autograd(result="reshape")
+
     def build(self, shape: Shape):
         from netspec.modules import Reshape
         return Reshape(self.infer(shape))
@@ -74,6 +80,9 @@ class Permute(Layer):
         if sorted(self.dims) != list(range(len(shape))):
             raise LayerError("dims", f"{self.dims} is not a permutation of the sample's {len(shape)} dimensions 0..{len(shape) - 1}")
         return tuple(shape[d] for d in self.dims)
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        return Autograd(result="permute", dims=tuple(self.dims))
 
     def build(self, shape: Shape):
         from torchvision.ops.misc import Permute
@@ -93,6 +102,11 @@ class ChannelShuffle(Layer):
             raise LayerError("groups", f"{self.groups} does not divide channels {shape[0]}")
         return shape
 
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        # view, transpose, contiguous(): a copy, unless one of the two group dims is 1
+        trivial = self.groups in (1, shape[0]) and contiguous
+        return Autograd(result="same" if trivial else "new", layout="contiguous")
+
     def build(self, shape: Shape):
         from netspec.modules import ChannelShuffle
         return ChannelShuffle(self.groups)
@@ -101,6 +115,9 @@ class ChannelShuffle(Layer):
 @register("identity")
 class Identity(Layer):
     """Pass the input through (torch.nn.Identity)."""
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        return Autograd(result="same")
 
     def build(self, shape: Shape):
         from torch import nn
@@ -112,6 +129,11 @@ class Dropout(Layer):
     """Zero elements with probability p while training (torch.nn.Dropout)."""
 
     p: float = Field(0.5, ge=0, lt=1, description="Probability of zeroing an element.")
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        if self.p == 0:   # torch returns the input itself
+            return Autograd(result="same")
+        return Autograd(extra=((prod(shape), 0, "act"),))   # the scaled mask
 
     def build(self, shape: Shape):
         from torch import nn
@@ -125,6 +147,12 @@ class StochasticDepth(Layer):
 
     p: float = Field(ge=0, le=1, description="Probability of zeroing (p).")
     mode: Literal["row", "batch"] = Field("row", description="'row': each sample independently; 'batch': the whole batch at once (mode).")
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        if self.p == 0:   # torchvision returns the input itself
+            return Autograd(result="same")
+        noise = (1, 0, "act") if self.mode == "row" else (0, 1, "act")   # [N, 1, ...] or [1, 1, ...]
+        return Autograd(extra=(noise,))
 
     def build(self, shape: Shape):
         from torchvision.ops import StochasticDepth
