@@ -9,6 +9,7 @@ from netspec.spec.extends import apply_sets, resolve_extends
 from netspec.spec.load import Source, from_data, read
 from netspec.spec.locate import validation_error
 from netspec.spec.schema import Spec
+from netspec.spec.usage import check_vars
 
 
 def load_spec(spec, overrides=()) -> Spec:
@@ -31,6 +32,7 @@ def load_spec(spec, overrides=()) -> Spec:
     except ValidationError as e:
         raise validation_error(e, source) from None
     validated._source = source
+    check_vars(source)
     return validated
 
 

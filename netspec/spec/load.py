@@ -159,7 +159,7 @@ def parse(raw: bytes | str, file: str = "<string>") -> Source:
                 parser.dispose()
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        problem = (e.problem or e.context or "invalid YAML").strip()
+        problem = (e.problem or e.context or "invalid YAML").strip() + _yaml_hint(text, mark)
         raise SpecError(f"invalid {kind}: {problem}", file=file,
                         line=mark.line + 1 if mark else None, col=mark.column + 1 if mark else None) from None
     except (YAMLError, RecursionError) as e:
@@ -172,6 +172,20 @@ def parse(raw: bytes | str, file: str = "<string>") -> Source:
         raise SpecError(f"a spec is a mapping at the top level (netspec, name, input, layers), but this document is {kind}",
                         file=file, line=1, col=1)
     return source
+
+
+_UNQUOTED_EXPR = re.compile(r"""(?<!["'])\$\{[^}]*\}""")
+
+
+def _yaml_hint(text: str, mark) -> str:
+    """What usually causes a syntax error on this line: `${...}` unquoted, whose braces
+    YAML reads as a mapping."""
+    lines = text.splitlines()
+    line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+    found = _UNQUOTED_EXPR.search(line)
+    if found:
+        return f'; quote the expression: "{found.group(0)}" (braces are YAML syntax)'
+    return ""
 
 
 def from_data(data: dict, file: str = "<dict>") -> Source:
