@@ -17,8 +17,20 @@ def human(n: int) -> str:
     return str(n)
 
 
+def auto_projections(analysis: Analysis) -> list[dict]:
+    """The residuals whose `shortcut: auto` became a projection (the body changes the
+    shape), in module order: a body whose last conv has the wrong width shows up here."""
+    found, stack = [], [analysis.tree]
+    while stack:
+        m = stack.pop()
+        if m.node.kind == "residual" and m.node.shortcut == "auto" and m.shortcut is not None:
+            found.append({"path": m.path or "<root>", "input": list(m.input), "output": list(m.shortcut.output)})
+        stack.extend(reversed(m.children))
+    return found
+
+
 def as_json(analysis: Analysis) -> str:
-    return json.dumps(analysis.as_dict())
+    return json.dumps({**analysis.as_dict(), "auto_projections": auto_projections(analysis)})
 
 
 def render_table(analysis: Analysis, console) -> None:
@@ -39,3 +51,8 @@ def render_table(analysis: Analysis, console) -> None:
     console.print(f"params {analysis.params:,} ({human(analysis.params)})"
                   f"{f', {frozen:,} frozen' if frozen else ''} · MACs {analysis.macs:,} ({human(analysis.macs)}) per sample"
                   f" · output {analysis.output}")
+    projected = auto_projections(analysis)
+    if projected:
+        console.print(f"shortcut: auto projected {len(projected)} residual{'s' if len(projected) > 1 else ''} "
+                      "(input -> body output): " + ", ".join(f"{p['path']} {p['input']} -> {p['output']}" for p in projected),
+                      soft_wrap=True)
