@@ -245,6 +245,10 @@ def field_reference(model: type[BaseModel] = TrainConfig, prefix: str = "train")
     for fname, info in model.model_fields.items():
         path = f"{prefix}.{fname}"
         members = _models_in(info.annotation)
+        if len(members) > 1:  # a union told apart by `name`: list its choices
+            choices = "|".join(_literal_text(m.model_fields["name"].annotation) for m in members)
+            default = info.get_default(call_default_factory=True)
+            rows.append((f"{path}.name", choices, repr(getattr(default, "name", None)), info.description or ""))
         if members:
             for member in members:
                 tag = member.model_fields.get("name")
