@@ -65,8 +65,10 @@ def _load_job(args):
 
 
 def _resume_command(args, spec_given: bool) -> list[str]:
-    """This command without --out/--resume: `+ --resume DIR` continues the run."""
-    return ["netspec", "train", *([args.spec] if spec_given else []), *[a for s in args.set for a in ("--set", s)],
+    """This command without --out/--resume: `+ --resume DIR` continues the run. Started
+    as `python -m netspec`, it says so (the `netspec` script may not be on PATH)."""
+    prog = ["netspec"] if os.path.basename(sys.argv[0]) == "netspec" else [sys.executable, "-m", "netspec"]
+    return [*prog, "train", *([args.spec] if spec_given else []), *[a for s in args.set for a in ("--set", s)],
             *(["--device", args.device] if args.device else []), *(["--quiet"] if args.quiet else [])]
 
 
