@@ -150,9 +150,10 @@ def test_missing_dataset_root_is_located_and_absolute(cli, write, tmp_path, monk
     assert cli("sweep", path, "--dry-run", "--out", tmp_path / "s").code == 0
 
 
-def test_shipped_cifar_specs_point_beside_the_clone():
+def test_shipped_cifar_specs_point_beside_the_clone(tmp_path, monkeypatch):
     """The zoo's CIFAR-10 specs read ../shared/data/cifar10 of the clone's folder (where the
-    project's copy is), written relative to each spec file."""
+    project's copy is), written relative to each spec file: from any directory."""
+    monkeypatch.chdir(tmp_path)
     beside = (ROOT.parent / "shared" / "data" / "cifar10").resolve()
     for name in ("elexnet.yaml", "resnet18_cifar.yaml", "shallow_cnn.yaml", "elexnet/a.yaml"):
         assert os.path.realpath(netspec.load(SPECS / name).train.dataset.root) == str(beside), name
