@@ -78,7 +78,8 @@ def test_zoo_has_no_unused_variables(cli):
     ("layers.fc.out=x", "--set layers.fc.out=x: error: layers[12].linear.out: Input should be a valid integer"),
     ("layers.²=3", "--set layers.²=3: error: layers.²: no item named '²'"),
     ("layers.--1.k=3", "--set layers.--1.k=3: error: layers.--1: no item named '--1'"),
-    ("train.epochs=3\n4", "--set train.epochs=3\\n4: error: a --set VALUE is one line"),
+    ("train.epochs=3\n4", "--set train.epochs=3\\n4: error: --set PATH=VALUE is one line"),
+    ("train.ep\noch=3", "--set train.ep\\noch=3: error: --set PATH=VALUE is one line"),
     ("train.epochs=[3,", "--set train.epochs=[3,: error: invalid YAML"),
 ])
 def test_set_errors_name_the_set(cli, option, line):

@@ -14,7 +14,6 @@ import sys
 import pytest
 import ruamel.yaml
 
-from conftest import ROOT
 from test_data import _write_images
 from train_helpers import tiny_spec
 
@@ -25,29 +24,27 @@ def _write_spec(path, doc) -> str:
     return str(path)
 
 
-def _stopped_run(tmp_path, *args: str) -> tuple[str, str]:
-    """`python -m netspec train ARGS` stopped by SIGTERM at its first progress line ->
-    (stdout, stderr)."""
-    env = {**os.environ, "NETSPEC_PROGRESS_INTERVAL": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "netspec", "train", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = []
-    for line in proc.stdout:  # a line per check point: the loop is running, signal handlers are in place
-        seen.append(line)
-        if " step " in line:
-            proc.send_signal(signal.SIGTERM)
-            break
-    out, err = proc.communicate(timeout=240)
-    assert proc.returncode == 130, err
-    return "".join(seen) + out, err
+def _stopped_run(cli, monkeypatch, *args: str):
+    """`netspec train ARGS` (in this process) stopped by a real SIGTERM at epoch 1 step 5."""
+    import netspec.train.loop as loop
+    fit = loop.fit
+
+    def stop(epoch, step):
+        if (epoch, step) == (0, 4):
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(loop, "fit", lambda *a, **kw: fit(*a, **kw, on_step=stop))
+    r = cli("train", *args)
+    assert r.code == 130, r.err
+    return r
 
 
-def test_resume_hint_works_pasted_into_a_shell(tmp_path):
-    spec = _write_spec(tmp_path / "tiny.yaml", tiny_spec(epochs=3, dataset={"train_size": 480}))
-    _, err = _stopped_run(tmp_path, spec, "--out", "run one", "--set", "train.epochs=2",
-                          "--set", "train.optimizer={name: sgd, lr: 0.05}")
-    assert err.count("continue with: ") == 1 and "Source(" not in err
-    hint = err.split("continue with: ", 1)[1].strip()
+def test_resume_hint_works_pasted_into_a_shell(cli, tmp_path, monkeypatch):
+    spec = _write_spec(tmp_path / "tiny.yaml", tiny_spec(epochs=3))
+    monkeypatch.chdir(tmp_path)
+    r = _stopped_run(cli, monkeypatch, spec, "--out", "run one", "--set", "train.epochs=2",
+                     "--set", "train.optimizer={name: sgd, lr: 0.05}")
+    assert r.err.count("continue with: ") == 1 and "Source(" not in r.err
+    hint = r.err.split("continue with: ", 1)[1].strip()
     assert hint.endswith("--resume 'run one'") and "--set 'train.optimizer={name: sgd, lr: 0.05}'" in hint
     resumed = subprocess.run(["bash", "-c", hint], cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr
@@ -55,13 +52,15 @@ def test_resume_hint_works_pasted_into_a_shell(tmp_path):
     assert summary["epochs"] == 2  # the --set was kept: without it the resume is refused (train section changed)
 
 
-def test_resume_with_the_run_folder_alone(tmp_path):
-    spec = _write_spec(tmp_path / "tiny.yaml", tiny_spec(epochs=3, dataset={"train_size": 480}))
-    _stopped_run(tmp_path, spec, "--out", "r", "--set", "train.epochs=2", "--set", "train.optimizer.name=adam")
+def test_resume_with_the_run_folder_alone(cli, tmp_path, monkeypatch):
+    spec = _write_spec(tmp_path / "tiny.yaml", tiny_spec(epochs=3))
+    monkeypatch.chdir(tmp_path)
+    _stopped_run(cli, monkeypatch, spec, "--out", "r", "--set", "train.epochs=2", "--set", "train.optimizer.name=adam")
+    monkeypatch.undo()
     (tmp_path / "tiny.yaml").unlink()  # the run folder holds everything
-    resumed = subprocess.run([sys.executable, "-m", "netspec", "train", "--resume", "r", "--quiet"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=240)
-    assert resumed.returncode == 0, resumed.stderr
+    monkeypatch.chdir(tmp_path)
+    r = cli("train", "--resume", "r", "--quiet")
+    assert r.code == 0, r.err
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["epochs"] == 2
 
 

@@ -334,14 +334,14 @@ def set_label(text: str) -> str:
 def parse_override(text: str) -> tuple[list, Any]:
     """`PATH=VALUE` -> (path segments, value). VALUE is a YAML value (`3`, `0.1`, `true`,
     `[1, 2]`, `{k: 3}`, `relu`) on one line."""
+    if "\n" in text or "\r" in text:
+        raise SpecError("--set PATH=VALUE is one line; this one has a line break", file=set_label(text))
     if "=" not in text:
         raise SpecError("--set takes PATH=VALUE, e.g. train.epochs=3", file=set_label(text))
     dotted, value_text = text.split("=", 1)
     segs = split_path(dotted)
     if not segs:
         raise SpecError("--set needs a PATH before '=', e.g. train.epochs=3", file=set_label(text))
-    if "\n" in value_text or "\r" in value_text:
-        raise SpecError("a --set VALUE is one line; this one has a line break", file=set_label(text))
     try:
         value = parse(f"v: {value_text}\n", "--set").data["v"]
     except SpecError as e:
