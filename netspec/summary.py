@@ -17,14 +17,21 @@ def human(n: int) -> str:
     return str(n)
 
 
+def _auto_projection(m):
+    """The projection the analysis chose for a residual's `shortcut: auto`, else None
+    (the one line that knows where the analysed tree keeps it)."""
+    return m.shortcut if m.node.kind == "residual" and m.node.shortcut == "auto" else None
+
+
 def auto_projections(analysis: Analysis) -> list[dict]:
     """The residuals whose `shortcut: auto` became a projection (the body changes the
     shape), in module order: a body whose last conv has the wrong width shows up here."""
     found, stack = [], [analysis.tree]
     while stack:
         m = stack.pop()
-        if m.node.kind == "residual" and m.node.shortcut == "auto" and m.shortcut is not None:
-            found.append({"path": m.path or "<root>", "input": list(m.input), "output": list(m.shortcut.output)})
+        projection = _auto_projection(m)
+        if projection is not None:
+            found.append({"path": m.path or "<root>", "input": list(m.input), "output": list(projection.output)})
         stack.extend(reversed(m.children))
     return found
 
