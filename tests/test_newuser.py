@@ -32,8 +32,10 @@ def _closed_stdout(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
 # -- 1. pipes ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("args", [["schema"], ["check", "specs/digits.yaml", "specs/lenet.yaml"],
                                   ["resolve", "specs/resnet18_cifar.yaml"], ["compile", "specs/resnext50.yaml", "--json"],
-                                  ["compile", "specs/resnext50.yaml"], ["train", "--help"]],
-                         ids=["schema", "check", "resolve", "compile-json", "compile-table", "train-help"])
+                                  ["compile", "specs/resnext50.yaml"], ["train", "--help"],
+                                  ["diff", "specs/elexnet/a.yaml", "specs/elexnet/b.yaml"],
+                                  ["sweep", "specs/digits.yaml", "--dry-run", "--grid", "train.epochs=1,2", "--out", "/nonexistent"]],
+                         ids=["schema", "check", "resolve", "compile-json", "compile-table", "train-help", "diff", "sweep"])
 def test_a_closed_pipe_is_a_normal_end(args):
     proc = _closed_stdout(*args)
     assert (proc.returncode, proc.stderr) == (0, "")
