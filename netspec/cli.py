@@ -8,11 +8,14 @@ resolve) never import torch, so they start fast enough for an editor hook.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
+import warnings
 
-from netspec.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, CheckFailed, NetspecError
+from netspec.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, CheckFailed, NetspecError, SpecWarning
 
 DEFAULT_MAX_PARAMS = 10**12  # refuse before building anything larger (a trillion parameters)
 
@@ -33,26 +36,46 @@ def _console():
 
 
 # -- subcommands -----------------------------------------------------------------------
+def _analyze(path: str, args):
+    """The analysis at --input (if given). A spec that fails only at that input is the
+    argument's fault: the error names it (`--input 32,32: ...`), not the spec's line."""
+    import netspec
+    from netspec.errors import SpecError
+    try:
+        return netspec.analyze(path, input=args.input, overrides=args.set)
+    except SpecError as e:
+        if args.input is None:
+            raise
+        try:
+            own = netspec.analyze(path, overrides=args.set).input
+        except NetspecError:
+            raise e from None
+        where = f"{e.file}:{e.line}:{e.col}" if e.line is not None else e.file
+        raise SpecError(f"{e.message} (at {where}); the spec's own input {list(own)} works", e.path,
+                        file=f"--input {','.join(map(str, args.input))}") from None
+
+
 def cmd_check(args) -> int:
     import netspec
     worst = EXIT_OK
     for path in args.specs:
         try:
             netspec.analyze(path, overrides=args.set)
+            _flush_warnings(True)
             print(f"{path}: ok")
         except NetspecError as e:
+            _flush_warnings(False)
             print(e, file=sys.stderr)
             worst = max(worst, e.exit_code)
     return worst
 
 
 def cmd_compile(args) -> int:
-    import netspec
     from netspec.summary import as_json, render_table
     worst = EXIT_OK
     for path in args.specs:
         try:
-            analysis = netspec.analyze(path, input=args.input, overrides=args.set)
+            analysis = _analyze(path, args)
             _refuse_huge(analysis, args.max_params)
             if args.json:
                 print(as_json(analysis))
@@ -60,7 +83,9 @@ def cmd_compile(args) -> int:
                 render_table(analysis, _console())
             if args.check_params:
                 _check_params(analysis, path, quiet=args.json)
+            _flush_warnings(True)
         except NetspecError as e:
+            _flush_warnings(False)
             print(e, file=sys.stderr)
             worst = max(worst, e.exit_code)
     return worst
@@ -108,14 +133,12 @@ def cmd_resolve(args) -> int:
 
 
 # -- wiring --------------------------------------------------------------------------
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netspec", description="Neural-network architectures as data.")
-    from netspec import __version__
-    parser.add_argument("--version", action="version", version=f"netspec {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("compile", help="shapes, params and MACs of every layer, statically")
-    p.add_argument("specs", nargs="+", metavar="SPEC")
+def _add_compile(sub) -> None:
+    p = sub.add_parser("compile", help="shapes, params and MACs of every layer, statically",
+                       description="Validate and analyse each spec and print one row per leaf module (path, type, "
+                                   "output shape, params, MACs) and the totals, computed from shapes alone (no torch "
+                                   "unless --check-params). Exit 0 ok, 1 a check failed, 2 invalid input.")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (YAML or JSON)")
     p.add_argument("--input", type=_shape, metavar="C,H,W", help="input shape instead of the spec's `input`")
     p.add_argument("--check-params", action="store_true",
                    help="verify `expect:` and cross-check against a meta-device build (exit 1 on mismatch)")
@@ -124,42 +147,89 @@ def make_parser() -> argparse.ArgumentParser:
                    help=f"refuse specs with more parameters (default {DEFAULT_MAX_PARAMS:.0e})")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("check", help="validate specs only (fast; no torch)")
-    p.add_argument("specs", nargs="+", metavar="SPEC")
+
+def _add_check(sub) -> None:
+    p = sub.add_parser("check", help="validate specs only (fast; no torch)",
+                       description="Validate and analyse each spec without importing torch: prints `SPEC: ok` per "
+                                   "valid spec and one located error line per invalid one. For editors and "
+                                   "pre-commit hooks. Exit 0 all valid, 2 some invalid.")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (YAML or JSON)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
+
+def _add_schema(sub) -> None:
+    p = sub.add_parser("schema", help="print the JSON Schema of the spec format",
+                       description="The JSON Schema of the spec format (for editors: "
+                                   "`# yaml-language-server: $schema=netspec.schema.json`).")
     p.add_argument("--out", metavar="FILE", help="write it to FILE")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("resolve", help="print the resolved graph (blocks, repeats, expressions expanded)")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--input", type=_shape, metavar="C,H,W")
+
+def _add_resolve(sub) -> None:
+    p = sub.add_parser("resolve", help="print the resolved graph (blocks, repeats, expressions expanded)",
+                       description="Print the plain graph a spec resolves to: block calls, repeats, `when:` and "
+                                   "$variables expanded, module names assigned; what the analysis and builder see.")
+    p.add_argument("spec", metavar="SPEC", help="a spec file (YAML or JSON)")
+    p.add_argument("--input", type=_shape, metavar="C,H,W", help="input shape instead of the spec's `input`")
     p.set_defaults(func=cmd_resolve)
 
-    from netspec.diff import add_command as add_diff
-    from netspec.sweep import add_command as add_sweep
-    add_diff(sub, _shape)
-    add_sweep(sub)
 
-    try:
-        from netspec.train.commands import add_commands
-    except ImportError:  # the trainer is optional for the compiler's commands
-        add_commands = None
-    if add_commands is not None:
-        add_commands(sub)
+def _add_diff(sub) -> None:
+    from netspec.diff import add_command
+    add_command(sub, _shape)
 
-    for action in sub.choices.values():
-        action.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
-                            help="override a spec field before validation, e.g. train.epochs=3 or vars.classes=100 (repeatable)")
+
+def _add_sweep(sub) -> None:
+    from netspec.sweep.command import add_command
+    add_command(sub)
+
+
+def _add_train(sub) -> None:
+    from netspec.train.commands import add_commands  # train and eval
+    add_commands(sub)
+
+
+# subcommand -> what adds it; only the one being run is imported (`netspec check` starts
+# in a fraction of a second, without the trainer's or the sweep's modules)
+COMMANDS = {"compile": _add_compile, "check": _add_check, "schema": _add_schema, "resolve": _add_resolve,
+            "diff": _add_diff, "sweep": _add_sweep, "train": _add_train, "eval": _add_train}
+NO_SET = ("schema",)  # commands that read no spec
+
+
+def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every subcommand, or only the one `argv` names."""
+    parser = argparse.ArgumentParser(prog="netspec", description="Neural-network architectures as data.")
+    from netspec import __version__
+    parser.add_argument("--version", action="version", version=f"netspec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    named = next((a for a in (argv or []) if not a.startswith("-")), None)
+    adders = [COMMANDS[named]] if named in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for add in adders:
+        add(sub)
+    for name, action in sub.choices.items():
+        if name not in NO_SET:
+            action.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                                help="override a spec field before validation, e.g. train.epochs=3 or "
+                                     "vars.classes=100 (a YAML value; repeatable)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    with _closed_pipes_end_output(), warnings.catch_warnings():
+        warnings.simplefilter("default", SpecWarning)
+        warnings.showwarning = _show_warning
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
     try:
-        return args.func(args)
+        args = make_parser(argv).parse_args(argv)
+        code = args.func(args)
+        _flush_warnings(code == EXIT_OK)
+        return code
     except NetspecError as e:
+        _flush_warnings(False)
         print(e, file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
@@ -171,6 +241,77 @@ def main(argv: list[str] | None = None) -> int:
         print(f"netspec: internal error: {type(e).__name__}: {e} (set NETSPEC_DEBUG=1 for the traceback; please report it)",
               file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, SpecWarning):  # already a whole located line; shown once the spec is good
+        _PENDING.append(str(message))
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_PENDING: list[str] = []
+
+
+def _flush_warnings(ok: bool) -> None:
+    """Print a spec's warnings once it is known to be valid; a spec with an error gets
+    just the error's one line."""
+    if ok:
+        for line in dict.fromkeys(_PENDING):
+            print(line, file=sys.stderr)
+    _PENDING.clear()
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
+class _PipeEnd:
+    """stdout/stderr that treat a closed pipe (`netspec ... | head -1`) as the end of
+    the output, not an error: what follows is discarded and the command ends as it
+    would have (its own exit code)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.closed_pipe = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_pipe:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._discard()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._discard()
+
+    def _discard(self) -> None:
+        self.closed_pipe = True
+        try:  # the interpreter flushes the real stream at exit: point it at /dev/null
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _closed_pipes_end_output():
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _PipeEnd(sys.stdout), _PipeEnd(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
 
 
 __all__ = ["main", "make_parser", "EXIT_OK", "EXIT_CHECK_FAILED", "EXIT_INVALID"]

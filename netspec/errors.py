@@ -74,6 +74,11 @@ class CheckFailed(NetspecError):
         return f"{self.file or '<spec>'}: check failed: {self.message}"
 
 
+class SpecWarning(UserWarning):
+    """A located problem that changes nothing (an unused variable). Its text is the whole
+    line, `FILE:LINE:COL: warning: FIELD.PATH: message`; the CLI prints it once on stderr."""
+
+
 class LayerError(ValueError):
     """Raised by a layer's shape rule; `field` names the offending field so the
     analysis can point at it in the document."""

@@ -17,8 +17,28 @@ def human(n: int) -> str:
     return str(n)
 
 
+def _auto_projection(m):
+    """The projection the analysis chose for a residual's `shortcut: auto`, else None
+    (the one line that knows where the analysed tree keeps it)."""
+    auto = getattr(m.node, "kind", None) == "residual" and m.node.settings["shortcut"] == "auto"
+    return m.slots["shortcut"][0] if auto and m.slots.get("shortcut") else None
+
+
+def auto_projections(analysis: Analysis) -> list[dict]:
+    """The residuals whose `shortcut: auto` became a projection (the body changes the
+    shape), in module order: a body whose last conv has the wrong width shows up here."""
+    found, stack = [], [analysis.tree]
+    while stack:
+        m = stack.pop()
+        projection = _auto_projection(m)
+        if projection is not None:
+            found.append({"path": m.path or "<root>", "input": list(m.input), "output": list(projection.output)})
+        stack.extend(reversed(m.children))
+    return found
+
+
 def as_json(analysis: Analysis) -> str:
-    return json.dumps(analysis.as_dict())
+    return json.dumps({**analysis.as_dict(), "auto_projections": auto_projections(analysis)})
 
 
 def render_table(analysis: Analysis, console) -> None:
@@ -39,3 +59,8 @@ def render_table(analysis: Analysis, console) -> None:
     console.print(f"params {analysis.params:,} ({human(analysis.params)})"
                   f"{f', {frozen:,} frozen' if frozen else ''} · MACs {analysis.macs:,} ({human(analysis.macs)}) per sample"
                   f" · output {analysis.output}")
+    projected = auto_projections(analysis)
+    if projected:
+        console.print(f"shortcut: auto projected {len(projected)} residual{'s' if len(projected) > 1 else ''} "
+                      "(input -> body output): " + ", ".join(f"{p['path']} {p['input']} -> {p['output']}" for p in projected),
+                      soft_wrap=True)

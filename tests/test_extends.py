@@ -183,7 +183,7 @@ def test_set_option_by_module_name(base):
 def test_set_option_errors(base, cli):
     r = cli("check", base, "--set", "layers.fc9.out=3")
     assert r.code == 2 and r.err.count("\n") == 1
-    assert "--set layers.fc9.out=3: layers.fc9: no item named 'fc9'" in r.err and "did you mean 'fc'" in r.err
+    assert r.err.startswith("--set layers.fc9.out=3: error: layers.fc9: no item named 'fc9'") and "did you mean 'fc'" in r.err
     r = cli("check", base, "--set", "extends=other.yaml")
     assert r.code == 2 and "resolved before --set" in r.err
 

@@ -58,12 +58,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NETSPEC_CACHE", Path.home() / ".cache" / "netspec"))
 
 
-def load_dataset(config, input_shape: list[int]) -> ImageData:
+def load_dataset(config, input_shape: list[int], progress: Callable[[str, int, int], None] | None = None) -> ImageData:
     """The dataset `config` names (a `train.dataset` model), checked against the
-    spec's input shape (C, H, W)."""
-    data = DATASETS[config.name](config, list(input_shape))
+    spec's input shape (C, H, W). `progress(message, done, total)` hears about slow
+    preparation (decoding an image folder the first time): done 0 with the message,
+    then counts up to total."""
+    data = DATASETS[config.name](config, list(input_shape), progress or _silent)
     check_shape(data, input_shape)
     return data
+
+
+def _silent(message: str, done: int, total: int) -> None:
+    pass
 
 
 def check_shape(data: ImageData, input_shape: list[int]) -> None:
@@ -74,7 +80,7 @@ def check_shape(data: ImageData, input_shape: list[int]) -> None:
 
 # ---------------------------------------------------------------- embedded and synthetic
 
-def _digits(config, input_shape: list[int]) -> ImageData:
+def _digits(config, input_shape: list[int], progress) -> ImageData:
     # scikit-learn ships these 1,797 8x8 images inside its wheel: no network needed
     from sklearn.datasets import load_digits
 
@@ -86,7 +92,7 @@ def _digits(config, input_shape: list[int]) -> ImageData:
                      [str(d) for d in range(10)])
 
 
-def _synthetic(config, input_shape: list[int]) -> ImageData:
+def _synthetic(config, input_shape: list[int], progress) -> ImageData:
     # one random template per class plus Gaussian noise: learnable in a few steps,
     # shaped like whatever the spec takes
     g = torch.Generator().manual_seed(config.seed)
@@ -120,7 +126,7 @@ _TORCHVISION = {
 }
 
 
-def _torchvision(config, input_shape: list[int]) -> ImageData:
+def _torchvision(config, input_shape: list[int], progress) -> ImageData:
     import torchvision
 
     cls_name, folder = _TORCHVISION[config.name]
@@ -150,7 +156,7 @@ def _torchvision(config, input_shape: list[int]) -> ImageData:
 
 # ---------------------------------------------------------------- image folders
 
-def _imagefolder(config, input_shape: list[int]) -> ImageData:
+def _imagefolder(config, input_shape: list[int], progress) -> ImageData:
     root = Path(config.root).expanduser()
     if not root.is_dir():
         raise DataError(f"dataset imagefolder: {root} is not a folder; set train.dataset.root to a "
@@ -158,7 +164,7 @@ def _imagefolder(config, input_shape: list[int]) -> ImageData:
     size = tuple(input_shape[1:]) if config.resize else None
     channels = input_shape[0]
     if config.split is not None:
-        x, y, classes = _decode_folder_cached(root, channels, size)
+        x, y, classes = _decode_folder_cached(root, channels, size, progress)
         train_idx, test_idx = _random_split(len(y), config.split, config.split_seed)
         return ImageData("imagefolder", x[train_idx], y[train_idx], x[test_idx], y[test_idx], classes)
     parts = {}
@@ -166,7 +172,7 @@ def _imagefolder(config, input_shape: list[int]) -> ImageData:
         if not (root / split).is_dir():
             raise DataError(f"dataset imagefolder: no folder {root / split}; create it or set "
                             f"train.dataset.split=0.8 to split {root}/<class>/* at random")
-        parts[split] = _decode_folder_cached(root / split, channels, size)
+        parts[split] = _decode_folder_cached(root / split, channels, size, progress)
     (train_x, train_y, classes), (test_x, test_y, test_classes) = parts[config.train_dir], parts[config.test_dir]
     if test_classes != classes:
         raise DataError(f"dataset imagefolder: {root / config.test_dir} has classes {test_classes}, "
@@ -188,7 +194,7 @@ def _scan(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     return classes, files
 
 
-def _decode_folder_cached(folder: Path, channels: int, size: tuple[int, int] | None):
+def _decode_folder_cached(folder: Path, channels: int, size: tuple[int, int] | None, progress=_silent):
     """Decode every image under folder/<class>/ once; later runs read the cached tensor
     (decoding 60,000 JPEGs takes seconds to minutes, reading one file a fraction of one)."""
     classes, files = _scan(folder)
@@ -204,13 +210,14 @@ def _decode_folder_cached(folder: Path, channels: int, size: tuple[int, int] | N
             return blob["x"], blob["y"], list(blob["classes"])
         except Exception:
             pass  # a damaged cache is rebuilt below
-    x = _decode_all([f for f, _ in files], channels, size)
+    progress(f"decoding {len(files):,} images under {folder} (once: later runs read the cache, {path})", 0, len(files))
+    x = _decode_all([f for f, _ in files], channels, size, progress)
     y = torch.tensor([label for _, label in files], dtype=torch.long)
     _save_atomic({"x": x, "y": y, "classes": classes}, path)
     return x, y, classes
 
 
-def _decode_all(paths: list[str], channels: int, size: tuple[int, int] | None) -> torch.Tensor:
+def _decode_all(paths: list[str], channels: int, size: tuple[int, int] | None, progress=_silent) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_image, read_file
 
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
@@ -230,7 +237,11 @@ def _decode_all(paths: list[str], channels: int, size: tuple[int, int] | None) -
     # 0.29 warns that they move to torchcodec, which is not a dependency: quiet that
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
         warnings.simplefilter("ignore", DeprecationWarning)
-        images = list(pool.map(one, paths, chunksize=256))
+        images = []
+        for img in pool.map(one, paths, chunksize=256):
+            images.append(img)
+            if len(images) % 500 == 0 or len(images) == len(paths):
+                progress("", len(images), len(paths))
     first = images[0].shape
     for path, img in zip(paths, images):
         if img.shape != first:

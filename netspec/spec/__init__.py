@@ -7,8 +7,10 @@ from pydantic import ValidationError
 
 from netspec.spec.extends import apply_sets, resolve_extends
 from netspec.spec.load import Source, from_data, read
+from netspec.spec.paths import absolute_paths, check_dataset_root
 from netspec.spec.locate import validation_error
 from netspec.spec.schema import Spec
+from netspec.spec.usage import check_vars
 
 
 def load_spec(spec, overrides=()) -> Spec:
@@ -26,12 +28,14 @@ def load_spec(spec, overrides=()) -> Spec:
         raise TypeError(f"load() takes a path, a dict or a Spec, not {type(spec).__name__}")
     source = resolve_extends(source)   # `extends:` chain and `patch:`, positions kept per file
     apply_sets(source, overrides)
+    absolute_paths(source)             # relative to the file that writes them (--set: the current directory)
     try:
         validated = Spec.model_validate(source.data)
     except ValidationError as e:
         raise validation_error(e, source) from None
     validated._source = source
+    check_vars(source)
     return validated
 
 
-__all__ = ["Spec", "Source", "load_spec"]
+__all__ = ["Spec", "Source", "load_spec", "check_dataset_root"]

@@ -25,12 +25,6 @@ class PathError(Exception):
     """A PATH that does not lead anywhere; the caller locates it."""
 
 
-def split_path(dotted: str) -> list:
-    """'layers[3].conv1.k' -> ['layers', 3, 'conv1', 'k']."""
-    parts = dotted.replace("[", ".").replace("]", "").split(".")
-    return [int(p) if p.lstrip("-").isdigit() else p for p in parts if p != ""]
-
-
 def show(segs) -> str:
     return ".".join(str(s) for s in segs) or "<root>"
 
@@ -158,7 +152,7 @@ def _child_in(content: dict, seg, trail: list):
 
 
 def plain_path(data, segs: list) -> bool:
-    """Whether load.apply_overrides can follow segs as plain keys and indexes (and
+    """Whether load.set_plain can follow segs as plain keys and indexes (and
     each step into a layer item names its type key)."""
     node, from_list = data, False
     for i, seg in enumerate(segs):

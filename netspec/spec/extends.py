@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspec.errors import SpecError
-from netspec.spec.address import PathError, locate, plain_path, show, split_path
-from netspec.spec.load import Source, apply_overrides, read
+from netspec.spec.address import PathError, locate, plain_path, show
+from netspec.spec.load import Source, parse_override, read, set_label, set_plain, split_path
 
 MAX_CHAIN = 32                       # extends depth; deeper is surely a mistake
 MERGE_ENTRIES = ("vars", "blocks")   # merged one level: name -> definition
@@ -63,12 +63,6 @@ class MergedSource(Source):
         file, original = self.origins.get(probe, (self.file, probe))
         return file, original + tuple(path[len(probe):])
 
-    def error(self, message: str, path: tuple = (), **kw) -> SpecError:
-        on_key, missing = kw.pop("on_key", False), kw.pop("missing", False)
-        real, position = self.locate(path, on_key=on_key, missing=missing)
-        file, shown = self.origin(real)
-        return SpecError(message, shown, **kw).located(file, position)
-
 
 # -- public entry points ------------------------------------------------------------
 def has_extends(source: Source) -> bool:
@@ -87,26 +81,36 @@ def resolve_extends(source: Source) -> Source:
 
 
 def apply_sets(source: Source, overrides) -> None:
-    """`--set PATH=VALUE`: plain document paths go to load.apply_overrides unchanged;
-    paths that name modules or skip a type key (`layers.conv1.k=5`, `layers.0.k=5`)
-    go through the patch addressing."""
+    """`--set PATH=VALUE`: plain document paths are set as they are; paths that name
+    modules or skip a type key (`layers.conv1.k=5`, `layers.0.k=5`) go through the patch
+    addressing. `source.sets` records each, so errors in it name the --set."""
     for text in overrides:
-        if "=" not in text:
-            apply_overrides(source, [text])  # raises its error
-        dotted, value_text = text.split("=", 1)
-        segs = split_path(dotted)
-        if segs and segs[0] in ("extends", "patch"):
-            raise SpecError(f"--set {text}: extends and patch are resolved before --set applies; edit the file", file="--set")
-        if not segs or plain_path(source.data, segs):
-            apply_overrides(source, [text])
+        segs, value = parse_override(text)
+        if segs[0] in ("extends", "patch"):
+            raise SpecError("extends and patch are resolved before --set applies; edit the file", file=set_label(text))
+        if plain_path(source.data, segs):
+            set_plain(source, segs, value, text)
             continue
-        value = _parse_value(value_text, text)
         doc = _Doc(track=False)
         try:
             parent, key = locate(source.data, segs, doc, create=True)
         except PathError as e:
-            raise SpecError(f"--set {text}: {e}", file="--set") from None
+            raise SpecError(str(e), file=set_label(text)) from None
         doc.set(parent, key, value, None, ())
+        source.sets[_path_to(source.data, parent) + (key,)] = text
+
+
+def _path_to(node, target, path: tuple = ()) -> tuple | None:
+    """The document path of the container `target` (found by identity)."""
+    if node is target:
+        return path
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        if isinstance(child, (dict, list)):
+            found = _path_to(child, target, path + (key,))
+            if found is not None:
+                return found
+    return None
 
 
 # -- the chain ----------------------------------------------------------------------
@@ -316,8 +320,3 @@ class _Doc:
 
         walk(root, (), (top, ()))
         return merged
-
-
-def _parse_value(value_text: str, whole: str):
-    from netspec.spec.load import _value
-    return _value(value_text, whole)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ class Source:
     data: Any
     positions: dict[tuple, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[tuple, tuple[int, int]] = field(default_factory=dict)
+    sets: dict[tuple, str] = field(default_factory=dict)  # path -> the `--set PATH=VALUE` that put its value there
 
     def locate(self, path: tuple, on_key: bool = False, missing: bool = False) -> tuple[tuple, tuple[int, int] | None]:
         """Walk `path` through the data, skipping segments that are not in it (pydantic's
@@ -58,13 +60,34 @@ class Source:
 
     def copy(self) -> "Source":
         """An independent copy (later stages edit `data` in place: extends, --set)."""
-        return Source(self.file, copy.deepcopy(self.data), dict(self.positions), dict(self.key_positions))
+        return Source(self.file, copy.deepcopy(self.data), dict(self.positions), dict(self.key_positions),
+                      dict(self.sets))
+
+    def origin(self, path: tuple) -> tuple[str, tuple]:
+        """(file, path in that file) of the node at `path` (a merged `extends:` chain
+        has several files)."""
+        return self.file, tuple(path)
+
+    def set_by(self, path: tuple) -> str | None:
+        """The `--set` text that put the value at `path` (or around it) there, if one did."""
+        for n in range(len(path), 0, -1):
+            if tuple(path[:n]) in self.sets:
+                return self.sets[tuple(path[:n])]
+        return None
 
     def error(self, message: str, path: tuple = (), **kw) -> SpecError:
+        """A SpecError at `path`: at the file line it was written on, or naming the
+        `--set` it came from (a value from the command line has no line in any file)."""
         on_key, missing = kw.pop("on_key", False), kw.pop("missing", False)
         real, position = self.locate(path, on_key=on_key, missing=missing)
-        err = SpecError(message, real, **kw)
-        return err.located(self.file, position)
+        text = self.set_by(real)
+        if text is not None:
+            return SpecError(message, real, file=set_label(text), **kw)
+        changed = [t for p, t in self.sets.items() if real and p[:-1] == real]
+        if changed:  # the mapping is in the file, but a --set changed one of its fields
+            message += f" (after {set_label(changed[0])})"
+        file, shown = self.origin(real)
+        return SpecError(message, shown, **kw).located(file, position)
 
 
 def _has(node: Any, key) -> bool:
@@ -136,7 +159,7 @@ def parse(raw: bytes | str, file: str = "<string>") -> Source:
                 parser.dispose()
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        problem = (e.problem or e.context or "invalid YAML").strip()
+        problem = (e.problem or e.context or "invalid YAML").strip() + _yaml_hint(text, mark)
         raise SpecError(f"invalid {kind}: {problem}", file=file,
                         line=mark.line + 1 if mark else None, col=mark.column + 1 if mark else None) from None
     except (YAMLError, RecursionError) as e:
@@ -149,6 +172,20 @@ def parse(raw: bytes | str, file: str = "<string>") -> Source:
         raise SpecError(f"a spec is a mapping at the top level (netspec, name, input, layers), but this document is {kind}",
                         file=file, line=1, col=1)
     return source
+
+
+_UNQUOTED_EXPR = re.compile(r"""(?<!["'])\$\{[^}]*\}""")
+
+
+def _yaml_hint(text: str, mark) -> str:
+    """What usually causes a syntax error on this line: `${...}` unquoted, whose braces
+    YAML reads as a mapping."""
+    lines = text.splitlines()
+    line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+    found = _UNQUOTED_EXPR.search(line)
+    if found:
+        return f'; quote the expression: "{found.group(0)}" (braces are YAML syntax)'
+    return ""
 
 
 def from_data(data: dict, file: str = "<dict>") -> Source:
@@ -274,38 +311,64 @@ def _position(node) -> tuple[int, int]:
 
 
 # -- --set PATH=VALUE ---------------------------------------------------------------
-def apply_overrides(source: Source, overrides: list[str] | tuple[str, ...]) -> None:
-    """Apply `--set a.b.0.c=value` edits to the document before validation. VALUE is a
-    YAML value (`3`, `0.1`, `true`, `[1, 2]`, `{k: 3}`, `relu`)."""
-    for text in overrides:
-        if "=" not in text:
-            raise SpecError(f"--set takes PATH=VALUE, got {text!r}", file="--set")
-        dotted, value_text = text.split("=", 1)
-        value = _value(value_text, text)
-        keys = [int(k) if k.lstrip("-").isdigit() else k for k in dotted.replace("[", ".").replace("]", "").split(".") if k != ""]
-        if not keys:
-            raise SpecError(f"--set needs a path before '=', got {text!r}", file="--set")
-        node, path = source.data, ()
-        for key in keys[:-1]:
-            if isinstance(node, dict):
-                node = node.setdefault(key, {})
-            elif isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node):
-                node = node[key]
-            else:
-                raise SpecError(f"--set {text}: {'.'.join(map(str, path + (key,)))} does not exist", file="--set")
-            path += (key,)
-        last = keys[-1]
-        if isinstance(node, dict):
-            node[last] = value
-        elif isinstance(node, list) and isinstance(last, int) and -len(node) <= last < len(node):
-            node[last] = value
-        else:
-            raise SpecError(f"--set {text}: cannot set {last!r} inside {type(node).__name__}", file="--set")
+# extends.apply_sets is the entry point; these are its plain-document half.
+_INDEX = re.compile(r"-?[0-9]+\Z")  # ASCII digits only: '²'.isdigit() is true, int('²') fails
 
 
-def _value(text: str, whole: str) -> Any:
+def split_path(dotted: str) -> list:
+    """'layers[3].conv1.k' -> ['layers', 3, 'conv1', 'k'] (the PATHs of --set, --grid and patch:)."""
+    parts = dotted.replace("[", ".").replace("]", "").split(".")
+    return [int(p) if _INDEX.match(p) else p for p in parts if p != ""]
+
+
+def printable(text: str) -> str:
+    """Command-line text for an error line: control characters escaped, so the line stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def set_label(text: str) -> str:
+    """Where an error in a --set value is: the argument itself (`--set train.epochs=3x`)."""
+    return f"--set {printable(text)}"
+
+
+def parse_override(text: str) -> tuple[list, Any]:
+    """`PATH=VALUE` -> (path segments, value). VALUE is a YAML value (`3`, `0.1`, `true`,
+    `[1, 2]`, `{k: 3}`, `relu`) on one line."""
+    if "\n" in text or "\r" in text:
+        raise SpecError("--set PATH=VALUE is one line; this one has a line break", file=set_label(text))
+    if "=" not in text:
+        raise SpecError("--set takes PATH=VALUE, e.g. train.epochs=3", file=set_label(text))
+    dotted, value_text = text.split("=", 1)
+    segs = split_path(dotted)
+    if not segs:
+        raise SpecError("--set needs a PATH before '=', e.g. train.epochs=3", file=set_label(text))
     try:
-        data = parse(f"v: {text}\n", "--set").data
+        value = parse(f"v: {value_text}\n", "--set").data["v"]
     except SpecError as e:
-        raise SpecError(f"--set {whole}: {e.message}", file="--set") from None
-    return data["v"]
+        raise SpecError(e.message, file=set_label(text)) from None
+    return segs, value
+
+
+def set_plain(source: Source, segs: list, value: Any, text: str) -> None:
+    """Set the value at plain keys and indexes (mappings are created on the way) and
+    record that `text` put it there."""
+    node, path, created = source.data, (), None
+    for key in segs[:-1]:
+        if isinstance(node, dict):
+            if key not in node:
+                node[key] = {}
+                created = created or path + (key,)
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node):
+            key %= len(node)
+            node = node[key]
+        else:
+            raise SpecError(f"{'.'.join(map(str, path + (key,)))} does not exist", file=set_label(text))
+        path += (key,)
+    last = segs[-1]
+    if isinstance(node, list) and isinstance(last, int) and -len(node) <= last < len(node):
+        last %= len(node)
+    elif not isinstance(node, dict):
+        raise SpecError(f"cannot set {last!r} inside {type(node).__name__}", file=set_label(text))
+    node[last] = value
+    source.sets[created or path + (last,)] = text

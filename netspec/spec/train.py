@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
 
 class _Strict(BaseModel):
@@ -124,6 +124,10 @@ class Normalization(_Strict):
 
 # ---------------------------------------------------------------- optimizers
 
+# a YAML list is the only way to write a pair; strict mode alone accepts only a Python tuple
+Betas = Annotated[tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)]
+
+
 class SGD(_Strict):
     name: Literal["sgd"] = Field("sgd", description="Optimizer name.")
     lr: float = Field(0.1, gt=0, description="Peak learning rate (the schedule scales it).")
@@ -136,7 +140,7 @@ class SGD(_Strict):
 class Adam(_Strict):
     name: Literal["adam"] = Field("adam", description="Optimizer name.")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate (the schedule scales it).")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Coefficients of the running averages of the gradient and its square.")
+    betas: Betas = Field((0.9, 0.999), description="Coefficients of the running averages of the gradient and its square.")
     eps: float = Field(1e-8, gt=0, description="Term added to the denominator for numerical stability.")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay (coupled, as in torch.optim.Adam).")
     decay_norm_and_bias: bool = Field(False, description="Also apply weight decay to normalization weights and biases.")
@@ -145,7 +149,7 @@ class Adam(_Strict):
 class AdamW(_Strict):
     name: Literal["adamw"] = Field("adamw", description="Optimizer name.")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate (the schedule scales it).")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Coefficients of the running averages of the gradient and its square.")
+    betas: Betas = Field((0.9, 0.999), description="Coefficients of the running averages of the gradient and its square.")
     eps: float = Field(1e-8, gt=0, description="Term added to the denominator for numerical stability.")
     weight_decay: float = Field(0.05, ge=0, description="Decoupled weight decay (as in torch.optim.AdamW).")
     decay_norm_and_bias: bool = Field(False, description="Also apply weight decay to normalization weights and biases.")
@@ -245,6 +249,10 @@ def field_reference(model: type[BaseModel] = TrainConfig, prefix: str = "train")
     for fname, info in model.model_fields.items():
         path = f"{prefix}.{fname}"
         members = _models_in(info.annotation)
+        if len(members) > 1:  # a union told apart by `name`: list its choices
+            choices = "|".join(_literal_text(m.model_fields["name"].annotation) for m in members)
+            default = info.get_default(call_default_factory=True)
+            rows.append((f"{path}.name", choices, repr(getattr(default, "name", None)), info.description or ""))
         if members:
             for member in members:
                 tag = member.model_fields.get("name")

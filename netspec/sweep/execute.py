@@ -30,13 +30,16 @@ _STOP_CODES = (2, 130)  # invalid input, interrupted: the whole sweep stops
 
 
 def check_plan(plan: Plan) -> None:
-    """Load and analyse every configuration before anything trains (bad input: exit 2)."""
+    """Load and analyse every configuration and check its dataset folder before anything
+    trains (bad input: exit 2)."""
     import netspec
+    from netspec.spec import check_dataset_root
 
     for c in plan.configs:
         for run in c.runs:
             spec = netspec.load(c.spec, overrides=run.overrides)
             analysis = netspec.analyze(spec)
+            check_dataset_root(spec)
             c.params, c.macs = analysis.params, analysis.macs
 
 
@@ -64,7 +67,14 @@ def run_sweep(plan: Plan, device: str | None = None, quiet: bool = False, log=pr
         _Pool(plan, todo, device, jobs, log).run()
     else:
         for n, run in enumerate(todo, 1):
-            _train(run, device, quiet, _what(run, n, len(todo)), log)
+            try:
+                _train(run, device, quiet, _what(run, n, len(todo)), log)
+            except NetspecError as e:
+                if e.exit_code != 130:
+                    raise
+                stop = NetspecError(_resume_hint(plan))  # the sweep's command resumes it, not the run's
+                stop.exit_code = 130
+                raise stop from None
             write_results(plan)
     failed = [r for r in runs if r.status == "failed"]
     log(f"results: {plan.out / 'results.md'}, {plan.out / 'results.csv'}"

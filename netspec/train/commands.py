@@ -38,9 +38,9 @@ def add_commands(subparsers) -> None:
         description="Train the spec's model as its train: section says; writes the run folder "
                     "(metrics, checkpoints, curves, report, summary.json).",
         epilog=_train_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("spec", help="the spec file (YAML or JSON)")
+    train.add_argument("spec", nargs="?", help="the spec file (YAML or JSON); with --resume, default the run folder's spec.yaml")
     train.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>-<timestamp>)")
-    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last.pt")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last.pt (`netspec train --resume DIR` alone works)")
     train.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: train.device, auto)")
     train.add_argument("--quiet", action="store_true", help="no progress output; only the final line")
     train.set_defaults(func=_train)
@@ -64,6 +64,18 @@ def _load_job(args):
     return Job.from_spec(spec, source=args.spec)
 
 
+def _resume_command(args, spec_given: bool) -> list[str]:
+    """This command without --out/--resume: `+ --resume DIR` continues the run. Started
+    as `python -m netspec`, it says so (the `netspec` script may not be on PATH)."""
+    prog = ["netspec"] if os.path.basename(sys.argv[0]) == "netspec" else [sys.executable, "-m", "netspec"]
+    return [*prog, "train", *([args.spec] if spec_given else []), *[a for s in args.set for a in ("--set", s)],
+            *(["--device", args.device] if args.device else []), *(["--quiet"] if args.quiet else [])]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _fail(error) -> int:
     print(str(error), file=sys.stderr)
     return getattr(error, "exit_code", 2)
@@ -78,12 +90,18 @@ def _train(args) -> int:
     if args.resume and not os.path.isfile(os.path.join(args.resume, "last.pt")):
         print(f"error: --resume {args.resume}: no last.pt there to continue from", file=sys.stderr)
         return 2
+    spec_given = args.spec is not None
+    if not spec_given:
+        if not args.resume:
+            print("error: netspec train needs a SPEC (or --resume DIR: the run folder holds its spec)", file=sys.stderr)
+            return 2
+        args.spec = os.path.join(args.resume, "spec.yaml")  # the resolved spec, --set values in it
     try:
         job = _load_job(args)
         from netspec.train.loop import fit
 
         summary = fit(job, out=args.out, resume=args.resume, device=args.device, quiet=args.quiet,
-                      command=["netspec", *sys.argv[1:]])
+                      command=["netspec", *sys.argv[1:]], resume_command=_resume_command(args, spec_given))
     except NetspecError as e:
         return _fail(e)
     except KeyboardInterrupt:  # a second Ctrl-C
@@ -92,7 +110,7 @@ def _train(args) -> int:
     if "run_dir" in summary:  # rank 0 only
         acc, best = summary["test_acc"], summary["best_test_acc"]
         print(f"{summary['name']}: test accuracy {100 * acc:.2f}% (best {100 * best:.2f}% at epoch "
-              f"{summary['best_epoch']}), {summary['epochs']} epochs, {summary['images_per_s']:,.0f} images/s, "
+              f"{summary['best_epoch']}), {_plural(summary['epochs'], 'epoch')}, {summary['images_per_s']:,.0f} images/s, "
               f"{summary['wall_s']:.1f} s; run folder {summary['run_dir']}", flush=True)
     return 0
 
@@ -110,10 +128,10 @@ def _eval(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{job.name}: test accuracy {100 * result['test_acc']:.2f}% on {result['images']} images, "
+    print(f"{job.name}: test accuracy {100 * result['test_acc']:.2f}% on {_plural(result['images'], 'image')}, "
           f"loss {result['test_loss']:.4f} ({args.ckpt}, epoch {result['epoch']})")
     width = max(len(c) for c in result["classes"])
     for cls, acc, row in zip(result["classes"], result["per_class_acc"], result["confusion"]):
         if sum(row):
-            print(f"  {cls:<{width}}  {100 * acc:6.2f}%  ({row[result['classes'].index(cls)]}/{sum(row)})")
+            print(f"  {cls:<{width}}  {100 * acc:6.2f}%  ({row[result['classes'].index(cls)]:,}/{sum(row):,})")
     return 0

@@ -52,7 +52,7 @@ def evaluate_checkpoint(job, ckpt: str | Path, device: str | None = None) -> dic
     data = load_dataset(cfg.dataset, job.input)
     n_classes = check_classes(job, data)
     model = job.build().to(dev)
-    load_weights(model, state, ckpt, averaged=True)
+    load_weights(model, state, ckpt, averaged=True, name=job.name)
     loader = DeviceLoader(data.test_x, data.test_y, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
                           device=dev, mean=state["mean"], std=state["std"], train=False,
                           channels_last=cfg.channels_last)
@@ -87,12 +87,30 @@ def class_names(data: ImageData, n: int) -> list[str]:
     return list(data.classes) + [f"unused{i}" for i in range(len(data.classes), n)]
 
 
-def load_weights(model: torch.nn.Module, state: dict, path, averaged: bool = False) -> None:
+def load_weights(model: torch.nn.Module, state: dict, path, averaged: bool = False, name: str | None = None) -> None:
     """The checkpoint's weights into model; `averaged`: its moving average (train.ema)
-    where it has one, i.e. the weights its test accuracy was measured with."""
-    try:
-        model.load_state_dict(state["ema"]["model"] if averaged and "ema" in state else state["model"])
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise checkpoint.CheckpointError(f"checkpoint {path} does not fit the spec's model: "
-                                         f"{' '.join(s.strip() for s in first[:2])[:300]}") from None
+    where it has one, i.e. the weights its test accuracy was measured with. A checkpoint
+    of another model is refused naming the spec it was trained from and the first keys
+    that differ."""
+    weights = state["ema"]["model"] if averaged and "ema" in state else state["model"]
+    mine = model.state_dict()
+    missing = [k for k in mine if k not in weights]
+    unexpected = [k for k in weights if k not in mine]
+    reshaped = [f"{k} {list(weights[k].shape)} vs {list(v.shape)}" for k, v in mine.items()
+                if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    if missing or unexpected or reshaped:
+        parts = [f"{len(keys)} {what} ({_first(keys)})" for what, keys in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("keys of another shape, checkpoint vs model", reshaped))
+                 if keys]
+        trained = state.get("name") if isinstance(state.get("name"), str) else None
+        if trained is not None and trained == name:
+            lead = f"checkpoint {path} (spec '{trained}', another architecture) does not fit this spec's model"
+        else:
+            lead = (f"checkpoint {path} was trained from {f'spec {trained!r}' if trained else 'another spec'}, "
+                    f"not this spec{f' {name!r}' if name else ''}")
+        raise checkpoint.CheckpointError(f"{lead}: {'; '.join(parts)}")
+    model.load_state_dict(weights)
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (f", ... {len(keys) - n} more" if len(keys) > n else "")

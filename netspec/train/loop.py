@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import shlex
 import signal
 import sys
 import threading
@@ -67,11 +68,13 @@ class Job:
     @classmethod
     def from_spec(cls, spec, source: str = "SPEC") -> "Job":
         import netspec
+        from netspec.spec import check_dataset_root
 
         analysis = netspec.analyze(spec)
+        check_dataset_root(spec)  # located at the field, before any data is read
         # the document as loaded, --set overrides applied; the train section with defaults filled in
-        source = getattr(spec, "source", None)
-        document = copy.deepcopy(source.data) if source is not None else {"name": spec.name}
+        loaded = getattr(spec, "source", None)
+        document = copy.deepcopy(loaded.data) if loaded is not None else {"name": spec.name}
         config = spec.train if spec.train is not None else TrainConfig()
         document["train"] = config.model_dump(mode="json")
         return cls(name=spec.name, input=list(spec.input), config=config, build=lambda: netspec.build(spec),
@@ -83,18 +86,20 @@ class Job:
 
 def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = None,
         device: str | None = None, quiet: bool = False, command: list[str] | None = None,
-        on_step: Callable[[int, int], None] | None = None) -> dict:
-    """Train `job`; returns the summary (also written to OUT/summary.json).
-    `on_step(epoch, step)` is called after every optimizer step (tests use it to
-    interrupt a run at a chosen point)."""
+        resume_command: list[str] | None = None, on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Train `job`; returns the summary (also written to OUT/summary.json). `command`
+    is recorded in the run folder; `resume_command` + `--resume DIR` is the command an
+    interrupted run tells to continue with (default `netspec train`: the run folder holds
+    the spec). `on_step(epoch, step)` is called after every optimizer step (tests use it
+    to interrupt a run at a chosen point)."""
     threads = torch.get_num_threads()
     try:
-        return _fit(job, out, resume, device, quiet, command, on_step)
+        return _fit(job, out, resume, device, quiet, command, resume_command or ["netspec", "train"], on_step)
     finally:
         torch.set_num_threads(threads)  # fit may lower it for a small model (_cpu_threads)
 
 
-def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
+def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step) -> dict:
     t_start = time.perf_counter()
     cfg = job.config
     d = distributed.setup(device or cfg.device)
@@ -108,9 +113,15 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
+    progress = Progress(enabled=d.main and not quiet, epochs=cfg.epochs)
+    if d.main and dev.type == "cpu" and cfg.precision != "fp32" and not _native_low_precision(cfg.precision):
+        print(f"warning: train.precision {cfg.precision}: this CPU has no native {cfg.precision} arithmetic, so "
+              f"autocast emulates it and trains slower than fp32; --set train.precision=fp32 is faster here",
+              file=sys.stderr, flush=True)
+
     # data: decoded once (rank 0 first, so a download or cache happens once)
     with _rank0_first(d):
-        data = load_dataset(cfg.dataset, job.input)
+        data = load_dataset(cfg.dataset, job.input, progress=progress.count if d.main else None)
     n_classes = check_classes(job, data)
     if cfg.normalization.mean is not None and cfg.normalization.std is not None:
         mean, std = list(cfg.normalization.mean), list(cfg.normalization.std)
@@ -173,11 +184,10 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
         st = _restore(Path(resume) / "last.pt", config_json, model, optimizer, scheduler, scaler, ema, dev, job)
     if run is not None:
         run.write_spec(job.document, command or sys.argv)
-    progress = Progress(enabled=d.main and not quiet, epochs=cfg.epochs)
     if d.main and not quiet:
         where = f"{dev}" + (f" x{d.world}" if d.enabled else "")
-        progress.print(f"training {job.name} on {data.name} ({data.train_x.shape[0]} train / "
-                       f"{data.test_x.shape[0]} test images), {params:,} params, {where}, run folder {run.path}"
+        progress.print(f"training {job.name} on {data.name} ({data.train_x.shape[0]:,} train / "
+                       f"{data.test_x.shape[0]:,} test images), {params:,} params, {where}, run folder {run.path}"
                        + (f", resumed at epoch {st['epoch'] + 1} step {st['step']}" if resume else ""))
 
     def save_last(epoch: int, step: int, partial: dict | None) -> None:
@@ -225,11 +235,14 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
                     correct += (logits.detach().argmax(1) == y).sum()
                     if on_step is not None:
                         on_step(epoch, step)
-                    if (step + 1) % check_every and step + 1 != steps:
-                        continue
-                    # a check point: every rank reaches the same ones, so stopping agrees
                     done = step + 1
                     seen = done * train_loader.batch_size
+                    if done % check_every and done != steps:
+                        if progress.due():  # a log line between check points (slow steps)
+                            progress.update(done, losses[:done].mean().item(), correct.item() / seen,
+                                            seen * d.world / max(train_s + time.perf_counter() - t0, 1e-9))
+                        continue
+                    # a check point: every rank reaches the same ones, so stopping agrees
                     bad = _first_nonfinite(losses[:done])
                     flags = d.max_(torch.tensor([float(stop.requested), float(bad is not None)], device=dev))
                     if flags[1] > 0:
@@ -242,7 +255,7 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
                                                 "train_s": elapsed})
                         raise Interrupted(f"at epoch {epoch + 1} step {done}; resumable checkpoint "
                                           f"{run.file('last.pt') if run else 'on rank 0'}; continue with: "
-                                          f"netspec train {job.source} --resume {run.path if run else 'DIR'}")
+                                          f"{_continue_with(resume_command, run)}")
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 train_s += time.perf_counter() - t0
@@ -265,7 +278,7 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
                 progress.end_epoch(row)
                 if stop.requested and epoch + 1 < cfg.epochs:
                     raise Interrupted(f"after epoch {epoch + 1}; resumable checkpoint {run.file('last.pt') if run else ''}; "
-                                      f"continue with: netspec train {job.source} --resume {run.path if run else 'DIR'}")
+                                      f"continue with: {_continue_with(resume_command, run)}")
     except torch.OutOfMemoryError:
         raise TrainingFailed(f"out of GPU memory at train.batch_size {cfg.batch_size}; try "
                              f"--set train.batch_size={max(1, cfg.batch_size // 2)}") from None
@@ -287,6 +300,21 @@ def _fit(job: Job, out, resume, device, quiet, command, on_step) -> dict:
 
 # ---------------------------------------------------------------- helpers
 
+def _continue_with(resume_command: list[str], run: RunFolder | None) -> str:
+    """The command that continues this run, quoted for a shell: pasted as it is, it works."""
+    return shlex.join([*resume_command, "--resume", str(run.path) if run is not None else "DIR"])
+
+
+def _native_low_precision(precision: str) -> bool:
+    """Whether this CPU computes bf16/fp16 natively (AMX, AVX512-BF16/FP16); elsewhere
+    torch's CPU autocast emulates them, slower than fp32."""
+    check = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[precision]
+    try:
+        return bool(getattr(torch.ops.mkldnn, check)())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _meta(job: Job, data: ImageData, mean: list[float], std: list[float]) -> dict:
     return {"name": job.name, "input": list(job.input), "classes": list(data.classes), "mean": mean, "std": std}
 
@@ -298,7 +326,7 @@ def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, 
         diff = _first_difference(old, new, "train")
         raise checkpoint.CheckpointError(f"cannot resume {path}: the spec's train section changed ({diff}); "
                                          f"train into a new --out instead")
-    load_weights(model, state, path)
+    load_weights(model, state, path, name=job.name)
     if ema is not None:
         ema.module.load_state_dict(state["ema"]["model"])
         ema.n_averaged.fill_(state["ema"]["n_averaged"])

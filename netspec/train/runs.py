@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -86,7 +87,10 @@ class RunFolder:
         ax_acc.plot(ep, [100 * r["train_acc"] for r in history], label="train")
         ax_acc.plot([r["epoch"] for r in tested], [100 * r["test_acc"] for r in tested], label="test", marker=".")
         ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+        from matplotlib.ticker import MaxNLocator
+
         for ax in (ax_loss, ax_acc):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.5 ticks on short runs
             ax.grid(alpha=0.3)
             ax.legend()
         fig.tight_layout()
@@ -159,36 +163,72 @@ def _pyplot():
 
 
 class Progress:
-    """A live bar on a terminal; one line per epoch either way."""
+    """A live bar on a terminal; elsewhere (a log file, a pipe) a plain line at a steady
+    interval (NETSPEC_PROGRESS_INTERVAL seconds, default 30) so a long epoch is never
+    silent. One line per epoch either way."""
 
     def __init__(self, enabled: bool, epochs: int):
         self.console = Console(stderr=False)
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
         self.epochs = epochs
+        self.interval = 0.5 if self.live else float(os.environ.get("NETSPEC_PROGRESS_INTERVAL", 30))
         self._bar = None
         self._task = None
+        self._epoch = (0, 0, 0, 0.0)  # epoch, steps, first step, start time
+        self._last = time.monotonic()
+
+    def due(self) -> bool:
+        return self.enabled and time.monotonic() - self._last >= self.interval
 
     def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
+        self._epoch = (epoch, steps, done, time.monotonic())
+        self._last = time.monotonic()
         if not self.live:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
-
-        self._bar = Bar(TextColumn(f"epoch {epoch + 1}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
-                        console=self.console, transient=True)
-        self._bar.start()
+        self._bar = self._new_bar(f"epoch {epoch + 1}/{self.epochs}", "{task.fields[stats]}")
         self._task = self._bar.add_task("train", total=steps, completed=done, stats="")
 
     def update(self, step: int, loss: float, acc: float, images_per_s: float) -> None:
+        stats = f"loss {loss:.4f}  acc {100 * acc:.2f}%  {images_per_s:,.0f} img/s"
         if self._bar is not None:
-            self._bar.update(self._task, completed=step,
-                             stats=f"loss {loss:.4f}  acc {100 * acc:.2f}%  {images_per_s:,.0f} img/s")
+            self._bar.update(self._task, completed=step, stats=stats)
+        elif self.due():
+            epoch, steps, first, t0 = self._epoch
+            left = (steps - step) * (time.monotonic() - t0) / max(step - first, 1)
+            self.print(f"epoch {epoch + 1}/{self.epochs}  step {step:,}/{steps:,}  {stats}  "
+                       f"{_duration(left)} left in the epoch")
+        self._last = time.monotonic()
+
+    def count(self, message: str, done: int, total: int) -> None:
+        """Progress of work before training (decoding a dataset): `message` when it starts
+        (done 0), then a bar or a line now and then, until done == total."""
+        if not self.enabled:
+            return
+        if done == 0:
+            self.print(message)
+            self._last = time.monotonic()
+            if self.live:
+                self._bar = self._new_bar("", "")
+                self._task = self._bar.add_task("count", total=total)
+        elif self._bar is not None:
+            self._bar.update(self._task, completed=done)
+        elif self.due() or done == total:
+            self.print(f"  {done:,}/{total:,}")
+            self._last = time.monotonic()
+        if done >= total:
+            self.close()
+
+    def _new_bar(self, label: str, stats: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+        bar = Bar(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(stats), TimeRemainingColumn(),
+                  console=self.console, transient=True)
+        bar.start()
+        return bar
 
     def end_epoch(self, row: dict) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+        self.close()
         if not self.enabled:
             return
         test = ""
@@ -206,6 +246,11 @@ class Progress:
     def print(self, text: str) -> None:
         if self.enabled:
             self.console.print(text, highlight=False, soft_wrap=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def make_summary(job, cfg, d, data, st: dict, params: int, wall: float) -> dict:
