@@ -137,6 +137,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=_shape, metavar="C,H,W")
     p.set_defaults(func=cmd_resolve)
 
+    from netspec.deploy.commands import add_commands as add_deploy
     from netspec.diff import add_command as add_diff
     from netspec.sweep import add_command as add_sweep
     add_diff(sub, _shape)
@@ -148,6 +149,7 @@ def make_parser() -> argparse.ArgumentParser:
         add_commands = None
     if add_commands is not None:
         add_commands(sub)
+    add_deploy(sub, _shape)  # export, predict
 
     for action in sub.choices.values():
         action.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
