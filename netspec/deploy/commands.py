@@ -128,15 +128,15 @@ def _export(args) -> int:
     result = ex.export(model, list(analysis.input), args.format, out, batch=args.batch, dynamic=args.dynamic_batch,
                        opset=args.opset, metadata=meta)
     what = f"{args.format}" + (f" opset {result.opset}" if result.opset else "")
-    batch = "dynamic batch" if args.dynamic_batch else f"batch {args.batch}"
+    shape = f"input [{'batch' if args.dynamic_batch else args.batch}, {', '.join(map(str, analysis.input))}]"
     diffs = "; ".join(map(str, result.differences))
     if not result.ok:
-        raise CheckFailed(f"{out} ({what}, {batch}) differs from the eager model by more than the "
+        raise CheckFailed(f"{out} ({what}, {shape}) differs from the eager model by more than the "
                           f"{ex.TOLERANCE:g} tolerance (relative to the output's scale), run by "
                           f"{result.runtime}: {diffs}; the file is kept for inspection, do not use it", args.spec)
     extra = f" + {', '.join(map(str, result.extra_files))}" if result.extra_files else ""
     size = sum(p.stat().st_size for p in (out, *result.extra_files)) / 2**20
-    print(f"wrote {out}{extra} ({what}, {batch}, {size:.1f} MiB, input [N, {', '.join(map(str, analysis.input))}]); "
+    print(f"wrote {out}{extra} ({what}, {shape}, {size:.1f} MiB); "
           f"verified with {result.runtime} against the eager model: {diffs} (tolerance {ex.TOLERANCE:g})")
     return EXIT_OK
 
