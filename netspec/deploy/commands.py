@@ -15,7 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from netspec.deploy import FORMATS, MIN_OPSET, TOLERANCE
 from netspec.errors import EXIT_INVALID, EXIT_OK, CheckFailed
+from netspec.sweep.command import _positive  # the one positive-integer argument type
 
 INIT_HELP = ("weights to start from: a state_dict file (.pt/.pth, read with torch.load(weights_only=True)), "
              "a .safetensors file, a netspec checkpoint, or torchvision:ENUM.MEMBER "
@@ -51,20 +53,8 @@ def report(lines: list[str]) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
-
-
 def add_commands(subparsers, shape_type) -> None:
     """Add `export` and `predict` to an argparse subparsers object."""
-    from netspec.deploy.export import FORMATS, MIN_OPSET, TOLERANCE
-
     ex = subparsers.add_parser(
         "export", help="write the model as ONNX or torch.export (.pt2), verified against the eager model",
         description="Export the spec's model (with --ckpt or --init weights) and verify the written file: "

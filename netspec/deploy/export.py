@@ -25,11 +25,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from netspec.deploy import FORMATS, MIN_OPSET, TOLERANCE  # noqa: F401 (FORMATS: for callers)
 from netspec.errors import CheckFailed, NetspecError, first_line
 
-FORMATS = ("onnx", "pt2")
-TOLERANCE = 1e-4          # fp32: max |exported - eager| / max |eager|
-MIN_OPSET = 18            # torch's exporter writes nothing older (it silently keeps 18)
 TRACE_BATCH = 2           # a dynamic batch is traced at 2: torch.export specializes sizes 0 and 1
 DYNAMIC_CHECKS = (1, 3)   # ... and verified at two other sizes, 1 included
 META_KEY = "netspec"      # ONNX metadata_props key / .pt2 extra file holding the metadata JSON
