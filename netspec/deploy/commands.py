@@ -90,8 +90,13 @@ def add_commands(subparsers, shape_type) -> None:
 
 
 def _export(args) -> int:
+    import torch
+
     import netspec
     from netspec.deploy import export as ex
+    from netspec.deploy.predict import padded
+    from netspec.spec.train import TrainConfig
+    from netspec.train.evaluate import normalization
     from netspec.weights import load_into
 
     if args.format == "onnx":
@@ -99,21 +104,18 @@ def _export(args) -> int:
     source = read_weights(args)
     spec = netspec.load(args.spec, overrides=args.set)
     analysis = netspec.analyze(spec, input=args.input)
-    import torch
-
     torch.manual_seed(0)  # initial weights (no --init) are the same each time
     model = netspec.build(analysis)
-    meta: dict = {"name": spec.name}
+    meta: dict = {"name": spec.name}  # what a caller needs to prepare inputs, where it is known
     if source is not None:
         report(load_into(model, source, args.init_skip).lines())
         if source.classes and len(analysis.output) == 1 and len(source.classes) <= analysis.output[0]:
-            meta["classes"] = list(source.classes)
-        meta.update({k: getattr(source, k) for k in ("mean", "std") if getattr(source, k) is not None})
+            meta["classes"] = padded(source.classes, analysis.output[0])
     else:
         report(["init: no --ckpt or --init: exporting the spec's initial (random, seed 0) weights"])
-    cfg = spec.train
-    if "mean" not in meta and cfg is not None and cfg.normalization.mean is not None and cfg.normalization.std is not None:
-        meta.update(mean=list(cfg.normalization.mean), std=list(cfg.normalization.std))
+    stats = normalization(spec.train or TrainConfig(), None, source)
+    if stats is not None:
+        meta["mean"], meta["std"] = stats
     out = Path(args.output or f"{Path(args.spec).stem}.{args.format}")
     result = ex.export(model, list(analysis.input), args.format, out, batch=args.batch, dynamic=args.dynamic_batch,
                        opset=args.opset, metadata=meta)

@@ -55,14 +55,18 @@ def image_files(paths: list[str]) -> Iterator[str]:
 def labels_and_stats(job, weights: Weights, n_outputs: int) -> tuple[list[str], list[float], list[float]]:
     """Class names and normalization: the weights' own, else the spec's train section (its
     normalization; its dataset's classes and measured statistics, as `netspec train` records them)."""
-    cfg = job.config
     classes = weights.classes if weights.classes and len(weights.classes) <= n_outputs else None
-    known = ((weights.mean is not None and weights.std is not None)
-             or (cfg.normalization.mean is not None and cfg.normalization.std is not None))
-    data = None if classes is not None and known else _dataset(job, weights)
-    mean, std = normalization(cfg, data, weights)
-    classes = classes or list(data.classes)
-    return classes + [f"unused{i}" for i in range(len(classes), n_outputs)], mean, std
+    stats = normalization(job.config, None, weights)
+    if classes is None or stats is None:
+        data = _dataset(job, weights)
+        classes = classes or list(data.classes)
+        stats = stats or normalization(job.config, data, weights)
+    return padded(classes, n_outputs), *stats
+
+
+def padded(classes: list[str], n_outputs: int) -> list[str]:
+    """Names for all of a model's outputs (a model may have more outputs than its data has classes)."""
+    return list(classes) + [f"unused{i}" for i in range(len(classes), n_outputs)]
 
 
 def _dataset(job, weights: Weights):

@@ -123,7 +123,8 @@ def _eval(args) -> int:
         print(json.dumps(result))
         return 0
     print(f"{job.name}: test accuracy {100 * result['test_acc']:.2f}% on {result['images']} images, "
-          f"loss {result['test_loss']:.4f} ({args.ckpt or args.init}, epoch {result['epoch']})")
+          f"loss {result['test_loss']:.4f} ({args.ckpt or args.init}"
+          + (f", epoch {result['epoch']})" if result["epoch"] is not None else ")"))
     width = max(len(c) for c in result["classes"])
     for cls, acc, row in zip(result["classes"], result["per_class_acc"], result["confusion"]):
         if sum(row):

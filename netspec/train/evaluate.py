@@ -95,15 +95,17 @@ def autocast(cfg, dev: torch.device):
     return torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
 
 
-def normalization(cfg, data: ImageData | None, source=None) -> tuple[list[float], list[float]]:
+def normalization(cfg, data: ImageData | None, source=None) -> tuple[list[float], list[float]] | None:
     """The per-channel mean and std inputs are normalized with: what the weights recorded (a
     netspec checkpoint; torchvision weights' own), else train.normalization, else measured on
-    the training images (as `netspec train` does; needs `data`)."""
+    the training images, as `netspec train` does (None without `data`)."""
     if source is not None and source.mean is not None and source.std is not None:
         return list(source.mean), list(source.std)
     given = cfg.normalization
     if given.mean is not None and given.std is not None:
         return list(given.mean), list(given.std)
+    if data is None:
+        return None
     stats = channel_stats(data.train_x)
     return (list(given.mean) if given.mean is not None else stats[0],
             list(given.std) if given.std is not None else stats[1])
