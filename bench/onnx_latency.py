@@ -6,12 +6,16 @@
 The spec's model (seed-0 weights, eval mode) is exported with `netspec export`'s code (dynamic
 batch, verified), then each round times one eager forward (`torch.inference_mode`) and one
 `InferenceSession.run` on the same seeded batch, alternating which goes first, so a busy
-machine slows both alike. Both use their default thread counts. Prints the median of each and
-the ratio onnxruntime / torch (below 1: onnxruntime is faster).
+machine slows both alike. Both get the same number of threads (`--threads`, default: torch's).
+Prints the median of each and the ratio onnxruntime / torch (below 1: onnxruntime is faster).
+On a machine busier than its cores, torch's OpenMP threads wait for each other (a resnet50
+forward went from 0.9 s with 1 thread to 10 s with 2 at load 12 on 2 cores): measure with
+`--threads 1` there, or on an idle machine.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -34,7 +38,9 @@ def main() -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--rounds", type=int, default=20, help="timed rounds per batch size (median reported)")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads of both")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     ex.require_onnx()
     import onnxruntime
 
@@ -45,9 +51,11 @@ def main() -> int:
         path = Path(folder) / "model.onnx"
         result = ex.export(model, list(analysis.input), "onnx", path, dynamic=True)
         assert result.ok, [str(d) for d in result.differences]
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    print(f"{analysis.name}: torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime "
-          f"{onnxruntime.__version__} CPUExecutionProvider (default threads); median of {args.rounds} rounds")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    print(f"{analysis.name}: torch {torch.__version__}, onnxruntime {onnxruntime.__version__} CPUExecutionProvider, "
+          f"{args.threads} thread(s) each; median of {args.rounds} rounds; load average {os.getloadavg()[0]:.1f}")
     print("| batch | eager torch ms | onnxruntime ms | onnxruntime / torch |\n|---:|---:|---:|---:|")
     for batch in args.batches:
         x = ex.seeded_input(batch, list(analysis.input))
