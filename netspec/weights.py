@@ -108,11 +108,8 @@ def _checkpoint_weights(state: dict, path: Path) -> Weights:
 
 
 def _safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        from safetensors.torch import load_file
-    except ImportError:
-        raise WeightsError(f"--init {path}: reading .safetensors needs the safetensors package "
-                           f"(pip install safetensors)") from None
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(path), device="cpu")
     except Exception as e:  # bad header, truncated file
