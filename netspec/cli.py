@@ -179,6 +179,11 @@ def _add_diff(sub) -> None:
     add_command(sub, _shape)
 
 
+def _add_deploy(sub) -> None:
+    from netspec.deploy.commands import add_commands  # export and predict
+    add_commands(sub, _shape)
+
+
 def _add_sweep(sub) -> None:
     from netspec.sweep.command import add_command
     add_command(sub)
@@ -192,7 +197,8 @@ def _add_train(sub) -> None:
 # subcommand -> what adds it; only the one being run is imported (`netspec check` starts
 # in a fraction of a second, without the trainer's or the sweep's modules)
 COMMANDS = {"compile": _add_compile, "check": _add_check, "schema": _add_schema, "resolve": _add_resolve,
-            "diff": _add_diff, "sweep": _add_sweep, "train": _add_train, "eval": _add_train}
+            "diff": _add_diff, "sweep": _add_sweep, "train": _add_train, "eval": _add_train,
+            "export": _add_deploy, "predict": _add_deploy}
 NO_SET = ("schema",)  # commands that read no spec
 
 

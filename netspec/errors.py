@@ -25,6 +25,12 @@ def format_path(path: PathT) -> str:
     return out
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of a library's exception, for a one-line error (its type when it says nothing)."""
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
 class NetspecError(Exception):
     exit_code = EXIT_INVALID
 

@@ -40,6 +40,17 @@ def write(tmp_path):
     return make
 
 
+@pytest.fixture(scope="session")
+def digits_ckpt(tmp_path_factory) -> Path:
+    """best.pt of specs/digits.yaml trained for one epoch (the deploy tests export and predict with it)."""
+    from netspec.cli import main
+
+    out = tmp_path_factory.mktemp("digits_run")
+    assert main(["train", str(ROOT / "specs" / "digits.yaml"), "--out", str(out), "--quiet",
+                 "--set", "train.epochs=1"]) == 0
+    return out / "best.pt"
+
+
 def spec_text(layers: str, extra: str = "", input_shape: str = "[3, 32, 32]") -> str:
     return f"netspec: 1\nname: t\ninput: {input_shape}\n{extra}layers:\n{layers}"
 

@@ -125,5 +125,6 @@ def test_eval_with_another_specs_checkpoint(cli, tiny, tmp_path):
     other["layers"][0]["conv"]["out"] = 12
     r = cli("eval", _write_spec(tmp_path / "other.yaml", other), "--ckpt", tmp_path / "r" / "last.pt")
     assert r.code == 2 and r.err.count("\n") == 1
-    assert f"checkpoint {tmp_path / 'r' / 'last.pt'} was trained from spec 'tiny', not this spec 'other'" in r.err
-    assert "0.weight [8, 3, 3, 3] vs [12, 3, 3, 3]" in r.err
+    assert f"{tmp_path / 'r' / 'last.pt'} (netspec checkpoint, spec 'tiny', epoch 1) was trained from spec 'tiny', " \
+           "not this spec 'other'" in r.err
+    assert "0.weight file [8, 3, 3, 3] model [12, 3, 3, 3]" in r.err

@@ -217,28 +217,30 @@ def _decode_folder_cached(folder: Path, channels: int, size: tuple[int, int] | N
     return x, y, classes
 
 
-def _decode_all(paths: list[str], channels: int, size: tuple[int, int] | None, progress=_silent) -> torch.Tensor:
+def read_image(path: str, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
+    """One image file as uint8 C×H×W (1 channel: grayscale, else RGB), resized to `size`
+    (bilinear, antialiased) when given and different. Used by image folders and `netspec predict`,
+    so a predicted image is prepared exactly as a test image is."""
     from torchvision.io import ImageReadMode, decode_image, read_file
 
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    try:
+        img = decode_image(read_file(path), mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
+    except RuntimeError:
+        img = _decode_pil(path, channels)
+    if size is not None and tuple(img.shape[1:]) != tuple(size):
+        img = torch.nn.functional.interpolate(img[None].float(), size=tuple(size), mode="bilinear",
+                                              antialias=True, align_corners=False)[0]
+        img = img.round().clamp(0, 255).to(torch.uint8)
+    return img
 
-    def one(path: str) -> torch.Tensor:
-        try:
-            img = decode_image(read_file(path), mode=mode)
-        except RuntimeError:
-            img = _decode_pil(path, channels)
-        if size is not None and tuple(img.shape[1:]) != size:
-            img = torch.nn.functional.interpolate(img[None].float(), size=size, mode="bilinear",
-                                                  antialias=True, align_corners=False)[0]
-            img = img.round().clamp(0, 255).to(torch.uint8)
-        return img
 
+def _decode_all(paths: list[str], channels: int, size: tuple[int, int] | None, progress=_silent) -> torch.Tensor:
     # torchvision's decoders release the GIL, so threads decode in parallel; torchvision
     # 0.29 warns that they move to torchcodec, which is not a dependency: quiet that
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
         warnings.simplefilter("ignore", DeprecationWarning)
         images = []
-        for img in pool.map(one, paths, chunksize=256):
+        for img in pool.map(lambda p: read_image(p, channels, size), paths, chunksize=256):
             images.append(img)
             if len(images) % 500 == 0 or len(images) == len(paths):
                 progress("", len(images), len(paths))
@@ -258,7 +260,7 @@ def _decode_pil(path: str, channels: int) -> torch.Tensor:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
     except OSError as e:
-        raise DataError(f"dataset imagefolder: cannot read image {path}: {e}") from None
+        raise DataError(f"cannot read image {path}: {e}") from None
     t = torch.from_numpy(arr.copy())
     return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
 

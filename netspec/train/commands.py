@@ -15,6 +15,8 @@ import json
 import os
 import sys
 
+from netspec.deploy.commands import add_init_options, read_weights, report
+
 
 def _train_epilog() -> str:
     from netspec.spec.train import field_reference
@@ -43,6 +45,7 @@ def add_commands(subparsers) -> None:
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last.pt (`netspec train --resume DIR` alone works)")
     train.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: train.device, auto)")
     train.add_argument("--quiet", action="store_true", help="no progress output; only the final line")
+    add_init_options(train)
     train.set_defaults(func=_train)
 
     ev = subparsers.add_parser(
@@ -50,7 +53,7 @@ def add_commands(subparsers) -> None:
         description="Accuracy and per-class accuracy of a checkpoint (last.pt or best.pt of a run) "
                     "on the test split of the spec's train.dataset.")
     ev.add_argument("spec", help="the spec file the checkpoint was trained from")
-    ev.add_argument("--ckpt", required=True, metavar="FILE", help="checkpoint file (loaded with weights_only=True)")
+    add_init_options(ev, ckpt="checkpoint file (loaded with weights_only=True)", required=True)
     ev.add_argument("--device", choices=("cpu", "cuda"), help="where to evaluate (default: train.device, auto)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.set_defaults(func=_eval)
@@ -96,10 +99,18 @@ def _train(args) -> int:
             print("error: netspec train needs a SPEC (or --resume DIR: the run folder holds its spec)", file=sys.stderr)
             return 2
         args.spec = os.path.join(args.resume, "spec.yaml")  # the resolved spec, --set values in it
+    if args.resume and args.init:
+        print("error: --init starts a run from weights; --resume continues one from its last.pt: use one", file=sys.stderr)
+        return 2
     try:
+        init = read_weights(args)  # a bad source fails before the data is loaded
         job = _load_job(args)
         from netspec.train.loop import fit
 
+        if init is not None:
+            from netspec.weights import init_job
+
+            init_job(job, init, args.init_skip)
         summary = fit(job, out=args.out, resume=args.resume, device=args.device, quiet=args.quiet,
                       command=["netspec", *sys.argv[1:]], resume_command=_resume_command(args, spec_given))
     except NetspecError as e:
@@ -119,17 +130,19 @@ def _eval(args) -> int:
     from netspec.errors import NetspecError
 
     try:
+        source = read_weights(args)
         job = _load_job(args)
-        from netspec.train.evaluate import evaluate_checkpoint
+        from netspec.train.evaluate import evaluate_weights
 
-        result = evaluate_checkpoint(job, args.ckpt, device=args.device)
+        result = evaluate_weights(job, source, device=args.device, skip=args.init_skip, on_report=report)
     except NetspecError as e:
         return _fail(e)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{job.name}: test accuracy {100 * result['test_acc']:.2f}% on {_plural(result['images'], 'image')}, "
-          f"loss {result['test_loss']:.4f} ({args.ckpt}, epoch {result['epoch']})")
+          f"loss {result['test_loss']:.4f} ({args.ckpt or args.init}"
+          + (f", epoch {result['epoch']})" if result["epoch"] is not None else ")"))
     width = max(len(c) for c in result["classes"])
     for cls, acc, row in zip(result["classes"], result["per_class_acc"], result["confusion"]):
         if sum(row):

@@ -1,7 +1,8 @@
 """Evaluation: accuracy, loss and the confusion matrix of a model on a test loader.
 
-Owns `evaluate` (used by the loop after each evaluated epoch) and `evaluate_checkpoint`
-(`netspec eval`), plus the checks that the spec's output fits the dataset's classes.
+Owns `evaluate` (used by the loop after each evaluated epoch), `evaluate_checkpoint` /
+`evaluate_weights` (`netspec eval --ckpt / --init`), the normalization evaluation and
+`netspec predict` share, and the checks that the spec's output fits the dataset's classes.
 
 Imports torch, netspec.data and the trainer's checkpoint/distributed parts. Must not
 import loop.py (the loop imports this) or netspec.cli.
@@ -15,14 +16,15 @@ import torch
 import torch.nn.functional as F
 
 from netspec.data.datasets import DataError, ImageData, load_dataset
-from netspec.data.gpu_loader import DeviceLoader
+from netspec.data.gpu_loader import DeviceLoader, channel_stats
 from netspec.train import checkpoint, distributed
 
 
 @torch.no_grad()
 def evaluate(net: torch.nn.Module, loader: DeviceLoader, n_classes: int, d: distributed.Dist | None = None,
-             test_flip: bool = False) -> tuple[float, float, torch.Tensor]:
-    """(mean loss, accuracy, confusion matrix rows=true cols=predicted) over all ranks."""
+             test_flip: bool = False, predictions: list | None = None) -> tuple[float, float, torch.Tensor]:
+    """(mean loss, accuracy, confusion matrix rows=true cols=predicted) over all ranks;
+    `predictions`, when given, gets each batch's predicted classes (this rank's images)."""
     was_training = net.training
     net.eval()
     dev = loader.device
@@ -35,6 +37,8 @@ def evaluate(net: torch.nn.Module, loader: DeviceLoader, n_classes: int, d: dist
         logits, y = logits[:valid].float(), y[:valid]
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         confusion += torch.bincount(y * n_classes + logits.argmax(1), minlength=n_classes * n_classes)
+        if predictions is not None:
+            predictions.append(logits.argmax(1).cpu())
     counts = torch.cat([loss_sum.view(1), confusion.double()])
     if d is not None:
         d.sum_(counts)
@@ -44,28 +48,67 @@ def evaluate(net: torch.nn.Module, loader: DeviceLoader, n_classes: int, d: dist
     return float(counts[0]) / total, float(confusion.diag().sum()) / total, confusion
 
 
-def evaluate_checkpoint(job, ckpt: str | Path, device: str | None = None) -> dict:
-    """`netspec eval`: the checkpoint's model on the spec's test set."""
+def evaluate_checkpoint(job, ckpt: str | Path, device: str | None = None, per_image: bool = False) -> dict:
+    """`netspec eval --ckpt`: the checkpoint's model on the spec's test set."""
+    from netspec import weights
+
+    return evaluate_weights(job, weights.from_checkpoint(ckpt), device=device, per_image=per_image)
+
+
+def evaluate_weights(job, source, device: str | None = None, skip=(), per_image: bool = False,
+                     on_report=lambda lines: None) -> dict:
+    """`netspec eval`: the model with `source`'s weights (a netspec.weights.Weights) on the
+    spec's test set, normalized as its training was (see `normalization`). `per_image` adds
+    the predicted class of every test image, in order; `on_report` gets the lines saying
+    what was loaded."""
+    from netspec import weights
+
     cfg = job.config
     dev = distributed.pick_device(device or cfg.device)
-    state = checkpoint.load(ckpt, map_location=dev)
     data = load_dataset(cfg.dataset, job.input)
     n_classes = check_classes(job, data)
-    model = job.build().to(dev)
-    load_weights(model, state, ckpt, averaged=True, name=job.name)
+    model = job.build()
+    on_report(weights.load_into(model, source, skip, job.name).lines())
+    model = model.to(dev)
+    mean, std = normalization(cfg, data, source)
     loader = DeviceLoader(data.test_x, data.test_y, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
-                          device=dev, mean=state["mean"], std=state["std"], train=False,
-                          channels_last=cfg.channels_last)
+                          device=dev, mean=mean, std=std, train=False, channels_last=cfg.channels_last)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-        loss, acc, confusion = evaluate(model, loader, n_classes, test_flip=cfg.augmentation.test_flip)
+    predictions: list[torch.Tensor] | None = [] if per_image else None
+    with autocast(cfg, dev):
+        loss, acc, confusion = evaluate(model, loader, n_classes, test_flip=cfg.augmentation.test_flip,
+                                        predictions=predictions)
     rows = confusion.sum(1).clamp_min(1)
     per_class = (confusion.diag().double() / rows).tolist()
-    return {"test_acc": acc, "test_loss": loss, "classes": class_names(data, n_classes),
-            "per_class_acc": per_class, "confusion": confusion.tolist(), "epoch": state.get("epoch"),
-            "images": int(confusion.sum())}
+    result = {"test_acc": acc, "test_loss": loss, "classes": class_names(data, n_classes),
+              "per_class_acc": per_class, "confusion": confusion.tolist(), "epoch": source.epoch,
+              "images": int(confusion.sum())}
+    if predictions is not None:
+        result["predictions"] = torch.cat(predictions).tolist()
+    return result
+
+
+def autocast(cfg, dev: torch.device):
+    """The train.precision autocast of evaluation (a no-op for fp32)."""
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    return torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+
+
+def normalization(cfg, data: ImageData | None, source=None) -> tuple[list[float], list[float]] | None:
+    """The per-channel mean and std inputs are normalized with: what the weights recorded (a
+    netspec checkpoint; torchvision weights' own), else train.normalization, else measured on
+    the training images, as `netspec train` does (None without `data`)."""
+    if source is not None and source.mean is not None and source.std is not None:
+        return list(source.mean), list(source.std)
+    given = cfg.normalization
+    if given.mean is not None and given.std is not None:
+        return list(given.mean), list(given.std)
+    if data is None:
+        return None
+    stats = channel_stats(data.train_x)
+    return (list(given.mean) if given.mean is not None else stats[0],
+            list(given.std) if given.std is not None else stats[1])
 
 
 # ---------------------------------------------------------------- checks
@@ -87,12 +130,11 @@ def class_names(data: ImageData, n: int) -> list[str]:
     return list(data.classes) + [f"unused{i}" for i in range(len(data.classes), n)]
 
 
-def load_weights(model: torch.nn.Module, state: dict, path, averaged: bool = False, name: str | None = None) -> None:
-    """The checkpoint's weights into model; `averaged`: its moving average (train.ema)
-    where it has one, i.e. the weights its test accuracy was measured with. A checkpoint
-    of another model is refused naming the spec it was trained from and the first keys
-    that differ."""
-    weights = state["ema"]["model"] if averaged and "ema" in state else state["model"]
+def load_weights(model: torch.nn.Module, state: dict, path, name: str | None = None) -> None:
+    """The checkpoint's training weights into model (a resumed run; `netspec eval` and
+    `--init` read the evaluated ones through netspec.weights). A checkpoint of another model
+    is refused naming the spec it was trained from and the first keys that differ."""
+    weights = state["model"]
     mine = model.state_dict()
     missing = [k for k in mine if k not in weights]
     unexpected = [k for k in weights if k not in mine]

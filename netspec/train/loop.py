@@ -25,11 +25,11 @@ from typing import Callable
 import torch
 
 from netspec.data.datasets import DataError, ImageData, load_dataset
-from netspec.data.gpu_loader import DeviceLoader, channel_stats
+from netspec.data.gpu_loader import DeviceLoader
 from netspec.errors import EXIT_CHECK_FAILED, NetspecError
 from netspec.spec.train import TrainConfig
 from netspec.train import checkpoint, distributed, optim
-from netspec.train.evaluate import check_classes, class_names, evaluate, load_weights
+from netspec.train.evaluate import check_classes, class_names, evaluate, load_weights, normalization
 from netspec.train.runs import Progress, RunFolder, default_run_dir, make_summary
 
 
@@ -123,12 +123,7 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
     with _rank0_first(d):
         data = load_dataset(cfg.dataset, job.input, progress=progress.count if d.main else None)
     n_classes = check_classes(job, data)
-    if cfg.normalization.mean is not None and cfg.normalization.std is not None:
-        mean, std = list(cfg.normalization.mean), list(cfg.normalization.std)
-    else:
-        stats = channel_stats(data.train_x)
-        mean = list(cfg.normalization.mean) if cfg.normalization.mean is not None else stats[0]
-        std = list(cfg.normalization.std) if cfg.normalization.std is not None else stats[1]
+    mean, std = normalization(cfg, data)
     if len(mean) != job.input[0]:
         raise DataError(f"train.normalization has {len(mean)} channels, the spec input has {job.input[0]}")
     if cfg.batch_size % d.world:

@@ -1,0 +1,124 @@
+"""`netspec predict`: the top classes of image files, prepared exactly as evaluation prepares
+test images.
+
+Owns finding the images (files as given, folders walked in sorted order), preparing them
+(`netspec.data.datasets.read_image`: grayscale or RGB as the spec's input, resized to its
+height and width; then the evaluation's normalization and test-time flip) and the top-K
+softmax probabilities with the class names the weights recorded. An image that cannot be read
+is reported through `on_error` and the others go on.
+
+Imports torch and the trainer's evaluation parts. Must not import netspec.cli.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from netspec.data.datasets import IMAGE_SUFFIXES, DataError, load_dataset, read_image
+from netspec.train import distributed
+from netspec.train.evaluate import autocast, normalization
+from netspec.weights import Weights, WeightsError, load_into
+
+BATCH = 64
+
+
+@dataclass
+class Prediction:
+    image: str
+    top: list[tuple[str, int, float]]   # (class name, class index, probability), best first
+
+    def as_dict(self) -> dict:
+        return {"image": self.image, "top": [{"class": c, "index": i, "p": p} for c, i, p in self.top]}
+
+    def __str__(self) -> str:
+        return f"{self.image}: " + ", ".join(f"{c} {100 * p:.1f}%" for c, _, p in self.top)
+
+
+def image_files(paths: list[str]) -> Iterator[str]:
+    """Each path as given when it is a file (or missing: reading it reports that); a folder's
+    images (by suffix) in sorted order, subfolders included."""
+    for p in paths:
+        if not os.path.isdir(p):
+            yield p
+            continue
+        for root, dirs, files in os.walk(p):
+            dirs.sort()
+            for name in sorted(files):
+                if name.lower().endswith(IMAGE_SUFFIXES):
+                    yield os.path.join(root, name)
+
+
+def labels_and_stats(job, weights: Weights, n_outputs: int) -> tuple[list[str], list[float], list[float]]:
+    """Class names and normalization: the weights' own, else the spec's train section (its
+    normalization; its dataset's classes and measured statistics, as `netspec train` records them)."""
+    classes = weights.classes if weights.classes and len(weights.classes) <= n_outputs else None
+    stats = normalization(job.config, None, weights)
+    if classes is None or stats is None:
+        data = _dataset(job, weights)
+        classes = classes or list(data.classes)
+        stats = stats or normalization(job.config, data, weights)
+    return padded(classes, n_outputs), *stats
+
+
+def padded(classes: list[str], n_outputs: int) -> list[str]:
+    """Names for all of a model's outputs (a model may have more outputs than its data has classes)."""
+    return list(classes) + [f"unused{i}" for i in range(len(classes), n_outputs)]
+
+
+def _dataset(job, weights: Weights):
+    try:
+        return load_dataset(job.config.dataset, job.input)
+    except DataError as e:
+        raise WeightsError(f"{weights.origin} records no class names or normalization, and the spec's "
+                           f"train.dataset cannot give them ({str(e).removeprefix('error: ')}); set "
+                           f"train.dataset, or train.normalization, with --set") from None
+
+
+def predict(job, weights: Weights, paths: list[str], *, top: int = 5, device: str | None = None,
+            skip=(), on_error: Callable[[str, str], None], on_report: Callable[[list[str]], None] = lambda _: None,
+            ) -> Iterator[Prediction]:
+    """Predictions for the images under `paths`, in order; `on_error(path, message)` for each
+    image that cannot be read."""
+    cfg = job.config
+    dev = distributed.pick_device(device or cfg.device)
+    model = job.build()
+    on_report(load_into(model, weights, skip, job.name).lines())
+    model = model.to(dev).eval()
+    n_outputs = job.outputs[0] if job.outputs and len(job.outputs) == 1 else None
+    if n_outputs is None:
+        raise WeightsError(f"spec output {job.outputs} is not a vector of class scores")
+    classes, mean, std = labels_and_stats(job, weights, n_outputs)
+    channels, size = job.input[0], tuple(job.input[1:])
+    scale = torch.tensor([1 / (255.0 * s) for s in std], device=dev).view(1, -1, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std)], device=dev).view(1, -1, 1, 1)
+    k = min(top, n_outputs)
+    batch: list[tuple[str, torch.Tensor]] = []
+
+    def flush() -> Iterator[Prediction]:
+        x = torch.stack([img for _, img in batch]).to(dev).float()
+        x = torch.addcmul(shift, x, scale)  # (x/255 - mean)/std, as the evaluation loader computes it
+        with torch.no_grad(), autocast(cfg, dev):
+            logits = model(x)
+            if cfg.augmentation.test_flip:
+                logits = (logits + model(x.flip(3))) / 2
+        p, idx = logits.float().softmax(1).topk(k, dim=1)
+        for (path, _), pr, ix in zip(batch, p.tolist(), idx.tolist()):
+            yield Prediction(path, [(classes[i], i, q) for q, i in zip(pr, ix)])
+        batch.clear()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision.io's move to torchcodec
+        for path in image_files(paths):
+            try:
+                batch.append((path, read_image(path, channels, size)))
+            except DataError as e:
+                on_error(path, str(e).removeprefix("error: "))
+                continue
+            if len(batch) == BATCH:
+                yield from flush()
+        if batch:
+            yield from flush()
