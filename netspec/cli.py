@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from netspec.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, CheckFailed, NetspecError
+from netspec.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, CheckFailed, NetspecError, one_line
 
 DEFAULT_MAX_PARAMS = 10**12  # refuse before building anything larger (a trillion parameters)
 
@@ -39,7 +39,7 @@ def cmd_check(args) -> int:
     for path in args.specs:
         try:
             netspec.analyze(path, overrides=args.set)
-            print(f"{path}: ok")
+            print(one_line(f"{path}: ok"))
         except NetspecError as e:
             print(e, file=sys.stderr)
             worst = max(worst, e.exit_code)
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # one line for users; the traceback on request
         if os.environ.get("NETSPEC_DEBUG"):
             raise
-        print(f"netspec: internal error: {type(e).__name__}: {e} (set NETSPEC_DEBUG=1 for the traceback; please report it)",
-              file=sys.stderr)
+        print(one_line(f"netspec: internal error: {type(e).__name__}: {e} (set NETSPEC_DEBUG=1 for the traceback; "
+                       f"please report it)"), file=sys.stderr)
         return EXIT_INTERNAL
 
 
