@@ -27,11 +27,6 @@ def _shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def _console():
-    from rich.console import Console
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
-
-
 # -- subcommands -----------------------------------------------------------------------
 def cmd_check(args) -> int:
     import netspec
@@ -57,7 +52,7 @@ def cmd_compile(args) -> int:
             if args.json:
                 print(as_json(analysis))
             else:
-                render_table(analysis, _console())
+                render_table(analysis, sys.stdout)
             if args.check_params:
                 _check_params(analysis, path, quiet=args.json)
         except NetspecError as e:
