@@ -12,9 +12,8 @@ import json
 import os
 import sys
 
-from netspec.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, CheckFailed, NetspecError, one_line
-
-DEFAULT_MAX_PARAMS = 10**12  # refuse before building anything larger (a trillion parameters)
+from netspec.budget import DEFAULT_MAX_PARAMS, max_params, refuse_huge
+from netspec.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, CheckFailed, NetspecError, SpecError, one_line
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -48,7 +47,7 @@ def cmd_compile(args) -> int:
     for path in args.specs:
         try:
             analysis = netspec.analyze(path, input=args.input, overrides=args.set)
-            _refuse_huge(analysis, args.max_params)
+            refuse_huge(analysis, args.max_params)
             if args.json:
                 print(as_json(analysis))
             else:
@@ -59,16 +58,6 @@ def cmd_compile(args) -> int:
             print(e, file=sys.stderr)
             worst = max(worst, e.exit_code)
     return worst
-
-
-def _refuse_huge(analysis, limit: int) -> None:
-    """Refuse, from the analysis alone, a model too large to build (before any allocation)."""
-    if analysis.params <= limit:
-        return
-    biggest = max(analysis.tree_leaves(), key=lambda m: m.params)
-    raise analysis.spec.source.error(
-        f"the model has {analysis.params:,} parameters (this layer {biggest.params:,}), over --max-params {limit:,}; refused",
-        biggest.node.src)
 
 
 def _check_params(analysis, path: str, quiet: bool) -> None:
@@ -89,8 +78,11 @@ def cmd_schema(args) -> int:
     from netspec.spec.schema import json_schema
     text = json.dumps(json_schema(), indent=2)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        try:
+            with open(args.out, "w") as f:
+                f.write(text + "\n")
+        except OSError as e:
+            raise SpecError(f"cannot write {args.out}: {e.strerror or e}", file="--out") from None
     else:
         print(text)
     return EXIT_OK
@@ -115,7 +107,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-params", action="store_true",
                    help="verify `expect:` and cross-check against a meta-device build (exit 1 on mismatch)")
     p.add_argument("--json", action="store_true", help="print one JSON object per spec")
-    p.add_argument("--max-params", type=int, default=DEFAULT_MAX_PARAMS, metavar="N",
+    p.add_argument("--max-params", type=max_params, default=DEFAULT_MAX_PARAMS, metavar="N",
                    help=f"refuse specs with more parameters (default {DEFAULT_MAX_PARAMS:.0e})")
     p.set_defaults(func=cmd_compile)
 

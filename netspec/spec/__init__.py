@@ -9,6 +9,7 @@ from netspec.spec.extends import apply_sets, resolve_extends
 from netspec.spec.load import Source, from_data, read
 from netspec.spec.locate import validation_error
 from netspec.spec.schema import Spec
+from netspec.spec.train import input_problem
 
 
 def load_spec(spec, overrides=()) -> Spec:
@@ -31,6 +32,10 @@ def load_spec(spec, overrides=()) -> Spec:
     except ValidationError as e:
         raise validation_error(e, source) from None
     validated._source = source
+    if validated.train is not None:  # a train section that cannot work with the input is bad input now
+        problem = input_problem(validated.train, validated.input)
+        if problem is not None:
+            raise source.error(*problem)
     return validated
 
 

@@ -15,6 +15,8 @@ import json
 import os
 import sys
 
+from netspec.budget import DEFAULT_MAX_PARAMS, max_params
+
 
 def _train_epilog() -> str:
     from netspec.spec.train import field_reference
@@ -43,6 +45,8 @@ def add_commands(subparsers) -> None:
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last.pt")
     train.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: train.device, auto)")
     train.add_argument("--quiet", action="store_true", help="no progress output; only the final line")
+    train.add_argument("--max-params", type=max_params, default=DEFAULT_MAX_PARAMS, metavar="N",
+                       help=f"refuse specs with more parameters (default {DEFAULT_MAX_PARAMS:.0e}), as compile does")
     train.set_defaults(func=_train)
 
     ev = subparsers.add_parser(
@@ -61,7 +65,7 @@ def _load_job(args):
     from netspec.train.loop import Job
 
     spec = netspec.load(args.spec, overrides=list(getattr(args, "set", None) or []))
-    return Job.from_spec(spec, source=args.spec)
+    return Job.from_spec(spec, source=args.spec, max_params=getattr(args, "max_params", DEFAULT_MAX_PARAMS))
 
 
 def _fail(error) -> int:

@@ -48,7 +48,10 @@ def evaluate_checkpoint(job, ckpt: str | Path, device: str | None = None) -> dic
     """`netspec eval`: the checkpoint's model on the spec's test set."""
     cfg = job.config
     dev = distributed.pick_device(device or cfg.device)
-    state = checkpoint.load(ckpt, map_location=dev)
+    state = checkpoint.load(ckpt, map_location=dev, needs=checkpoint.EVAL)
+    if len(state["mean"]) != job.input[0]:
+        raise checkpoint.CheckpointError(f"checkpoint {ckpt} normalizes {len(state['mean'])} channels; "
+                                         f"the spec's input has {job.input[0]}")
     data = load_dataset(cfg.dataset, job.input)
     n_classes = check_classes(job, data)
     model = job.build().to(dev)

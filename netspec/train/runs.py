@@ -20,6 +20,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from netspec.errors import NetspecError
+
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
               "images_per_s", "epoch_s", "wall_s"]
 
@@ -36,13 +38,27 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class RunFolderError(NetspecError):
+    """The run folder cannot be made or written (a file, under a file, under /proc). Exit 2."""
+
+    def __str__(self) -> str:
+        return f"error: {self.args[0]}"
+
+
 class RunFolder:
     """The files of one run. Every write replaces a whole file, so a run stopped at any
     point leaves each file complete."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.file(".netspec-write-test")  # /proc and read-only mounts refuse only here
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            reason = "it is a file" if self.path.is_file() else e.strerror or str(e)
+            raise RunFolderError(f"cannot use {self.path} as the run folder: {reason}") from None
 
     def file(self, name: str) -> Path:
         return self.path / name
