@@ -127,7 +127,8 @@ def _find(items: list, seg, trail: list, doc) -> int:
         return index
     names = [n for n in map(_item_name, items) if n]
     from netspec.spec.locate import did_you_mean
-    listed = f" (named items: {', '.join(names)})" if names else " (no item here has a name; use an index)"
+    shown = ", ".join(names[:20]) + (f" and {len(names) - 20:,} more" if len(names) > 20 else "")
+    listed = f" (named items: {shown})" if names else " (no item here has a name; use an index)"
     raise PathError(f"{show(trail + [seg])}: no item named {seg!r} in {show(trail) or 'the document'}"
                     f"{did_you_mean(seg, names)}{listed}")
 

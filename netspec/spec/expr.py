@@ -21,7 +21,8 @@ MAX_LENGTH = 256        # characters in one expression
 MAX_DEPTH = 32          # nesting of parentheses / unary operators
 MAX_MAGNITUDE = 2**63   # results beyond int64 are refused (no spec needs them)
 
-_TOKEN = re.compile(r"\s*(?:(\d+\.\d*|\.\d+|\d+)|([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*/%(),]))")
+# ASCII digits only: `\d` would read Arabic-Indic and other Unicode digits (`${٣ * 2}` was 6)
+_TOKEN = re.compile(r"\s*(?:([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)|([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*/%(),]))")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FUNCS = {"min": min, "max": max}
 

@@ -118,12 +118,13 @@ def _read_bounded(name: str) -> bytes:
     except OSError as e:
         raise SpecError(f"cannot read spec: {e.strerror}", file=name) from None
     try:
-        mode = os.fstat(fd).st_mode
+        info = os.fstat(fd)
+        mode = info.st_mode
         if not stat.S_ISREG(mode):
             kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
                     else "a socket" if stat.S_ISSOCK(mode) else "a device")
             raise SpecError(f"cannot read spec: this is {kind}, not a regular file", file=name)
-        size = os.fstat(fd).st_size
+        size = info.st_size
         if size > MAX_BYTES:
             raise SpecError(f"file is {size / 1e6:.1f} MB; specs are limited to {MAX_BYTES // 2**20} MiB", file=name, line=1, col=1)
         chunks, total = [], 0
@@ -270,7 +271,10 @@ def _strict_json(text: str, file: str) -> None:
     try:  # NaN and Infinity pass here; _Plain refuses them as unquoted words, where they stand
         json.loads(text, parse_int=len, parse_float=len, parse_constant=len)
     except json.JSONDecodeError as e:
-        raise SpecError(f"invalid JSON: {e.msg}", file=file, line=e.lineno, col=e.colno) from None
+        at, before = text[e.pos:e.pos + 1], text[:e.pos].rstrip()[-1:]
+        hint = ("; a trailing comma" if at in "]}" and at and before == "," else
+                "; strings are double-quoted" if at == "'" else "; JSON has no comments" if at in "#/" and at else "")
+        raise SpecError(f"invalid JSON: {e.msg}{hint}", file=file, line=e.lineno, col=e.colno) from None
     except RecursionError:
         raise SpecError(f"document nested deeper than {MAX_DEPTH} levels; refused", file=file, line=1, col=1) from None
 
@@ -291,6 +295,9 @@ class _Plain:
     def __init__(self, source: Source, constructor=None, kind: str = "YAML"):
         self.source = source
         self.constructor = constructor  # ruamel's SafeConstructor: YAML 1.2 scalars
+        if constructor is not None:
+            from ruamel.yaml.nodes import ScalarNode
+            self.scalar_node = ScalarNode
         self.kind = kind
         self.nodes = 0
 
@@ -338,26 +345,27 @@ class _Plain:
         return tag
 
     def _scalar(self, node, tag: str, path: tuple, position=None) -> Any:
-        """The YAML 1.2 value of a scalar node. Text that does not fit an explicit tag
-        (`!!int "abc"`, `!!bool maybe`, `!!null x`) and integers of thousands of digits
-        are errors; in a .json file, so are unquoted words (NaN, Infinity)."""
+        """The YAML 1.2 value of a scalar node. An explicit tag takes only text that YAML
+        would read as that type untagged (`!!int "abc"`, `!!bool maybe`, `!!int "٣"` are
+        errors), integers of thousands of digits are errors, and in a .json file so are
+        unquoted words (NaN, Infinity)."""
         text = node.value
         if tag == _STR:
             if self.kind == "JSON" and node.style != '"':
                 raise self.fail(f"invalid JSON: {_clip(text)!r} is not a JSON value (strings are double-quoted)", path, position)
             return text
-        if tag == _BOOL and text in _BOOLS:
-            return _BOOLS[text]
-        if tag == _NULL and text in ("", "~", "null", "Null", "NULL"):
-            return None
-        if tag in (_INT, _FLOAT):
+        implicit = _tag_of(self.constructor.resolver.resolve(self.scalar_node, text, (True, False)))
+        if implicit == tag or (tag == _FLOAT and implicit == _INT):
+            if tag == _BOOL:
+                return _BOOLS[text]
+            if tag == _NULL:
+                return None
             try:
                 return (self.constructor.construct_yaml_int if tag == _INT else self.constructor.construct_yaml_float)(node)
-            except (ValueError, IndexError, OverflowError):
+            except ValueError:  # Python reads at most 4,300 digits
                 digits = text.lstrip("+-").replace("_", "")
-                if tag == _INT and digits.isdigit() and digits.isascii():
-                    raise self.fail(f"integer of {len(digits):,} digits is out of range (at most {MAX_INT:,} in magnitude)",
-                                    path, position) from None
+                raise self.fail(f"integer of {len(digits):,} digits is out of range (at most {MAX_INT:,} in magnitude)",
+                                path, position) from None
         raise self.fail(f"{_clip(text)!r} is not a valid {_shown(tag)} value", path, position)
 
     def _mapping(self, node, path: tuple, depth: int, out: dict, explicit: bool) -> None:
@@ -441,7 +449,11 @@ def _short_int(value: int) -> str:
 
 
 def _tag(node) -> str:
-    tag = node.ctag  # a Tag; C-parser tags come complete and decoded (.trval decodes them again, char by char)
+    return _tag_of(node.ctag)
+
+
+def _tag_of(tag) -> str:
+    # a Tag; C-parser tags come complete and decoded (.trval decodes them again, char by char)
     if tag.handle is None and "%" not in tag.suffix:
         return tag.suffix
     return tag.trval

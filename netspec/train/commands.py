@@ -16,6 +16,7 @@ import os
 import sys
 
 from netspec.budget import DEFAULT_MAX_PARAMS, max_params
+from netspec.errors import one_line
 
 
 def _train_epilog() -> str:
@@ -80,7 +81,7 @@ def _train(args) -> int:
         print("error: --resume continues in its own folder; leave out --out", file=sys.stderr)
         return 2
     if args.resume and not os.path.isfile(os.path.join(args.resume, "last.pt")):
-        print(f"error: --resume {args.resume}: no last.pt there to continue from", file=sys.stderr)
+        print(one_line(f"error: --resume {args.resume}: no last.pt there to continue from"), file=sys.stderr)
         return 2
     try:
         job = _load_job(args)
@@ -95,9 +96,9 @@ def _train(args) -> int:
         return 130
     if "run_dir" in summary:  # rank 0 only
         acc, best = summary["test_acc"], summary["best_test_acc"]
-        print(f"{summary['name']}: test accuracy {100 * acc:.2f}% (best {100 * best:.2f}% at epoch "
-              f"{summary['best_epoch']}), {summary['epochs']} epochs, {summary['images_per_s']:,.0f} images/s, "
-              f"{summary['wall_s']:.1f} s; run folder {summary['run_dir']}", flush=True)
+        print(one_line(f"{summary['name']}: test accuracy {100 * acc:.2f}% (best {100 * best:.2f}% at epoch "
+                       f"{summary['best_epoch']}), {summary['epochs']} epochs, {summary['images_per_s']:,.0f} images/s, "
+                       f"{summary['wall_s']:.1f} s; run folder {summary['run_dir']}"), flush=True)
     return 0
 
 
@@ -114,10 +115,10 @@ def _eval(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{job.name}: test accuracy {100 * result['test_acc']:.2f}% on {result['images']} images, "
-          f"loss {result['test_loss']:.4f} ({args.ckpt}, epoch {result['epoch']})")
+    print(one_line(f"{job.name}: test accuracy {100 * result['test_acc']:.2f}% on {result['images']} images, "
+                   f"loss {result['test_loss']:.4f} ({args.ckpt}, epoch {result['epoch']})"))
     width = max(len(c) for c in result["classes"])
     for cls, acc, row in zip(result["classes"], result["per_class_acc"], result["confusion"]):
         if sum(row):
-            print(f"  {cls:<{width}}  {100 * acc:6.2f}%  ({row[result['classes'].index(cls)]}/{sum(row)})")
+            print(one_line(f"  {cls:<{width}}  {100 * acc:6.2f}%  ({row[result['classes'].index(cls)]}/{sum(row)})"))
     return 0

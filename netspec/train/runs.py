@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from netspec.errors import NetspecError
+from netspec.errors import NetspecError, one_line
 
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
               "images_per_s", "epoch_s", "wall_s"]
@@ -220,8 +220,8 @@ class Progress:
             self._bar = None
 
     def print(self, text: str) -> None:
-        if self.enabled:
-            self.console.print(text, highlight=False, soft_wrap=True)
+        if self.enabled:  # the text holds the spec's name: not rich markup, and no control characters
+            self.console.print(one_line(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def make_summary(job, cfg, d, data, st: dict, params: int, wall: float) -> dict:
