@@ -38,6 +38,7 @@ def one_line(err: str) -> str:
 @pytest.mark.parametrize("sets, needle", [
     (["train.normalization.std=[0.5, 0.5]"], "2 values for the 3 channels"),
     (["train.augmentation.crop_padding=8"], "reflect padding of 8 needs images larger than 8"),
+    (["train.augmentation={crop_padding: 1000000000, padding_mode: zeros}"], "larger than the 8x8 input"),
     (["train.eval_batch_size=100000000000"], "less than or equal to 16777216"),
     (["train.seed=-1"], "greater than or equal to 0"),
     (["train.seed=18446744073709551616"], "out of range"),
@@ -221,3 +222,15 @@ def test_offline_download_is_one_line(capsys, tiny, tmp_path, monkeypatch, downl
         assert "download into" in line and "Name or service not known" in line and "download=true" not in line
     else:
         assert "not found" in line and "--set train.dataset.download=true" in line
+
+
+def test_class_names_never_reach_the_terminal_raw(capsys, tiny, tmp_path, monkeypatch):
+    """Class folders named with CJK, ESC and a bidi override: no matplotlib glyph warning
+    and no raw control character in what the run prints."""
+    monkeypatch.setenv("NETSPEC_CACHE", str(tmp_path / "cache"))
+    _folder(tmp_path / "img", ["\u732b", "a\x1bb", "\u202etxt"])
+    code, out, err = run(capsys, "train", tiny, "--out", tmp_path / "r", "--set", "train.batch_size=2",
+                         "--set", f"train.dataset={{name: imagefolder, root: {tmp_path / 'img'}}}")
+    assert code == 0, err
+    assert err == "" and "\x1b" not in out and "\u202e" not in out
+    assert (tmp_path / "r" / "confusion.png").is_file()

@@ -275,6 +275,9 @@ def input_problem(config: TrainConfig, shape: list[int]) -> tuple[str, tuple] | 
     if config.augmentation.padding_mode == "reflect" and pad >= min(height, width):
         return (f"reflect padding of {pad} needs images larger than {pad} pixels a side; the input is "
                 f"{height}x{width} (lower it or use padding_mode: zeros)"), ("train", "augmentation", "crop_padding")
+    if pad > min(height, width):  # a crop could fall entirely in the padding (and 10**9 allocates the padded image)
+        return (f"padding of {pad} is larger than the {height}x{width} input; at most {min(height, width)}",
+                ("train", "augmentation", "crop_padding"))
     return None
 
 

@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 from rich.console import Console
@@ -145,6 +146,11 @@ class RunFolder:
         self._confusion_png(classes, cm)
 
     def _confusion_png(self, classes: list[str], cm: list[list[int]]) -> None:
+        with warnings.catch_warnings():  # a class name's glyphs missing from the font: a warning per glyph
+            warnings.simplefilter("ignore")
+            self._plot_confusion([one_line(c) for c in classes], cm)
+
+    def _plot_confusion(self, classes: list[str], cm: list[list[int]]) -> None:
         plt = _pyplot()
         k = len(classes)
         size = min(12, 3 + 0.5 * k)
