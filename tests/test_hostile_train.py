@@ -229,8 +229,12 @@ def test_class_names_never_reach_the_terminal_raw(capsys, tiny, tmp_path, monkey
     and no raw control character in what the run prints."""
     monkeypatch.setenv("NETSPEC_CACHE", str(tmp_path / "cache"))
     _folder(tmp_path / "img", ["\u732b", "a\x1bb", "\u202etxt"])
-    code, out, err = run(capsys, "train", tiny, "--out", tmp_path / "r", "--set", "train.batch_size=2",
-                         "--set", f"train.dataset={{name: imagefolder, root: {tmp_path / 'img'}}}")
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:  # pytest would otherwise keep them from stderr
+        warnings.simplefilter("always")
+        code, out, err = run(capsys, "train", tiny, "--out", tmp_path / "r", "--set", "train.batch_size=2",
+                             "--set", f"train.dataset={{name: imagefolder, root: {tmp_path / 'img'}}}")
     assert code == 0, err
+    assert [str(w.message) for w in caught if "Glyph" in str(w.message)] == []
     assert err == "" and "\x1b" not in out and "\u202e" not in out
     assert (tmp_path / "r" / "confusion.png").is_file()
