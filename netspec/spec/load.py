@@ -111,8 +111,8 @@ def read(path: str | os.PathLike) -> Source:
 def _read_bounded(name: str) -> bytes:
     """The file's bytes: never more than MAX_BYTES + 1 read, and never a wait. A stat
     size is no bound (it is 0 for /dev/zero, FIFOs and procfs), so the read itself is
-    bounded; devices, FIFOs and sockets are refused (opened non-blocking: a FIFO's open
-    would wait for a writer)."""
+    bounded; folders, devices, FIFOs and sockets are refused (opened non-blocking: a
+    FIFO's open would wait for a writer)."""
     try:
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
@@ -176,9 +176,7 @@ def parse(raw: bytes | str, file: str = "<string>") -> Source:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if sum(map(text.count, _INDICATORS)) > _COMPOSE_DIRECTLY:
-                _scan(text, file, kind)
-            if kind == "JSON":
-                _strict_json(text, file)
+                _scan(text, file)
             constructor, parser = _yaml().get_constructor_parser(text)
             try:
                 node = constructor.composer.get_single_node()
@@ -186,6 +184,8 @@ def parse(raw: bytes | str, file: str = "<string>") -> Source:
                 parser.dispose()
         source = Source(file, None)
         source.data = _Plain(source, constructor, kind).convert(node, (), 0) if node is not None else None
+        if kind == "JSON":  # after _Plain, which locates what it refuses (depth, NaN) in the node tree
+            _strict_json(text, file)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = (e.problem or e.context or "invalid YAML").strip()
@@ -233,7 +233,7 @@ def _yaml():
     return yaml
 
 
-def _scan(text: str, file: str, kind: str) -> None:
+def _scan(text: str, file: str) -> None:
     """Walk the event stream (flat, no recursion) and refuse nesting deeper than
     MAX_DEPTH or more than MAX_NODES nodes before anything is composed: ruamel's C
     composer recurses once per level, and ~30,000 levels overflow the C stack."""
