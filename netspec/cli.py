@@ -15,9 +15,9 @@ import os
 import sys
 import warnings
 
-from netspec.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, CheckFailed, NetspecError, SpecWarning
-
-DEFAULT_MAX_PARAMS = 10**12  # refuse before building anything larger (a trillion parameters)
+from netspec.budget import DEFAULT_MAX_PARAMS, max_params, refuse_huge
+from netspec.errors import (EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, CheckFailed, NetspecError, SpecError,
+                            SpecWarning, one_line)
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -28,11 +28,6 @@ def _shape(text: str) -> tuple[int, ...]:
     if not 1 <= len(dims) <= 3 or min(dims) <= 0:
         raise argparse.ArgumentTypeError(f"expected 1 to 3 positive sizes, got {text!r}")
     return dims
-
-
-def _console():
-    from rich.console import Console
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
 
 
 # -- subcommands -----------------------------------------------------------------------
@@ -62,7 +57,7 @@ def cmd_check(args) -> int:
         try:
             netspec.analyze(path, overrides=args.set)
             _flush_warnings(True)
-            print(f"{path}: ok")
+            print(one_line(f"{path}: ok"))
         except NetspecError as e:
             _flush_warnings(False)
             print(e, file=sys.stderr)
@@ -76,11 +71,11 @@ def cmd_compile(args) -> int:
     for path in args.specs:
         try:
             analysis = _analyze(path, args)
-            _refuse_huge(analysis, args.max_params)
+            refuse_huge(analysis, args.max_params)
             if args.json:
                 print(as_json(analysis))
             else:
-                render_table(analysis, _console())
+                render_table(analysis, sys.stdout)
             if args.check_params:
                 _check_params(analysis, path, quiet=args.json)
             _flush_warnings(True)
@@ -89,16 +84,6 @@ def cmd_compile(args) -> int:
             print(e, file=sys.stderr)
             worst = max(worst, e.exit_code)
     return worst
-
-
-def _refuse_huge(analysis, limit: int) -> None:
-    """Refuse, from the analysis alone, a model too large to build (before any allocation)."""
-    if analysis.params <= limit:
-        return
-    biggest = max(analysis.tree_leaves(), key=lambda m: m.params)
-    raise analysis.spec.source.error(
-        f"the model has {analysis.params:,} parameters (this layer {biggest.params:,}), over --max-params {limit:,}; refused",
-        biggest.node.src)
 
 
 def _check_params(analysis, path: str, quiet: bool) -> None:
@@ -119,8 +104,11 @@ def cmd_schema(args) -> int:
     from netspec.spec.schema import json_schema
     text = json.dumps(json_schema(), indent=2)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        try:
+            with open(args.out, "w") as f:
+                f.write(text + "\n")
+        except OSError as e:
+            raise SpecError(f"cannot write {args.out}: {e.strerror or e}", file="--out") from None
     else:
         print(text)
     return EXIT_OK
@@ -143,7 +131,7 @@ def _add_compile(sub) -> None:
     p.add_argument("--check-params", action="store_true",
                    help="verify `expect:` and cross-check against a meta-device build (exit 1 on mismatch)")
     p.add_argument("--json", action="store_true", help="print one JSON object per spec")
-    p.add_argument("--max-params", type=int, default=DEFAULT_MAX_PARAMS, metavar="N",
+    p.add_argument("--max-params", type=max_params, default=DEFAULT_MAX_PARAMS, metavar="N",
                    help=f"refuse specs with more parameters (default {DEFAULT_MAX_PARAMS:.0e})")
     p.set_defaults(func=cmd_compile)
 
@@ -244,8 +232,8 @@ def _run(argv: list[str]) -> int:
     except Exception as e:  # one line for users; the traceback on request
         if os.environ.get("NETSPEC_DEBUG"):
             raise
-        print(f"netspec: internal error: {type(e).__name__}: {e} (set NETSPEC_DEBUG=1 for the traceback; please report it)",
-              file=sys.stderr)
+        print(one_line(f"netspec: internal error: {type(e).__name__}: {e} (set NETSPEC_DEBUG=1 for the traceback; "
+                       f"please report it)"), file=sys.stderr)
         return EXIT_INTERNAL
 
 

@@ -2,7 +2,10 @@
 
 Every stage raises `SpecError` (bad input, exit 2) or `CheckFailed` (a check such as
 `expect` did not hold, exit 1). The CLI prints `str(error)`: one line,
-`FILE:LINE:COL: error: FIELD.PATH: message`. Imports nothing from netspec.
+`FILE:LINE:COL: error: FIELD.PATH: message`. Whatever a message quotes from the input
+(keys, values, file names) is escaped by `one_line` in every NetspecError's `str()`,
+subclasses' own `__str__` included: a newline, ESC/OSC/BEL sequence or NUL in a spec
+can neither forge a second error line nor reach the terminal. Imports nothing from netspec.
 """
 from __future__ import annotations
 
@@ -31,8 +34,29 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(e).__name__
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that is not printable (line breaks, C0/C1 controls
+    such as ESC, BEL and NUL, U+2028, bidi overrides) written as its escape, as repr does."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _ESCAPES.get(c) or repr(c)[1:-1] for c in text)
+
+
 class NetspecError(Exception):
     exit_code = EXIT_INVALID
+
+    def __init_subclass__(cls, **kwargs):
+        # a subclass's own __str__ is escaped too: no message can leave this one line
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__str__")
+        if own is not None:
+            cls.__str__ = lambda self, _own=own: one_line(_own(self))
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class SpecError(NetspecError):

@@ -1,13 +1,20 @@
-"""Analysis -> what people read: the summary table (rich) and the --json object.
+"""Analysis -> what people read: the summary table and the --json object.
 
 Rows are the leaf modules, by their state_dict path, so every parameter appears
-exactly once and the column sums equal the totals. Must not import torch.
+exactly once and the column sums equal the totals. The table is laid out here, in
+two passes over the rows (widths, then lines): rich's Table measured and rendered
+every cell as styled segments, about 1 ms a row, so 200,000 ReLUs took two minutes;
+these lines cost microseconds. Must not import torch.
 """
 from __future__ import annotations
 
 import json
+import unicodedata
 
 from netspec.analysis import Analysis
+from netspec.errors import one_line
+
+_RIGHT = (False, False, False, True, True)   # params and MACs are right-aligned
 
 
 def human(n: int) -> str:
@@ -41,26 +48,44 @@ def as_json(analysis: Analysis) -> str:
     return json.dumps({**analysis.as_dict(), "auto_projections": auto_projections(analysis)})
 
 
-def render_table(analysis: Analysis, console) -> None:
-    from rich.table import Table
+def _width(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
-    table = Table(title=f"{analysis.name}  input {analysis.input}", title_justify="left",
-                  show_footer=True, header_style="bold", footer_style="bold")
+
+def _cells(cells: tuple, widths: list[int]) -> str:
+    out = []
+    for text, width, right in zip(cells, widths, _RIGHT):
+        pad = " " * (width - _width(text))
+        out.append(pad + text if right else text + pad)
+    return "│ " + " │ ".join(out) + " │"
+
+
+def _rule(left: str, mid: str, right: str, fill: str, widths: list[int]) -> str:
+    return left + mid.join(fill * (w + 2) for w in widths) + right
+
+
+def render_table(analysis: Analysis, out) -> None:
+    """Write the table to the text stream `out`: one line per leaf module, then the totals."""
+    header = ("path", "type", "output", "params", "MACs")
+    rows = [(one_line(row.path), one_line(row.type), str(row.output), f"{row.params:,}" if row.params else "-",
+             human(row.macs) if row.macs else "-") for row in analysis.layers]
+    footer = ("total", "", str(analysis.output), f"{analysis.params:,}", human(analysis.macs))
+    widths = [max(map(_width, column)) for column in zip(header, footer, *rows)]
     frozen = analysis.params - analysis.trainable_params
-    table.add_column("path", footer="total")
-    table.add_column("type")
-    table.add_column("output", footer=str(analysis.output))
-    table.add_column("params", justify="right", footer=f"{analysis.params:,}")
-    table.add_column("MACs", justify="right", footer=human(analysis.macs))
-    for row in analysis.layers:
-        table.add_row(row.path, row.type, str(row.output), f"{row.params:,}" if row.params else "-",
-                      human(row.macs) if row.macs else "-")
-    console.print(table)
-    console.print(f"params {analysis.params:,} ({human(analysis.params)})"
-                  f"{f', {frozen:,} frozen' if frozen else ''} · MACs {analysis.macs:,} ({human(analysis.macs)}) per sample"
-                  f" · output {analysis.output}")
+    out.write(f"{one_line(analysis.name)}  input {analysis.input}\n")
+    out.write(_rule("┏", "┳", "┓", "━", widths) + "\n" + _cells(header, widths).replace("│", "┃") + "\n")
+    out.write(_rule("┡", "╇", "┩", "━", widths) + "\n")
+    for start in range(0, len(rows), 4096):  # in chunks: one string per chunk, not per table
+        out.write("".join(_cells(r, widths) + "\n" for r in rows[start:start + 4096]))
+    out.write(_rule("├", "┼", "┤", "─", widths) + "\n" + _cells(footer, widths) + "\n")
+    out.write(_rule("└", "┴", "┘", "─", widths) + "\n")
+    out.write(f"params {analysis.params:,} ({human(analysis.params)})"
+              f"{f', {frozen:,} frozen' if frozen else ''} · MACs {analysis.macs:,} ({human(analysis.macs)}) per sample"
+              f" · output {analysis.output}\n")
     projected = auto_projections(analysis)
     if projected:
-        console.print(f"shortcut: auto projected {len(projected)} residual{'s' if len(projected) > 1 else ''} "
-                      "(input -> body output): " + ", ".join(f"{p['path']} {p['input']} -> {p['output']}" for p in projected),
-                      soft_wrap=True)
+        out.write(one_line(f"shortcut: auto projected {len(projected)} residual{'s' if len(projected) > 1 else ''} "
+                           "(input -> body output): " + ", ".join(f"{p['path']} {p['input']} -> {p['output']}"
+                                                                  for p in projected)) + "\n")

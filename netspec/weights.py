@@ -101,6 +101,7 @@ def _is_state(obj) -> bool:
 
 
 def _checkpoint_weights(state: dict, path: Path) -> Weights:
+    checkpoint.check_fields(state, path, checkpoint.EVAL)  # a crafted file is one line, not a crash later
     averaged = "ema" in state  # last.pt of a train.ema run; best.pt already holds the evaluated weights
     epoch = state.get("epoch")
     name = state.get("name") if isinstance(state.get("name"), str) else None  # the spec it was trained from

@@ -63,6 +63,29 @@ EXPECTED = {
     "conv_scalar.yaml": ("5:11", "layers[0].conv", "'conv' takes a mapping of fields, not int 16"),
     "unquoted_expr.yaml": ("6:18", "", 'quote the expression: "${w // 8}"'),
     "train_typo.yaml": ("8:9", "train.epoch", "unknown field 'epoch' (did you mean 'epochs'?)"),
+    # issue 10: numbers, tags and characters the parser used to crash on or misplace
+    "big_int.yaml": ("4:11", "vars.a", "integer of 5,000 digits is out of range"),
+    "big_int.json": ("1:63", "vars.a", "integer of 5,000 digits is out of range"),
+    "big_hex.yaml": ("4:11", "vars.a", "integer of 20,000 bits is out of range"),
+    "tag_int.yaml": ("5:17", "layers[0].conv.out", "'abc' is not a valid !!int value"),
+    "tag_bool.yaml": ("5:32", "layers[0].conv.bias", "'maybe' is not a valid !!bool value"),
+    "tag_kind.yaml": ("3:8", "input", "YAML tag !!map does not fit a sequence"),
+    "nul.yaml": ("14:25", "", "control character U+0000 is not allowed"),
+    "esc.yaml": ("14:29", "", "control character U+001B is not allowed"),
+    "forged_key.yaml": ("5:26", "layers[0].conv.x\\nforged.yaml:1:1: error: \\x1b[2J", "unknown field"),
+    "inf.yaml": ("5:15", "layers[0].bn.eps", "inf is not allowed: numbers in a spec are finite"),
+    "json_trailing_comma.json": ("1:67", "", "invalid JSON: Expecting value; a trailing comma"),
+    "json_comment.json": ("2:2", "", "JSON has no comments"),
+    "json_single_quote.json": ("1:24", "", "strings are double-quoted"),
+    "json_nan.json": ("1:72", "layers[0].dropout", "'NaN' is not a JSON value"),
+    "expr_digits.yaml": ("5:17", "layers[0].conv.out", "bad expression: unexpected '\u0663'"),
+    # training settings that validated and then crashed the first batch
+    "train_norm_channels.yaml": ("6:24", "train.normalization.std", "2 values for the 3 channels"),
+    "train_reflect.yaml": ("6:32", "train.augmentation.crop_padding", "reflect padding of 8 needs images larger than 8"),
+    "train_vector_input.yaml": ("3:8", "input", "is not [C, H, W]"),
+    "train_seed.yaml": ("5:15", "train.seed", "greater than or equal to 0"),
+    "train_milestones.yaml": ("6:44", "train.schedule.milestones[1]", "less than or equal to 1"),
+    "train_classes.yaml": ("6:12", "train.dataset", "classes is at most train_size"),
 }
 
 

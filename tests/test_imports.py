@@ -26,6 +26,7 @@ LATER = {
     "netspec/ir.py": ("netspec.resolver", "netspec.analysis", "netspec.builder", "torch"),
     "netspec/resolver.py": ("netspec.analysis", "netspec.builder", "torch"),
     "netspec/analysis.py": ("netspec.builder", "netspec.train", "torch"),
+    "netspec/budget.py": ("netspec.builder", "netspec.train", "netspec.data", "torch"),
 }
 
 

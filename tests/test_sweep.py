@@ -192,7 +192,7 @@ def test_parallel_failed_run_is_recorded_and_the_others_finish(cli, sweep_dir):
 
 def test_parallel_invalid_input_at_run_time_stops_the_sweep(cli, sweep_dir):
     """A missing dataset is found when a run starts: its one-line error ends the sweep (exit 2)."""
-    r = cli("sweep", sweep_dir / "tiny.yaml", "--grid", "train.seed=1,2,3", "--out", sweep_dir / "m", "--quiet",
+    r = cli("sweep", sweep_dir / "tiny.yaml", "--seeds", "1,2,3", "--out", sweep_dir / "m", "--quiet",
             "--jobs", "2", "--set", "train.dataset={name: imagefolder, root: /nonexistent/photos}")
     assert r.code == 2
     assert r.err.count("\n") == 1 and "/nonexistent/photos" in r.err, r.err

@@ -11,7 +11,9 @@ Must not import netspec.train, netspec.build or anything past the data stage.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import tempfile
 import warnings
@@ -25,6 +27,7 @@ import torch
 from netspec.errors import NetspecError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+MAX_PIXELS = 2**25   # per image, read from its header before decoding (8K video frames are 2**25)
 
 
 class DataError(NetspecError):
@@ -65,6 +68,9 @@ def load_dataset(config, input_shape: list[int], progress: Callable[[str, int, i
     then counts up to total."""
     data = DATASETS[config.name](config, list(input_shape), progress or _silent)
     check_shape(data, input_shape)
+    if len(data.classes) < 2:  # every prediction would be right: nothing to learn, nothing measured
+        raise DataError(f"dataset {data.name} has {len(data.classes)} class ({', '.join(data.classes)}); "
+                        f"a classifier needs at least 2")
     return data
 
 
@@ -132,15 +138,18 @@ def _torchvision(config, input_shape: list[int], progress) -> ImageData:
     cls_name, folder = _TORCHVISION[config.name]
     root = Path(config.root).expanduser() if config.root else default_root()
     cls = getattr(torchvision.datasets, cls_name)
-    try:
-        train = cls(str(root), train=True, download=config.download)
-        test = cls(str(root), train=False, download=config.download)
-    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted..."
-        raise DataError(f"dataset {config.name} not found in {root / folder}; add "
-                        f"--set train.dataset.download=true to fetch it, or set train.dataset.root "
-                        f"to where it is ({e})") from None
-    except OSError as e:  # network failures while downloading
-        raise DataError(f"dataset {config.name}: download into {root} failed: {e}") from None
+    try:  # torchvision prints download progress and every failed mirror: the error says what matters
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            train = cls(str(root), train=True, download=config.download)
+            test = cls(str(root), train=False, download=config.download)
+    except (RuntimeError, OSError) as e:  # "Dataset not found or corrupted", or the network failing
+        if not config.download:
+            raise DataError(f"dataset {config.name} not found in {root / folder}; add "
+                            f"--set train.dataset.download=true to fetch it, or set train.dataset.root "
+                            f"to where it is") from None
+        lines = [line.strip(" <>") for line in str(e).splitlines() if line.strip()]
+        raise DataError(f"dataset {config.name}: download into {root} failed ({lines[-1] if lines else type(e).__name__}); "
+                        f"check the network, or put the files in {root / folder}") from None
 
     def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
         x = ds.data
@@ -223,6 +232,7 @@ def read_image(path: str, channels: int, size: tuple[int, int] | None) -> torch.
     so a predicted image is prepared exactly as a test image is."""
     from torchvision.io import ImageReadMode, decode_image, read_file
 
+    _check_pixels(path)  # a decompression bomb is refused from its header
     try:
         img = decode_image(read_file(path), mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
     except RuntimeError:
@@ -250,6 +260,25 @@ def _decode_all(paths: list[str], channels: int, size: tuple[int, int] | None, p
             raise DataError(f"dataset imagefolder: {path} is {list(img.shape)} but {paths[0]} is "
                             f"{list(first)}; add --set train.dataset.resize=true")
     return torch.stack(images)
+
+
+def _check_pixels(path: str) -> None:
+    """Refuse an image too large to decode from its header alone: a 0.9 MB PNG can be
+    30000x30000 (2.7 GB decoded, 11 GB as floats for resize)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # PIL warns (DecompressionBombWarning) before it refuses
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                width, height = im.size
+    except Image.DecompressionBombError as e:
+        raise DataError(f"dataset imagefolder: {path}: {e}") from None
+    except (OSError, ValueError):
+        return  # not an image PIL knows: the decoder says what it is
+    if width * height > MAX_PIXELS:
+        raise DataError(f"dataset imagefolder: {path} is {width}x{height} pixels, over the {MAX_PIXELS:,} "
+                        f"an image may have (a decompression bomb?)")
 
 
 def _decode_pil(path: str, channels: int) -> torch.Tensor:

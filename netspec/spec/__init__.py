@@ -11,6 +11,7 @@ from netspec.spec.paths import absolute_paths, check_dataset_root
 from netspec.spec.locate import validation_error
 from netspec.spec.schema import Spec
 from netspec.spec.usage import check_vars
+from netspec.spec.train import input_problem
 
 
 def load_spec(spec, overrides=()) -> Spec:
@@ -35,6 +36,10 @@ def load_spec(spec, overrides=()) -> Spec:
         raise validation_error(e, source) from None
     validated._source = source
     check_vars(source)
+    if validated.train is not None:  # a train section that cannot work with the input is bad input now
+        problem = input_problem(validated.train, validated.input)
+        if problem is not None:
+            raise source.error(*problem)
     return validated
 
 

@@ -49,7 +49,8 @@ MAX_DEPTH = 32           # nesting of parentheses, unary operators and condition
 MAX_MAGNITUDE = 2**63    # results beyond int64 are refused (no spec needs them)
 MAX_STEPS = 100_000      # operations of range loops per Budget (per spec); RegNet's stages take ~3,000
 
-_NUM = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+# ASCII digits only: `\d` would read Arabic-Indic and other Unicode digits (`${٣ * 2}` was 6)
+_NUM = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _TOKEN = re.compile(rf"\s*(?:({_NUM})|([A-Za-z_][A-Za-z0-9_]*)|(\*\*|//|[<>=!]=|[-+*/%(),<>]))")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _KEYWORDS = {"if", "else", "and", "or", "not", "for", "in"}

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspec.errors import SpecError
-from netspec.spec.address import PathError, locate, plain_path, show
+from netspec.spec.address import Names, PathError, locate, plain_path, show
 from netspec.spec.load import Source, parse_override, read, set_label, set_plain, split_path
 
 MAX_CHAIN = 32                       # extends depth; deeper is surely a mistake
@@ -242,6 +242,7 @@ class _Doc:
     def __init__(self, track: bool = True):
         self.track = track
         self.meta: dict[int, tuple[Any, Any, tuple]] = {}  # id -> (container, child origins, own origin)
+        self.names = Names()  # layer-list names for PATH lookups, kept in step by the edits below
 
     def adopt(self, value, source, path: tuple):
         if not self.track:
@@ -276,6 +277,7 @@ class _Doc:
         container[key] = value
         if self.track:
             self.meta[id(container)][1][key] = origin
+        self.names.changed(container, key)
 
     def put_raw(self, container, key, value, origin) -> None:
         """Store a fresh value (built here from existing data) with one origin for all of it."""
@@ -287,19 +289,21 @@ class _Doc:
         self.put(container, key, new, (source, path) if source is not None else None)
 
     def remove(self, container, key) -> None:
-        if isinstance(container, list):
-            del container[key]
-        else:
-            del container[key]
+        del container[key]
         if self.track:
             origins = self.meta[id(container)][1]
             del origins[key]
+        if isinstance(container, list):
+            self.names.removed(container, key)
+        else:
+            self.names.changed(container, key)
 
     def insert(self, container: list, index: int, items: list, source, paths: list) -> None:
         new = [self.adopt(v, source, p) for v, p in zip(items, paths)]
         container[index:index] = new
         if self.track:
             self.meta[id(container)][1][index:index] = [(source, p) for p in paths]
+        self.names.inserted(container, index, len(new))
 
     def finish(self, root: dict, top: Source, chain: list[str]) -> MergedSource:
         merged = MergedSource(top.file, root, chain=list(chain))

@@ -14,12 +14,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 
 class _Strict(BaseModel):
-    # strict: "64" is not an int, "no" is not false; closed: a typo is an error, not ignored
-    model_config = ConfigDict(strict=True, extra="forbid")
+    # strict: "64" is not an int, "no" is not false; closed: a typo is an error, not ignored;
+    # finite: no field means infinity or NaN (the loader refuses them too; this holds for
+    # a TrainConfig built in Python)
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+# the bounds of what torch and the machine can take, so a setting that validates also runs
+MAX_SEED = 2**63 - 1           # torch.manual_seed and Generator seeds are 64-bit
+MAX_BATCH = 2**24              # images in one batch
+MAX_IMAGES = 2**27             # a synthetic set (ImageNet has 2**20)
+MAX_THREADS = 4096
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 def _tagged_by_name(default: str, kind: str, names: tuple[str, ...]):
@@ -49,18 +61,25 @@ class DigitsData(_Strict):
 
     name: Literal["digits"] = Field("digits", description="Dataset name.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Fraction of the images held out for testing (a fixed random split).")
-    split_seed: int = Field(0, description="Seed of the random train/test split.")
+    split_seed: Seed = Field(0, description="Seed of the random train/test split.")
 
 
 class SyntheticData(_Strict):
     """Random class templates plus noise, shaped like the spec's input: for tests."""
 
     name: Literal["synthetic"] = Field("synthetic", description="Dataset name.")
-    train_size: int = Field(512, ge=1, description="Number of training images.")
-    test_size: int = Field(256, ge=1, description="Number of test images.")
-    classes: int = Field(10, ge=2, description="Number of classes.")
+    train_size: int = Field(512, ge=1, le=MAX_IMAGES, description="Number of training images.")
+    test_size: int = Field(256, ge=1, le=MAX_IMAGES, description="Number of test images.")
+    classes: int = Field(10, ge=2, description="Number of classes (at most train_size: one template image each).")
     noise: float = Field(40.0, ge=0, description="Standard deviation of the pixel noise around each class template (0..255 scale).")
-    seed: int = Field(0, description="Seed the images are drawn from.")
+    seed: Seed = Field(0, description="Seed the images are drawn from.")
+
+    @model_validator(mode="after")
+    def _classes_fit(self) -> "SyntheticData":
+        if self.classes > self.train_size:
+            raise ValueError(f"{self.classes:,} classes but {self.train_size:,} training images; "
+                             f"classes is at most train_size")
+        return self
 
 
 class TorchvisionData(_Strict):
@@ -79,7 +98,7 @@ class ImageFolderData(_Strict):
     train_dir: str = Field("train", description="Subfolder of root with the training images (one folder per class).")
     test_dir: str = Field("test", description="Subfolder of root with the test images (one folder per class).")
     split: float | None = Field(None, gt=0, lt=1, description="If set, ignore train_dir/test_dir and split root/<class>/* at random, this fraction for training (e.g. 0.8).")
-    split_seed: int = Field(0, description="Seed of the random split.")
+    split_seed: Seed = Field(0, description="Seed of the random split.")
     resize: bool = Field(False, description="Resize every image to the spec's input height and width (else sizes must already match).")
 
 
@@ -124,10 +143,6 @@ class Normalization(_Strict):
 
 # ---------------------------------------------------------------- optimizers
 
-# a YAML list is the only way to write a pair; strict mode alone accepts only a Python tuple
-Betas = Annotated[tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)]
-
-
 class SGD(_Strict):
     name: Literal["sgd"] = Field("sgd", description="Optimizer name.")
     lr: float = Field(0.1, gt=0, description="Peak learning rate (the schedule scales it).")
@@ -140,7 +155,8 @@ class SGD(_Strict):
 class Adam(_Strict):
     name: Literal["adam"] = Field("adam", description="Optimizer name.")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate (the schedule scales it).")
-    betas: Betas = Field((0.9, 0.999), description="Coefficients of the running averages of the gradient and its square.")
+    betas: Annotated[list[Beta], Field(min_length=2, max_length=2)] = Field(
+        default_factory=lambda: [0.9, 0.999], description="Coefficients of the running averages of the gradient and its square, each in [0, 1).")
     eps: float = Field(1e-8, gt=0, description="Term added to the denominator for numerical stability.")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay (coupled, as in torch.optim.Adam).")
     decay_norm_and_bias: bool = Field(False, description="Also apply weight decay to normalization weights and biases.")
@@ -149,7 +165,8 @@ class Adam(_Strict):
 class AdamW(_Strict):
     name: Literal["adamw"] = Field("adamw", description="Optimizer name.")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate (the schedule scales it).")
-    betas: Betas = Field((0.9, 0.999), description="Coefficients of the running averages of the gradient and its square.")
+    betas: Annotated[list[Beta], Field(min_length=2, max_length=2)] = Field(
+        default_factory=lambda: [0.9, 0.999], description="Coefficients of the running averages of the gradient and its square, each in [0, 1).")
     eps: float = Field(1e-8, gt=0, description="Term added to the denominator for numerical stability.")
     weight_decay: float = Field(0.05, ge=0, description="Decoupled weight decay (as in torch.optim.AdamW).")
     decay_norm_and_bias: bool = Field(False, description="Also apply weight decay to normalization weights and biases.")
@@ -170,7 +187,7 @@ class ConstantSchedule(_Strict):
 
 class StepSchedule(_Strict):
     name: Literal["step"] = Field("step", description="Schedule name.")
-    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75], description="Fractions of training (0..1) at which the rate is multiplied by gamma.")
+    milestones: list[Fraction] = Field(default_factory=lambda: [0.5, 0.75], description="Fractions of training (0..1) at which the rate is multiplied by gamma.")
     gamma: float = Field(0.1, gt=0, description="Factor applied at each milestone.")
     warmup_epochs: float = Field(0.0, ge=0, description="Epochs of linear warmup from 0 to the peak learning rate.")
 
@@ -228,18 +245,40 @@ class TrainConfig(_Strict):
     schedule: Schedule = Field(default_factory=OneCycleSchedule, description="Learning-rate schedule, stepped every batch; `name` is constant, step, cosine or onecycle.")
     loss: Loss = Field(default_factory=Loss, description="The loss (cross-entropy).")
     ema: EMA = Field(default_factory=EMA, description="Evaluate a moving average of the weights (off by default).")
-    epochs: int = Field(10, ge=1, description="Passes over the training set.")
-    batch_size: int = Field(128, ge=1, description="Global batch size: with N processes each takes batch_size / N.")
-    eval_batch_size: int | None = Field(None, ge=1, description="Batch size at evaluation; default 2 x batch_size.")
+    epochs: int = Field(10, ge=1, le=1_000_000, description="Passes over the training set.")
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH, description="Global batch size: with N processes each takes batch_size / N.")
+    eval_batch_size: int | None = Field(None, ge=1, le=MAX_BATCH, description="Batch size at evaluation; default 2 x batch_size.")
     eval_every: int = Field(1, ge=1, description="Evaluate on the test set every N epochs (and always after the last).")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Arithmetic: fp32, or bf16/fp16 autocast (fp16 adds loss scaling).")
     channels_last: bool = Field(False, description="Keep images and convolution weights in channels-last memory layout (faster on tensor cores).")
     compile: bool = Field(False, description="Compile the model with torch.compile (slow start, faster steps on GPU).")
     grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value.")
-    seed: int = Field(0, description="Seed of weight initialization, shuffling and augmentation.")
+    seed: Seed = Field(0, description="Seed of weight initialization, shuffling and augmentation.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto picks cuda when available (the --device option overrides).")
     data_on_device: bool = Field(True, description="Keep the whole decoded dataset as uint8 on the training device.")
-    cpu_threads: int | None = Field(None, ge=1, description="CPU threads when training on the CPU; default torch's, or 1 for a small model (under 1 GMAC per batch), which threads only slow down.")
+    cpu_threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="CPU threads when training on the CPU; default torch's, or 1 for a small model (under 1 GMAC per batch), which threads only slow down.")
+
+
+def input_problem(config: TrainConfig, shape: list[int]) -> tuple[str, tuple] | None:
+    """What in the train section cannot work with the spec's input shape, as (message,
+    path into the document): found by `netspec check`, not by a crash in the first batch."""
+    if len(shape) != 3:
+        return (f"the trainer trains on images, but the spec's input {list(shape)} is not [C, H, W]; "
+                f"take the image and start with flatten"), ("input",)
+    channels, height, width = shape
+    for name in ("mean", "std"):
+        values = getattr(config.normalization, name)
+        if values is not None and len(values) != channels:
+            return (f"{len(values)} values for the {channels} channels of the spec's input {list(shape)}",
+                    ("train", "normalization", name))
+    pad = config.augmentation.crop_padding
+    if config.augmentation.padding_mode == "reflect" and pad >= min(height, width):
+        return (f"reflect padding of {pad} needs images larger than {pad} pixels a side; the input is "
+                f"{height}x{width} (lower it or use padding_mode: zeros)"), ("train", "augmentation", "crop_padding")
+    if pad > min(height, width):  # a crop could fall entirely in the padding (and 10**9 allocates the padded image)
+        return (f"padding of {pad} is larger than the {height}x{width} input; at most {min(height, width)}",
+                ("train", "augmentation", "crop_padding"))
+    return None
 
 
 def field_reference(model: type[BaseModel] = TrainConfig, prefix: str = "train") -> list[tuple[str, str, str, str]]:

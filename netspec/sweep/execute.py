@@ -49,7 +49,12 @@ def _plan_record(run: Run) -> dict:
 
 def run_sweep(plan: Plan, device: str | None = None, quiet: bool = False, log=print, jobs: int = 1) -> int:
     check_plan(plan)
-    plan.out.mkdir(parents=True, exist_ok=True)
+    try:
+        plan.out.mkdir(parents=True, exist_ok=True)
+        (plan.out / "runs").mkdir(exist_ok=True)
+    except OSError as e:
+        reason = "it is a file" if plan.out.is_file() or (plan.out / "runs").is_file() else e.strerror or str(e)
+        raise SpecError(f"cannot use {plan.out} as the sweep's folder: {reason}", file="--out") from None
     runs = plan.runs
     for run in runs:  # what is already there
         record = run.folder / "sweep.json"

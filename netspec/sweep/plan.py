@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from netspec.errors import SpecError
 
+MAX_RUNS = 10_000   # variants x grid points x seeds; checked before the product is built
+SEED_PATH = "train.seed"   # set per run from seeds:, so never a grid axis or a sweep-wide --set
+
 
 # -- the sweep file -------------------------------------------------------------------------
 class _Strict(BaseModel):
@@ -114,7 +117,18 @@ def plan_sweep(*, name: str, description: str = "", variants: list[tuple[str, st
                grid: dict[str, list[tuple[str, Any]]], seeds: list[int], common: list[str], out: str | os.PathLike,
                reported: dict[str, float] | None = None) -> Plan:
     """variants: (label, spec file, overrides); grid: axis -> [(value label, value)]."""
+    problem = plan_problem(grid, seeds, common)
+    if problem is not None:
+        message, where = problem
+        raise SpecError(message, file=f"--{where[0]}")
     axes = list(grid)
+    size = len(variants) * len(seeds)
+    for values in grid.values():
+        size *= len(values)
+    if size > MAX_RUNS:
+        shape = " x ".join(map(str, [len(variants), *(len(v) for v in grid.values()), len(seeds)]))
+        raise SpecError(f"the sweep has {size:,} runs (variants x grid values x seeds: {shape}), "
+                        f"over the {MAX_RUNS:,} a sweep may plan; split it", file="sweep")
     short = axis_names(axes)
     points: list[list[tuple[str, str, Any]]] = [[]]
     for axis in axes:
@@ -137,6 +151,29 @@ def plan_sweep(*, name: str, description: str = "", variants: list[tuple[str, st
             run_id = f"{slug(c.label.replace(' / ', '_')) or 'run'}_seed{seed}"
             c.runs.append(Run(c, seed, run_id, out / "runs" / run_id, [*c.overrides, f"train.seed={seed}"]))
     return Plan(name, description, out, axes, configs, dict(reported or {}))
+
+
+def plan_problem(grid: dict, seeds: list[int], common: list[str]) -> tuple[str, tuple] | None:
+    """What would plan other runs than were asked, as (message, path in a sweep file):
+    an axis with no values (0 runs, exit 0), two values with one label (one folder for
+    both), train.seed on an axis or in a sweep-wide set (the seeds set it per run and
+    would override it silently), a seed given twice (one folder trained twice)."""
+    for axis, values in grid.items():
+        if not values:
+            return f"grid axis {axis} has no values", ("grid", axis)
+        labels = [label for label, _ in values]
+        dup = next((i for i, lab in enumerate(labels) if lab in labels[:i]), None)
+        if dup is not None:
+            return f"grid axis {axis} has the value {labels[dup]!r} twice", ("grid", axis, dup)
+        if axis.replace("[", ".").replace("]", "").strip(".") == SEED_PATH:
+            return f"{SEED_PATH} is not a grid axis: the sweep's seeds set it per run", ("grid", axis)
+    for i, text in enumerate(common):
+        if text.split("=", 1)[0].strip() == SEED_PATH:
+            return f"{text}: the sweep's seeds set {SEED_PATH} per run; give seeds instead", ("set", i)
+    dup = next((i for i, seed in enumerate(seeds) if seed in seeds[:i]), None)
+    if dup is not None:
+        return f"seed {seeds[dup]} is given twice", ("seeds", dup)
+    return None
 
 
 def load_sweep_file(path: str, extra_grid: dict, seeds: list[int] | None, common: list[str], out: str | None) -> Plan:
@@ -167,10 +204,18 @@ def load_sweep_file(path: str, extra_grid: dict, seeds: list[int] | None, common
             raise source.error(f"spec file {spec} not found", where)
     grid = {axis: (list(values.items()) if isinstance(values, dict) else [(value_label(v), v) for v in values])
             for axis, values in sweep.grid.items()}
+    problem = plan_problem(grid, sweep.seeds if seeds is None else [], sweep.set)
+    if problem is not None:
+        raise source.error(*problem)
     grid.update(extra_grid)
-    plan = plan_sweep(name=sweep.sweep, description=sweep.description, variants=variants, grid=grid,
-                      seeds=seeds or sweep.seeds, common=[*sweep.set, *common],
-                      out=out or os.path.join("runs", f"sweep-{slug(sweep.sweep)}"), reported=sweep.reported)
+    try:
+        plan = plan_sweep(name=sweep.sweep, description=sweep.description, variants=variants, grid=grid,
+                          seeds=seeds or sweep.seeds, common=[*sweep.set, *common],
+                          out=out or os.path.join("runs", f"sweep-{slug(sweep.sweep)}"), reported=sweep.reported)
+    except SpecError as e:
+        if e.file != "sweep":  # a command-line option's
+            raise
+        raise source.error(e.message, ("grid",) if sweep.grid else ("variants",) if sweep.variants else ()) from None
     unknown = [k for k in sweep.reported if k not in {c.label for c in plan.configs}]
     if unknown:
         raise source.error(f"reported: {unknown[0]!r} is not a configuration of this sweep "

@@ -1,22 +1,25 @@
 """Checkpoints: written atomically, read without running code.
 
 Owns the checkpoint file format (a dict of tensors, numbers, strings and lists, version
-`FORMAT`), `save` (temporary file in the same folder + fsync + rename + fsync of the
-folder, so a crash leaves the old file or the new one, never half of one), `load`
-(`torch.load(weights_only=True)`: a checkpoint can never execute code) and the RNG
-state capture/restore that makes a resumed run replay exactly.
+`FORMAT`; `FIELDS` says what each field holds), `save` (temporary file in the same folder
++ fsync + rename + fsync of the folder, so a crash or a full disk leaves the old file or
+the new one, never half of one), `load` (`torch.load(weights_only=True)`: a checkpoint
+can never execute code; the fields a use `needs` are checked, so a crafted or cut-down
+file is one line) and the RNG state capture/restore that makes a resumed run replay exactly.
 
 Imports torch only. Must not import the loop, data or build.
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 
-from netspec.errors import NetspecError
+from netspec.errors import EXIT_CHECK_FAILED, NetspecError
 
 FORMAT = 1
 
@@ -28,18 +31,33 @@ class CheckpointError(NetspecError):
         return f"error: {self.args[0]}"
 
 
+class SaveFailed(CheckpointError):
+    """A checkpoint could not be written (a full disk, a folder made read-only): the
+    previous file of that name is untouched. Exit 1, as a training run that cannot go on."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
 def save(state: dict, path: str | os.PathLike) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # unbuffered: a failed write (a full disk) raises its OSError inside torch.save,
+        # which torch passes on; through a buffer it became "unexpected pos 704 vs 598"
+        with os.fdopen(fd, "wb", buffering=0) as f:
             torch.save({"netspec_checkpoint": FORMAT, **state}, f)
-            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        kept = "the previous one is kept" if path.exists() else "none had been written"
+        raise SaveFailed(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
 
@@ -58,18 +76,80 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", needs: tuple[str, ...] = ()) -> dict:
+    """The checkpoint at path, with the fields in `needs` (EVAL, RESUME) checked."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on its way to refusing
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle refusing a non-tensor object, truncation, not a zip...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" in str(e):
+            first = "it holds objects other than tensors, numbers, strings and containers, and loading them would run code"
+        else:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
     if not isinstance(state, dict) or state.get("netspec_checkpoint") != FORMAT:
         raise CheckpointError(f"{path} is not a netspec checkpoint (format {FORMAT})")
+    check_fields(state, path, needs)
     return state
+
+
+def check_fields(state: dict, path, needs: tuple[str, ...]) -> None:
+    """Refuse a checkpoint (a loaded dict) that lacks a field of `needs` or holds one of another kind."""
+    for key in (*needs, *(("ema",) if "ema" in state else ())):
+        what, fits = FIELDS[key]
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} has no {key!r} ({what}); it is not a complete netspec checkpoint")
+        if not fits(state[key]):
+            raise CheckpointError(f"checkpoint {path}: {key!r} is not {what}")
+
+
+# -- what a checkpoint holds, so a crafted or cut-down file is one line, not a crash later
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _weights(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items())
+
+
+def _row(r) -> bool:
+    return isinstance(r, dict) and all(k in r and (r[k] is None or _number(r[k])) for k in HISTORY_ROW)
+
+
+HISTORY_ROW = ("epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "epoch_s")
+FIELDS = {
+    "model": ("a mapping of parameter names to tensors", _weights),
+    "mean": ("a list of numbers", lambda v: isinstance(v, list) and len(v) > 0 and all(map(_number, v))),
+    "std": ("a list of positive numbers", lambda v: isinstance(v, list) and len(v) > 0 and all(_number(x) and x > 0 for x in v)),
+    "epoch": ("an epoch count", _int),
+    "step": ("a step count", _int),
+    "optimizer": ("an optimizer state (a mapping)", lambda v: isinstance(v, dict)),
+    "scheduler": ("a schedule state (a mapping)", lambda v: isinstance(v, dict)),
+    "scaler": ("a loss-scaler state (a mapping)", lambda v: isinstance(v, dict)),
+    "rng": ("a random-generator state (a mapping with a 'torch' tensor)",
+            lambda v: isinstance(v, dict) and isinstance(v.get("torch"), torch.Tensor) and v["torch"].dtype == torch.uint8),
+    "history": ("a list of epoch rows", lambda v: isinstance(v, list) and all(map(_row, v))),
+    "best_acc": ("a number", _number),
+    "best_epoch": ("an epoch count", _int),
+    "wall_s": ("a number of seconds", _number),
+    "train_config": ("the train section it was trained with (a string)", lambda v: isinstance(v, str)),
+    "partial": ("null or the sums of a part-done epoch",
+                lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("losses"), torch.Tensor)
+                                        and isinstance(v.get("correct"), torch.Tensor) and _number(v.get("train_s")))),
+    "ema": ("a weight average (a mapping of model weights and n_averaged)",
+            lambda v: isinstance(v, dict) and _weights(v.get("model")) and _int(v.get("n_averaged"))),
+}
+EVAL = ("model", "mean", "std")
+RESUME = ("epoch", "step", "model", "optimizer", "scheduler", "scaler", "rng", "history", "best_acc", "best_epoch",
+          "wall_s", "partial", "train_config", "mean", "std")
 
 
 def rng_state() -> dict:

@@ -15,7 +15,9 @@ import json
 import os
 import sys
 
+from netspec.budget import DEFAULT_MAX_PARAMS, max_params
 from netspec.deploy.commands import add_init_options, read_weights, report
+from netspec.errors import one_line
 
 
 def _train_epilog() -> str:
@@ -46,6 +48,8 @@ def add_commands(subparsers) -> None:
     train.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: train.device, auto)")
     train.add_argument("--quiet", action="store_true", help="no progress output; only the final line")
     add_init_options(train)
+    train.add_argument("--max-params", type=max_params, default=DEFAULT_MAX_PARAMS, metavar="N",
+                       help=f"refuse specs with more parameters (default {DEFAULT_MAX_PARAMS:.0e}), as compile does")
     train.set_defaults(func=_train)
 
     ev = subparsers.add_parser(
@@ -64,7 +68,7 @@ def _load_job(args):
     from netspec.train.loop import Job
 
     spec = netspec.load(args.spec, overrides=list(getattr(args, "set", None) or []))
-    return Job.from_spec(spec, source=args.spec)
+    return Job.from_spec(spec, source=args.spec, max_params=getattr(args, "max_params", DEFAULT_MAX_PARAMS))
 
 
 def _resume_command(args, spec_given: bool) -> list[str]:
@@ -91,7 +95,7 @@ def _train(args) -> int:
         print("error: --resume continues in its own folder; leave out --out", file=sys.stderr)
         return 2
     if args.resume and not os.path.isfile(os.path.join(args.resume, "last.pt")):
-        print(f"error: --resume {args.resume}: no last.pt there to continue from", file=sys.stderr)
+        print(one_line(f"error: --resume {args.resume}: no last.pt there to continue from"), file=sys.stderr)
         return 2
     spec_given = args.spec is not None
     if not spec_given:
@@ -120,9 +124,9 @@ def _train(args) -> int:
         return 130
     if "run_dir" in summary:  # rank 0 only
         acc, best = summary["test_acc"], summary["best_test_acc"]
-        print(f"{summary['name']}: test accuracy {100 * acc:.2f}% (best {100 * best:.2f}% at epoch "
-              f"{summary['best_epoch']}), {_plural(summary['epochs'], 'epoch')}, {summary['images_per_s']:,.0f} images/s, "
-              f"{summary['wall_s']:.1f} s; run folder {summary['run_dir']}", flush=True)
+        print(one_line(f"{summary['name']}: test accuracy {100 * acc:.2f}% (best {100 * best:.2f}% at epoch "
+                       f"{summary['best_epoch']}), {_plural(summary['epochs'], 'epoch')}, {summary['images_per_s']:,.0f} images/s, "
+                       f"{summary['wall_s']:.1f} s; run folder {summary['run_dir']}"), flush=True)
     return 0
 
 
@@ -140,11 +144,11 @@ def _eval(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{job.name}: test accuracy {100 * result['test_acc']:.2f}% on {_plural(result['images'], 'image')}, "
-          f"loss {result['test_loss']:.4f} ({args.ckpt or args.init}"
-          + (f", epoch {result['epoch']})" if result["epoch"] is not None else ")"))
+    print(one_line(f"{job.name}: test accuracy {100 * result['test_acc']:.2f}% on {_plural(result['images'], 'image')}, "
+                   f"loss {result['test_loss']:.4f} ({args.ckpt or args.init}"
+                   + (f", epoch {result['epoch']})" if result["epoch"] is not None else ")")))
     width = max(len(c) for c in result["classes"])
     for cls, acc, row in zip(result["classes"], result["per_class_acc"], result["confusion"]):
         if sum(row):
-            print(f"  {cls:<{width}}  {100 * acc:6.2f}%  ({row[result['classes'].index(cls)]:,}/{sum(row):,})")
+            print(one_line(f"  {cls:<{width}}  {100 * acc:6.2f}%  ({row[result['classes'].index(cls)]:,}/{sum(row):,})"))
     return 0

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import json
 import shlex
+import re
 import signal
 import sys
 import threading
@@ -24,10 +26,11 @@ from typing import Callable
 
 import torch
 
+from netspec.budget import DEFAULT_MAX_PARAMS, physical_memory, refuse_huge, refuse_training
 from netspec.data.datasets import DataError, ImageData, load_dataset
 from netspec.data.gpu_loader import DeviceLoader
 from netspec.errors import EXIT_CHECK_FAILED, NetspecError
-from netspec.spec.train import TrainConfig
+from netspec.spec.train import TrainConfig, input_problem
 from netspec.train import checkpoint, distributed, optim
 from netspec.train.evaluate import check_classes, class_names, evaluate, load_weights, normalization
 from netspec.train.runs import Progress, RunFolder, default_run_dir, make_summary
@@ -64,14 +67,20 @@ class Job:
     macs: int | None = None
     document: dict = field(default_factory=dict)
     source: str = "SPEC"
+    analysis: object = None   # the spec's Analysis: what fit refuses before allocating (netspec.budget)
 
     @classmethod
-    def from_spec(cls, spec, source: str = "SPEC") -> "Job":
+    def from_spec(cls, spec, source: str = "SPEC", max_params: int = DEFAULT_MAX_PARAMS) -> "Job":
         import netspec
         from netspec.spec import check_dataset_root
 
         analysis = netspec.analyze(spec)
         check_dataset_root(spec)  # located at the field, before any data is read
+        refuse_huge(analysis, max_params)
+        if spec.train is None:  # the default section meets the input only here
+            problem = input_problem(TrainConfig(), list(spec.input))
+            if problem is not None:
+                raise spec.source.error(*problem)
         # the document as loaded, --set overrides applied; the train section with defaults filled in
         loaded = getattr(spec, "source", None)
         document = copy.deepcopy(loaded.data) if loaded is not None else {"name": spec.name}
@@ -79,7 +88,7 @@ class Job:
         document["train"] = config.model_dump(mode="json")
         return cls(name=spec.name, input=list(spec.input), config=config, build=lambda: netspec.build(spec),
                    outputs=list(analysis.output), params=int(analysis.params), macs=int(analysis.macs),
-                   document=document, source=source)
+                   document=document, source=source, analysis=analysis)
 
 
 # ---------------------------------------------------------------- fit
@@ -95,6 +104,17 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
     threads = torch.get_num_threads()
     try:
         return _fit(job, out, resume, device, quiet, command, resume_command or ["netspec", "train"], on_step)
+    except (MemoryError, RuntimeError) as e:  # CPU allocations fail as RuntimeError, not OutOfMemoryError
+        if not isinstance(e, MemoryError) and "can't allocate memory" not in str(e):
+            raise
+        tried = re.search(r"allocate (\d+) bytes", str(e))
+        size = f" ({int(tried.group(1)) / 2**30:,.1f} GiB at once)" if tried else ""
+        raise TrainingFailed(f"out of memory{size} at train.batch_size {job.config.batch_size}; lower it, or the "
+                             f"input size, or train.data_on_device=false") from None
+    except OSError as e:  # the run folder's disk filled up or went read-only between checkpoints
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        raise TrainingFailed(f"cannot write {e.filename or 'the run folder'}: {e.strerror}") from None
     finally:
         torch.set_num_threads(threads)  # fit may lower it for a small model (_cpu_threads)
 
@@ -118,22 +138,28 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
         print(f"warning: train.precision {cfg.precision}: this CPU has no native {cfg.precision} arithmetic, so "
               f"autocast emulates it and trains slower than fp32; --set train.precision=fp32 is faster here",
               file=sys.stderr, flush=True)
+    if cfg.batch_size % d.world:
+        raise DataError(f"train.batch_size {cfg.batch_size} is not divisible by the {d.world} processes")
+    if job.analysis is not None:  # what cannot train, or cannot fit in this device's memory, is refused now
+        memory = torch.cuda.get_device_properties(dev).total_memory if dev.type == "cuda" else physical_memory()
+        refuse_training(job.analysis, cfg, cfg.batch_size // d.world, memory,
+                        f"{dev}" if dev.type == "cuda" else "this machine's memory")
 
     # data: decoded once (rank 0 first, so a download or cache happens once)
     with _rank0_first(d):
         data = load_dataset(cfg.dataset, job.input, progress=progress.count if d.main else None)
     n_classes = check_classes(job, data)
     mean, std = normalization(cfg, data)
-    if len(mean) != job.input[0]:
-        raise DataError(f"train.normalization has {len(mean)} channels, the spec input has {job.input[0]}")
-    if cfg.batch_size % d.world:
-        raise DataError(f"train.batch_size {cfg.batch_size} is not divisible by the {d.world} processes")
+    if len(mean) != job.input[0] or len(std) != job.input[0]:
+        raise DataError(f"train.normalization has {len(mean)} means and {len(std)} standard deviations; "
+                        f"the spec input has {job.input[0]} channels")
     aug = cfg.augmentation
     train_loader = DeviceLoader(data.train_x, data.train_y, batch_size=cfg.batch_size // d.world, device=dev,
                                 mean=mean, std=std, train=True, seed=cfg.seed, crop_padding=aug.crop_padding,
                                 padding_mode=aug.padding_mode, flip=aug.flip, cutout=aug.cutout, rank=d.rank, world=d.world,
                                 channels_last=cfg.channels_last, on_device=cfg.data_on_device)
-    eval_bs = max(1, (cfg.eval_batch_size or 2 * cfg.batch_size) // d.world)
+    # capped at the test set: eval batches are padded to full size
+    eval_bs = max(1, min((cfg.eval_batch_size or 2 * cfg.batch_size) // d.world, -(-data.test_x.shape[0] // d.world)))
     test_loader = DeviceLoader(data.test_x, data.test_y, batch_size=eval_bs, device=dev, mean=mean, std=std,
                                train=False, rank=d.rank, world=d.world, channels_last=cfg.channels_last,
                                on_device=cfg.data_on_device)
@@ -315,20 +341,29 @@ def _meta(job: Job, data: ImageData, mean: list[float], std: list[float]) -> dic
 
 
 def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, ema, dev, job: Job) -> dict:
-    state = checkpoint.load(path, map_location=dev)
+    state = checkpoint.load(path, map_location=dev, needs=checkpoint.RESUME)
     if state.get("train_config") != config_json:
         old, new = json.loads(state.get("train_config") or "{}"), json.loads(config_json)
         diff = _first_difference(old, new, "train")
         raise checkpoint.CheckpointError(f"cannot resume {path}: the spec's train section changed ({diff}); "
                                          f"train into a new --out instead")
     load_weights(model, state, path, name=job.name)
-    if ema is not None:
-        ema.module.load_state_dict(state["ema"]["model"])
-        ema.n_averaged.fill_(state["ema"]["n_averaged"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    checkpoint.set_rng_state(state["rng"])
+    if len(state["history"]) != state["epoch"] or (state["partial"] is None) != (state["step"] == 0):
+        raise checkpoint.CheckpointError(f"cannot resume {path}: its epoch, step and history disagree")
+    part = "ema"
+    try:  # a crafted state that passed the type checks still ends as one line
+        if ema is not None:
+            if "ema" not in state:
+                raise KeyError("the run averages weights (train.ema) but the checkpoint has no average")
+            ema.module.load_state_dict(state["ema"]["model"])
+            ema.n_averaged.fill_(state["ema"]["n_averaged"])
+        for part, target in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+            target.load_state_dict(state[part])
+        part = "rng"
+        checkpoint.set_rng_state(state["rng"])
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise checkpoint.CheckpointError(f"cannot resume {path}: its {part} state does not fit this run ({first})") from None
     return {k: state[k] for k in ("epoch", "step", "history", "best_acc", "best_epoch", "wall_s", "partial")}
 
 

@@ -17,9 +17,12 @@ import json
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 
 from rich.console import Console
+
+from netspec.errors import NetspecError, one_line
 
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
               "images_per_s", "epoch_s", "wall_s"]
@@ -37,13 +40,27 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class RunFolderError(NetspecError):
+    """The run folder cannot be made or written (a file, under a file, under /proc). Exit 2."""
+
+    def __str__(self) -> str:
+        return f"error: {self.args[0]}"
+
+
 class RunFolder:
     """The files of one run. Every write replaces a whole file, so a run stopped at any
     point leaves each file complete."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.file(".netspec-write-test")  # /proc and read-only mounts refuse only here
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            reason = "it is a file" if self.path.is_file() else e.strerror or str(e)
+            raise RunFolderError(f"cannot use {self.path} as the run folder: {reason}") from None
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -133,6 +150,11 @@ class RunFolder:
         self._confusion_png(classes, cm)
 
     def _confusion_png(self, classes: list[str], cm: list[list[int]]) -> None:
+        with warnings.catch_warnings():  # a class name's glyphs missing from the font: a warning per glyph
+            warnings.simplefilter("ignore")
+            self._plot_confusion([one_line(c) for c in classes], cm)
+
+    def _plot_confusion(self, classes: list[str], cm: list[list[int]]) -> None:
         plt = _pyplot()
         k = len(classes)
         size = min(12, 3 + 0.5 * k)
@@ -244,8 +266,8 @@ class Progress:
             self._bar = None
 
     def print(self, text: str) -> None:
-        if self.enabled:
-            self.console.print(text, highlight=False, soft_wrap=True)
+        if self.enabled:  # the text holds the spec's name: not rich markup, and no control characters
+            self.console.print(one_line(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def _duration(seconds: float) -> str:
