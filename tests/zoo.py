@@ -38,6 +38,8 @@ TORCHVISION = {
     "densenet121": ("densenet121", {}, "DenseNet121_Weights"),
     "mobilenet_v2": ("mobilenet_v2", {}, "MobileNet_V2_Weights"),
     "mobilenet_v3_small": ("mobilenet_v3_small", {}, "MobileNet_V3_Small_Weights"),
+    # EfficientNet b0..b7 (specs/efficientnet_b0.yaml and its members)
+    **{f"efficientnet_b{k}": (f"efficientnet_b{k}", {}, f"EfficientNet_B{k}_Weights") for k in range(8)},
 }
 
 # family base -> members: each member is `extends: <base>.yaml` plus vars (and name, description, expect)
@@ -45,11 +47,14 @@ FAMILIES = {
     "resnet18": ["resnet34"],
     "resnet50": ["resnet101", "resnext101_32x8d", "wide_resnet50_2"],
     "vgg11": ["vgg16", "vgg11_bn"],
+    "efficientnet_b0": [f"efficientnet_b{k}" for k in range(1, 8)],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
 OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "googlenet", "densenet121",
-                 "mobilenet_v2", "mobilenet_v3_small"]
+                 "mobilenet_v2", "mobilenet_v3_small",
+                 "efficientnet_b0",   # EfficientNet: MBConv, SE gates, stochastic depth
+                 ]
 
 
 def reference(name: str, device: str = "cpu") -> torch.nn.Module:
