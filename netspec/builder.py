@@ -85,11 +85,13 @@ class _Builder:
 
     def __init__(self, inplace: bool):
         self.inplace = inplace
+        self.fresh_input: dict[int, bool] = {}  # id of a built module -> was its input fresh
 
     def fresh(self, m: Module) -> bool:
-        """Is m's output a new tensor that m's backward does not read?"""
+        """Is m's output (m built already) a new tensor that m's backward does not read?"""
         if isinstance(m.node, Leaf):
-            return m.node.layer.fresh_output
+            layer = m.node.layer
+            return layer.fresh_output or (layer.passes_input and self.fresh_input.get(id(m), False))
         return m.node.construct.fresh_output(m, self)
 
     def chain(self, modules: list[Module], owner: nn.Module, first_fresh: bool) -> list:
@@ -103,6 +105,7 @@ class _Builder:
     def step(self, m: Module, owner: nn.Module, fresh: bool):
         """Build m, register what it registers on `owner`, and return the step that runs it there."""
         node = m.node
+        self.fresh_input[id(m)] = fresh
         if isinstance(node, Leaf) and node.layer.bare_parameter:
             module = self.leaf(m, fresh)
             weight = module.weight

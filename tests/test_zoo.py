@@ -124,6 +124,7 @@ def test_resnext50_shares_the_bottleneck_block():
     ("resnet50", ["vars.width_per_group=128"], "wide_resnet50_2"),
     ("resnet18", ["vars.depth1=3", "vars.depth2=4", "vars.depth3=6", "vars.depth4=3"], "resnet34"),
     ("vgg11", ["vars.bn=1"], "vgg11_bn"),
+    ("efficientnet_b0", ["vars.width_mult=1.6", "vars.depth_mult=2.2", "input=[3, 456, 456]"], "efficientnet_b5"),
 ])
 def test_set_turns_one_member_into_another(base, overrides, target):
     a = netspec.analyze(SPECS / f"{base}.yaml", overrides=overrides)
