@@ -171,10 +171,14 @@ class _Walker:
 class _Planner:
     """The in-place decisions' face towards constructs (their `plan` sees it as `p`)."""
 
+    def __init__(self):
+        self.fresh_input: dict[int, bool] = {}  # id of a planned module -> was its input fresh
+
     def fresh(self, m: Module) -> bool:
-        """Is m's output a new tensor that m's backward does not read?"""
+        """Is m's output (m planned already) a new tensor that m's backward does not read?"""
         if isinstance(m.node, Leaf):
-            return m.node.layer.fresh_output
+            layer = m.node.layer
+            return layer.fresh_output or (layer.passes_input and self.fresh_input.get(id(m), False))
         return m.node.construct.fresh_output(m, self)
 
     def chain(self, modules: list[Module], first_fresh: bool) -> None:
@@ -185,6 +189,7 @@ class _Planner:
             fresh = self.fresh(m)
 
     def visit(self, m: Module, fresh: bool) -> None:
+        self.fresh_input[id(m)] = fresh
         if isinstance(m.node, Leaf):
             m.inplace = fresh and m.node.layer.runs_inplace
         else:

@@ -87,3 +87,39 @@ def test_forward_hooks_see_the_pre_relu_output_with_inplace_false():
         model.conv.register_forward_hook(lambda m, i, o: kept.append(o))
         model(torch.randn(2, 4, 8, 8))
         assert bool((kept[0] >= 0).all()) is rectified
+
+
+def test_efficientnet_adds_its_residual_in_place_like_torchvision():
+    """MBConv's body ends in bn, then stochastic depth (x * noise while training, x itself in
+    eval): its output is as fresh as bn's, so `result += input` runs in place as torchvision's."""
+    model = netspec.build(ROOT / "specs" / "efficientnet_b0.yaml")
+    blocks = residuals(model)
+    assert len(blocks) == 9 and all(b.add_inplace for b in blocks)
+
+
+def test_dropout_stochastic_depth_and_identity_are_as_fresh_as_their_input():
+    s = spec([
+        {"conv": {"out": 4, "k": 1}}, "dropout", {"relu": {"name": "after_conv_dropout"}},
+        "sigmoid", {"stochastic_depth": 0.5}, {"relu": {"name": "after_sigmoid_sd"}},
+        {"conv": {"out": 4, "k": 1}}, "identity", {"relu": {"name": "after_conv_identity"}},
+        {"residual": {"body": [{"conv": {"out": 4, "k": 1}}, "bn", {"stochastic_depth": 0.5}], "name": "res"}},
+        {"residual": {"body": [{"stochastic_depth": 0.5}], "name": "shared"}},      # its input is the shortcut's
+        {"residual": {"body": ["dropout", {"relu": {"name": "r"}}], "name": "shared_relu"}},
+    ])
+    model = netspec.build(s)
+    assert inplace_relus(model) == {"after_conv_dropout": True, "after_sigmoid_sd": False, "after_conv_identity": True,
+                                    "shared_relu.r": False}
+    assert (model.res._run.add_inplace, model.shared._run.add_inplace) == (True, False)
+    x = torch.randn(3, 4, 8, 8)
+    for train in (True, False):
+        outs = []
+        for inplace in (True, False):
+            torch.manual_seed(0)
+            m = netspec.build(s, inplace=inplace).train(train)
+            given = x.clone().requires_grad_()
+            out = m(given)
+            out.square().sum().backward()
+            assert torch.equal(given.detach(), x)
+            outs.append((out.detach(), given.grad, [p.grad for p in m.parameters()]))
+        (a, ga, pa), (b, gb, pb) = outs
+        assert torch.equal(a, b) and torch.equal(ga, gb) and all(torch.equal(p, q) for p, q in zip(pa, pb))

@@ -16,7 +16,9 @@ import netspec
 from zoo import (FAMILIES, OUTPUTS_IN_CI, SPECS, TORCHVISION, metadata, natural_batch, parity, reference,
                  relative, shapes, spec_model)
 
-MEMBER_KEYS = {"extends", "name", "description", "vars", "expect"}
+# a member may also set `input`: the resolution its weights were published for (EfficientNet's
+# compound scaling scales it with width and depth; its MACs are counted there)
+MEMBER_KEYS = {"extends", "name", "description", "input", "vars", "expect"}
 TOLERANCE = 1e-5   # fp32, relative to the output's scale
 
 
@@ -25,6 +27,36 @@ def test_state_dict_keys_order_and_shapes_match_torchvision(name):
     ref = reference(name, device="meta")
     model = netspec.build(SPECS / f"{name}.yaml", device="meta")
     assert shapes(model.state_dict()) == shapes(ref.state_dict())
+
+
+def called_settings(model: torch.nn.Module, shape) -> dict:
+    """path -> (type, settings) of every normalisation, dropout and stochastic depth module that
+    an eval forward calls (on meta): what the state_dict cannot show and eval outputs may not
+    (momentum never changes an output; p only in training)."""
+    from torchvision.ops import StochasticDepth
+    kinds = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.Dropout,
+             StochasticDepth)
+    names = {m: n for n, m in model.named_modules()}
+    out = {}
+
+    def record(m, args):
+        out[names[m]] = (type(m).__name__, {a: getattr(m, a) for a in ("eps", "momentum", "p", "mode") if hasattr(m, a)})
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, kinds)]
+    with torch.no_grad():
+        model.eval()(torch.empty(1, *shape, device="meta"))
+    for h in hooks:
+        h.remove()
+    return out
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION))
+def test_norm_and_dropout_settings_match_torchvision(name):
+    """BatchNorm eps and momentum, dropout and stochastic depth p of every such module the forward
+    calls, by path (torchvision's MBConv builds a stochastic_depth it never calls where there is no
+    residual; a spec leaves it out)."""
+    shape = netspec.analyze(SPECS / f"{name}.yaml").input
+    model = netspec.build(SPECS / f"{name}.yaml", device="meta")
+    assert called_settings(model, shape) == called_settings(reference(name, device="meta"), shape)
 
 
 @pytest.mark.parametrize("name", OUTPUTS_IN_CI)
@@ -92,6 +124,7 @@ def test_resnext50_shares_the_bottleneck_block():
     ("resnet50", ["vars.width_per_group=128"], "wide_resnet50_2"),
     ("resnet18", ["vars.depth1=3", "vars.depth2=4", "vars.depth3=6", "vars.depth4=3"], "resnet34"),
     ("vgg11", ["vars.bn=1"], "vgg11_bn"),
+    ("efficientnet_b0", ["vars.width_mult=1.6", "vars.depth_mult=2.2", "input=[3, 456, 456]"], "efficientnet_b5"),
 ])
 def test_set_turns_one_member_into_another(base, overrides, target):
     a = netspec.analyze(SPECS / f"{base}.yaml", overrides=overrides)

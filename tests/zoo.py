@@ -50,6 +50,8 @@ TORCHVISION = {
     "densenet161": ("densenet161", {}, "DenseNet161_Weights"),
     "densenet169": ("densenet169", {}, "DenseNet169_Weights"),
     "densenet201": ("densenet201", {}, "DenseNet201_Weights"),
+    # EfficientNet b0..b7 (specs/efficientnet_b0.yaml and its members)
+    **{f"efficientnet_b{k}": (f"efficientnet_b{k}", {}, f"EfficientNet_B{k}_Weights") for k in range(8)},
 }
 
 # family base -> members: each member is `extends: <base>.yaml` plus vars (and name, description, expect)
@@ -58,11 +60,14 @@ FAMILIES = {
     "resnet50": ["resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"],
     "vgg11": ["vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"],
     "densenet121": ["densenet161", "densenet169", "densenet201"],
+    "efficientnet_b0": [f"efficientnet_b{k}" for k in range(1, 8)],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
 OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "googlenet", "densenet121",
-                 "mobilenet_v2", "mobilenet_v3_small"]
+                 "mobilenet_v2", "mobilenet_v3_small",
+                 "efficientnet_b0",   # EfficientNet: MBConv, SE gates, stochastic depth
+                 ]
 
 
 def reference(name: str, device: str = "cpu") -> torch.nn.Module:

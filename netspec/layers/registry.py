@@ -64,9 +64,12 @@ class Layer(BaseModel):
     # In-place execution, decided by the builder from the graph (netspec.builder):
     # `fresh_output`: the output is a new tensor that this layer's backward does not read,
     # so the next layer may overwrite it; `runs_inplace`: the built module has torch's
-    # `inplace` switch and its backward needs only its own output (relu, relu6).
+    # `inplace` switch and its backward needs only its own output (relu, relu6);
+    # `passes_input`: the output is either such a new tensor or the input itself (dropout and
+    # stochastic depth in eval), so it is fresh exactly when the input was.
     fresh_output: ClassVar[bool] = False
     runs_inplace: ClassVar[bool] = False
+    passes_input: ClassVar[bool] = False
     # A layer whose one learned tensor is registered on the enclosing module under the
     # layer's own name (ConvNeXt's `layer_scale`, ViT's `class_token`): `build` returns a
     # module with one parameter `weight` and a method `functional(x, weight)`; the builder

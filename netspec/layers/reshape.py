@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from math import prod
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -115,6 +115,7 @@ class ChannelShuffle(Layer):
 @register("identity")
 class Identity(Layer):
     """Pass the input through (torch.nn.Identity)."""
+    passes_input: ClassVar[bool] = True
 
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
         return Autograd(result="same")
@@ -127,6 +128,7 @@ class Identity(Layer):
 @register("dropout", shorthand="p")
 class Dropout(Layer):
     """Zero elements with probability p while training (torch.nn.Dropout)."""
+    passes_input: ClassVar[bool] = True
 
     p: float = Field(0.5, ge=0, lt=1, description="Probability of zeroing an element.")
 
@@ -144,6 +146,7 @@ class Dropout(Layer):
 class StochasticDepth(Layer):
     """Drop whole samples (row) or the whole batch with probability p while training,
     scaling survivors by 1/(1-p); identity in eval (torchvision.ops.StochasticDepth)."""
+    passes_input: ClassVar[bool] = True   # x * noise (backward reads x, noise) or x itself
 
     p: float = Field(ge=0, le=1, description="Probability of zeroing (p).")
     mode: Literal["row", "batch"] = Field("row", description="'row': each sample independently; 'batch': the whole batch at once (mode).")
