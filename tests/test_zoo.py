@@ -4,7 +4,8 @@ for every spec at full size):
   (both built on the meta device: no memory, so the 600M-parameter ones are checked too);
 - for a few specs per family, outputs equal torchvision's relative to their scale, after
   calibrating BatchNorm on a real batch, in eval and (seeded) training mode, at small inputs;
-- parameter count and MACs equal torchvision's published num_params and _ops;
+- parameter count and MACs equal torchvision's published num_params and _ops (where num_params
+  counts another structure, tests/zoo.py's PUBLISHED_WITH says which and the test checks that);
 - family members differ only in vars.
 """
 from __future__ import annotations
