@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import torch  # noqa: E402
 
-from zoo import SPECS, TORCHVISION, metadata, parity, reference  # noqa: E402
+from zoo import SPECS, TORCHVISION, parity, reference  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -51,7 +51,7 @@ def main() -> int:
         result = parity(SPECS / f"{name}.yaml", ref, (3, size, size), batch=args.batch)
         ok = result["eval"] < TOLERANCE and result["train"] < TOLERANCE
         failed += not ok
-        print(f"{name:<22} {size:>7} {metadata(name)['num_params']:>13,} {result['eval']:>9.1e} {result['train']:>9.1e} "
+        print(f"{name:<22} {size:>7} {sum(p.numel() for p in ref.parameters()):>13,} {result['eval']:>9.1e} {result['train']:>9.1e} "
               f"{result['scale']:>8.2g} {time.perf_counter() - t:>6.1f}{'' if ok else '  OVER TOLERANCE'}", flush=True)
         del ref
         gc.collect()
