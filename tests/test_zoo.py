@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import netspec
-from zoo import (FAMILIES, OUTPUTS_IN_CI, SPECS, TORCHVISION, metadata, natural_batch, parity, reference,
-                 relative, shapes, spec_model)
+from zoo import (FAMILIES, OUTPUTS_IN_CI, SPECS, TORCHVISION, crop_size, metadata, natural_batch, parity, reference,
+                 relative, shapes, spec_model, weights)
 
 MEMBER_KEYS = {"extends", "name", "description", "vars", "expect"}
 TOLERANCE = 1e-5   # fp32, relative to the output's scale
@@ -92,6 +92,8 @@ def test_resnext50_shares_the_bottleneck_block():
     ("resnet50", ["vars.width_per_group=128"], "wide_resnet50_2"),
     ("resnet18", ["vars.depth1=3", "vars.depth2=4", "vars.depth3=6", "vars.depth4=3"], "resnet34"),
     ("vgg11", ["vars.bn=1"], "vgg11_bn"),
+    ("regnet_y_400mf", ["vars.depth=22", "vars.w_0=24", "vars.w_a=24.48", "vars.w_m=2.54", "vars.group_width=16",
+                        "vars.se_ratio=0"], "regnet_x_400mf"),
 ])
 def test_set_turns_one_member_into_another(base, overrides, target):
     a = netspec.analyze(SPECS / f"{base}.yaml", overrides=overrides)
@@ -102,10 +104,27 @@ def test_set_turns_one_member_into_another(base, overrides, target):
 
 @pytest.mark.parametrize("name", list(TORCHVISION))
 def test_params_and_macs_match_torchvision_metadata(name):
+    """The spec as written against the weights entry the table names (evaluated at the spec's input size)."""
     meta = metadata(name)
     analysis = netspec.analyze(SPECS / f"{name}.yaml")
+    assert list(analysis.input[1:]) == [crop_size(weights(name))] * 2, "the table's weights are for another input size"
     assert analysis.params == meta["num_params"]
     assert round(analysis.macs / 1e9, 3) == pytest.approx(meta["_ops"], abs=1e-9)   # _ops: GMACs, 3 decimals
+
+
+OTHER_SIZES = [(name, entry.name) for name in TORCHVISION for entry in type(weights(name))
+               if crop_size(entry) != crop_size(weights(name))]
+
+
+@pytest.mark.parametrize("name, entry", OTHER_SIZES)
+def test_weights_published_for_other_input_sizes(name, entry):
+    """Weights evaluated at another size (regnet_y_128gf's DEFAULT, SWAG end-to-end at 384 px) are
+    the same network there: the spec at that input has their num_params and _ops."""
+    weights_entry = type(weights(name))[entry]
+    size = crop_size(weights_entry)
+    analysis = netspec.analyze(SPECS / f"{name}.yaml", input=(3, size, size))
+    assert analysis.params == weights_entry.meta["num_params"]
+    assert round(analysis.macs / 1e9, 3) == pytest.approx(weights_entry.meta["_ops"], abs=1e-9)
 
 
 def test_readme_table_matches_the_specs():
