@@ -9,6 +9,8 @@ for every spec at full size):
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -137,3 +139,13 @@ def test_readme_table_matches_the_specs():
         analysis = netspec.analyze(SPECS / f"{name}.yaml")
         assert "x".join(map(str, analysis.input)) == shape, name
         assert (analysis.params, analysis.macs) == (int(params.replace(",", "")), int(macs.replace(",", ""))), name
+
+
+# -- RegNet -----------------------------------------------------------------------------------
+def test_regnet_base_uses_the_checked_family_rules():
+    """specs/regnet_y_400mf.yaml's vars are tests/families/regnet.yaml's (checked against all 15
+    torchvision builders by tests/test_expr_families.py), plus the class count."""
+    from netspec.spec.load import read
+    family = read(Path(__file__).parent / "families" / "regnet.yaml").data["vars"]
+    base = read(SPECS / "regnet_y_400mf.yaml").data["vars"]
+    assert {k: v for k, v in base.items() if k != "classes"} == family
