@@ -22,16 +22,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import torch  # noqa: E402
 
-from zoo import SPECS, TORCHVISION, parity, reference  # noqa: E402
+from zoo import SPECS, TORCHVISION, crop_size, metadata, parity, reference, weights  # noqa: E402
 
 TOLERANCE = 1e-5
-
-
-def crop_size(name: str) -> int:
-    """The input size torchvision's weights were evaluated at (their transforms' crop)."""
-    import torchvision.models as tvm
-    weights = getattr(tvm, TORCHVISION[name][2]).DEFAULT
-    return int(weights.transforms().crop_size[0])
 
 
 def main() -> int:
@@ -45,7 +38,7 @@ def main() -> int:
     failed = 0
     print(f"{'spec':<22} {'input':>7} {'params':>13} {'eval rel':>9} {'train rel':>9} {'scale':>8} {'s':>6}")
     for name in names:
-        size = args.size or crop_size(name)
+        size = args.size or crop_size(weights(name))
         t = time.perf_counter()
         ref = reference(name)
         result = parity(SPECS / f"{name}.yaml", ref, (3, size, size), batch=args.batch)

@@ -10,12 +10,14 @@ for every spec at full size):
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 import netspec
-from zoo import (FAMILIES, OUTPUTS_IN_CI, PUBLISHED_WITH, SPECS, TORCHVISION, metadata, natural_batch, parity, reference,
-                 relative, shapes, spec_model)
+from zoo import (FAMILIES, OUTPUTS_IN_CI, PUBLISHED_WITH, SPECS, TORCHVISION, crop_size, metadata, natural_batch,
+                 parity, reference, relative, shapes, spec_model, weights)
 
 # a member may also set `input`: the resolution its weights were published for (EfficientNet's
 # compound scaling scales it with width and depth; its MACs are counted there)
@@ -127,6 +129,8 @@ def test_resnext50_shares_the_bottleneck_block():
     ("vgg11", ["vars.bn=1"], "vgg11_bn"),
     ("efficientnet_b0", ["vars.width_mult=1.6", "vars.depth_mult=2.2", "input=[3, 456, 456]"], "efficientnet_b5"),
     ("squeezenet1_0", ["vars.stem_c=64", "vars.stem_k=3", "vars.pool1=2", "vars.pool2=4"], "squeezenet1_1"),
+    ("regnet_y_400mf", ["vars.depth=22", "vars.w_0=24", "vars.w_a=24.48", "vars.w_m=2.54", "vars.group_width=16",
+                        "vars.se_ratio=0"], "regnet_x_400mf"),
 ])
 def test_set_turns_one_member_into_another(base, overrides, target):
     a = netspec.analyze(SPECS / f"{base}.yaml", overrides=overrides)
@@ -137,11 +141,13 @@ def test_set_turns_one_member_into_another(base, overrides, target):
 
 @pytest.mark.parametrize("name", list(TORCHVISION))
 def test_params_and_macs_match_torchvision_metadata(name):
-    """The spec's counts are torchvision's published ones; where num_params counts another
-    structure (PUBLISHED_WITH: the kwargs that build it, e.g. inception_v3's AuxLogits), torchvision's
+    """The spec's counts are torchvision's published ones, for the weights entry the table names
+    (evaluated at the spec's input size); where num_params counts another structure
+    (PUBLISHED_WITH: the kwargs that build it, e.g. inception_v3's AuxLogits), torchvision's
     model with those kwargs has exactly the published count, and the spec its own reference's."""
     meta = metadata(name)
     analysis = netspec.analyze(SPECS / f"{name}.yaml")
+    assert list(analysis.input[1:]) == [crop_size(weights(name))] * 2, "the table's weights are for another input size"
     if name in PUBLISHED_WITH:
         counted = sum(p.numel() for p in reference(name, "meta", **PUBLISHED_WITH[name]).parameters())
         assert counted == meta["num_params"], f"torchvision with {PUBLISHED_WITH[name]} is not what num_params counts"
@@ -149,6 +155,21 @@ def test_params_and_macs_match_torchvision_metadata(name):
     else:
         assert analysis.params == meta["num_params"]
     assert round(analysis.macs / 1e9, 3) == pytest.approx(meta["_ops"], abs=1e-9)   # _ops: GMACs, 3 decimals
+
+
+OTHER_SIZES = [(name, entry.name) for name in TORCHVISION for entry in type(weights(name))
+               if crop_size(entry) != crop_size(weights(name))]
+
+
+@pytest.mark.parametrize("name, entry", OTHER_SIZES)
+def test_weights_published_for_other_input_sizes(name, entry):
+    """Weights evaluated at another size (regnet_y_128gf's DEFAULT, SWAG end-to-end at 384 px) are
+    the same network there: the spec at that input has their num_params and _ops."""
+    weights_entry = type(weights(name))[entry]
+    size = crop_size(weights_entry)
+    analysis = netspec.analyze(SPECS / f"{name}.yaml", input=(3, size, size))
+    assert analysis.params == weights_entry.meta["num_params"]
+    assert round(analysis.macs / 1e9, 3) == pytest.approx(weights_entry.meta["_ops"], abs=1e-9)
 
 
 def test_readme_table_matches_the_specs():
@@ -161,3 +182,13 @@ def test_readme_table_matches_the_specs():
         analysis = netspec.analyze(SPECS / f"{name}.yaml")
         assert "x".join(map(str, analysis.input)) == shape, name
         assert (analysis.params, analysis.macs) == (int(params.replace(",", "")), int(macs.replace(",", ""))), name
+
+
+# -- RegNet -----------------------------------------------------------------------------------
+def test_regnet_base_uses_the_checked_family_rules():
+    """specs/regnet_y_400mf.yaml's vars are tests/families/regnet.yaml's (checked against all 15
+    torchvision builders by tests/test_expr_families.py), plus the class count."""
+    from netspec.spec.load import read
+    family = read(Path(__file__).parent / "families" / "regnet.yaml").data["vars"]
+    base = read(SPECS / "regnet_y_400mf.yaml").data["vars"]
+    assert {k: v for k, v in base.items() if k != "classes"} == family

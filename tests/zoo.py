@@ -21,7 +21,9 @@ import netspec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
-# spec file -> (torchvision builder, keyword arguments, weights enum with the published metadata)
+# spec file -> (torchvision builder, keyword arguments, weights with the published metadata): the
+# weights enum ("ResNet50_Weights": its DEFAULT entry) or one entry of it ("Enum.ENTRY") where the
+# DEFAULT's metadata is for another input size than the spec's (regnet_y_128gf: see specs/README.md)
 TORCHVISION = {
     "resnet18": ("resnet18", {}, "ResNet18_Weights"),
     "resnet34": ("resnet34", {}, "ResNet34_Weights"),
@@ -56,6 +58,23 @@ TORCHVISION = {
     "squeezenet1_0": ("squeezenet1_0", {}, "SqueezeNet1_0_Weights"),
     "squeezenet1_1": ("squeezenet1_1", {}, "SqueezeNet1_1_Weights"),
     "inception_v3": ("inception_v3", {"aux_logits": False, "transform_input": False, "init_weights": True}, "Inception_V3_Weights"),
+    # RegNet (family base regnet_y_400mf). regnet_y_128gf's DEFAULT is IMAGENET1K_SWAG_E2E_V1, whose
+    # _ops are at 384 px; IMAGENET1K_SWAG_LINEAR_V1 (same network, 224 px) is the comparable entry
+    "regnet_y_400mf": ("regnet_y_400mf", {}, "RegNet_Y_400MF_Weights"),
+    "regnet_y_800mf": ("regnet_y_800mf", {}, "RegNet_Y_800MF_Weights"),
+    "regnet_y_1_6gf": ("regnet_y_1_6gf", {}, "RegNet_Y_1_6GF_Weights"),
+    "regnet_y_3_2gf": ("regnet_y_3_2gf", {}, "RegNet_Y_3_2GF_Weights"),
+    "regnet_y_8gf": ("regnet_y_8gf", {}, "RegNet_Y_8GF_Weights"),
+    "regnet_y_16gf": ("regnet_y_16gf", {}, "RegNet_Y_16GF_Weights"),
+    "regnet_y_32gf": ("regnet_y_32gf", {}, "RegNet_Y_32GF_Weights"),
+    "regnet_y_128gf": ("regnet_y_128gf", {}, "RegNet_Y_128GF_Weights.IMAGENET1K_SWAG_LINEAR_V1"),
+    "regnet_x_400mf": ("regnet_x_400mf", {}, "RegNet_X_400MF_Weights"),
+    "regnet_x_800mf": ("regnet_x_800mf", {}, "RegNet_X_800MF_Weights"),
+    "regnet_x_1_6gf": ("regnet_x_1_6gf", {}, "RegNet_X_1_6GF_Weights"),
+    "regnet_x_3_2gf": ("regnet_x_3_2gf", {}, "RegNet_X_3_2GF_Weights"),
+    "regnet_x_8gf": ("regnet_x_8gf", {}, "RegNet_X_8GF_Weights"),
+    "regnet_x_16gf": ("regnet_x_16gf", {}, "RegNet_X_16GF_Weights"),
+    "regnet_x_32gf": ("regnet_x_32gf", {}, "RegNet_X_32GF_Weights"),
 }
 
 # Where a published num_params is of another structure than the spec's: the torchvision kwargs
@@ -74,13 +93,18 @@ FAMILIES = {
     "densenet121": ["densenet161", "densenet169", "densenet201"],
     "efficientnet_b0": [f"efficientnet_b{k}" for k in range(1, 8)],
     "squeezenet1_0": ["squeezenet1_1"],
+    # RegNet: members set only their builder's BlockParams.from_init_params arguments
+    "regnet_y_400mf": ["regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf", "regnet_y_16gf",
+                       "regnet_y_32gf", "regnet_y_128gf", "regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf",
+                       "regnet_x_3_2gf", "regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf"],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
 OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "googlenet", "densenet121",
                  "mobilenet_v2", "mobilenet_v3_small",
                  "efficientnet_b0",   # EfficientNet: MBConv, SE gates, stochastic depth
-                 "squeezenet1_1", "inception_v3"]
+                 "squeezenet1_1", "inception_v3",
+                 "regnet_x_400mf", "regnet_y_400mf"]   # RegNet: the two small ones (no SE / SE)
 
 
 def reference(name: str, device: str = "cpu", **changes) -> torch.nn.Module:
@@ -108,9 +132,21 @@ def _meta_safe():
         BlockParams.from_init_params = original
 
 
+def weights(name: str):
+    """The torchvision weights entry the spec is compared with (no download): the table's enum's
+    DEFAULT, or the entry it names."""
+    enum, _, entry = TORCHVISION[name][2].partition(".")
+    return getattr(getattr(tvm, enum), entry or "DEFAULT")
+
+
 def metadata(name: str) -> dict:
-    """torchvision's published num_params and _ops (GMACs) for the spec's weights (no download)."""
-    return getattr(tvm, TORCHVISION[name][2]).DEFAULT.meta
+    """torchvision's published num_params and _ops (GMACs) for the spec's weights."""
+    return weights(name).meta
+
+
+def crop_size(entry) -> int:
+    """The input size a weights entry was evaluated at (its transforms' crop)."""
+    return int(entry.transforms().crop_size[0])
 
 
 def shapes(state: dict) -> list[tuple]:
