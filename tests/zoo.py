@@ -38,6 +38,15 @@ TORCHVISION = {
     "densenet121": ("densenet121", {}, "DenseNet121_Weights"),
     "mobilenet_v2": ("mobilenet_v2", {}, "MobileNet_V2_Weights"),
     "mobilenet_v3_small": ("mobilenet_v3_small", {}, "MobileNet_V3_Small_Weights"),
+    # ShuffleNetV2, MNASNet, MobileNetV3-Large
+    "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", {}, "ShuffleNet_V2_X0_5_Weights"),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", {}, "ShuffleNet_V2_X1_0_Weights"),
+    "shufflenet_v2_x1_5": ("shufflenet_v2_x1_5", {}, "ShuffleNet_V2_X1_5_Weights"),
+    "shufflenet_v2_x2_0": ("shufflenet_v2_x2_0", {}, "ShuffleNet_V2_X2_0_Weights"),
+    "mnasnet0_5": ("mnasnet0_5", {}, "MNASNet0_5_Weights"),
+    "mnasnet0_75": ("mnasnet0_75", {}, "MNASNet0_75_Weights"),
+    "mnasnet1_0": ("mnasnet1_0", {}, "MNASNet1_0_Weights"),
+    "mnasnet1_3": ("mnasnet1_3", {}, "MNASNet1_3_Weights"),
 }
 
 # family base -> members: each member is `extends: <base>.yaml` plus vars (and name, description, expect)
@@ -45,11 +54,16 @@ FAMILIES = {
     "resnet18": ["resnet34"],
     "resnet50": ["resnet101", "resnext101_32x8d", "wide_resnet50_2"],
     "vgg11": ["vgg16", "vgg11_bn"],
+    # ShuffleNetV2, MNASNet
+    "shufflenet_v2_x1_0": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
+    "mnasnet1_0": ["mnasnet0_5", "mnasnet0_75", "mnasnet1_3"],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
 OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "googlenet", "densenet121",
-                 "mobilenet_v2", "mobilenet_v3_small"]
+                 "mobilenet_v2", "mobilenet_v3_small",
+                 # ShuffleNetV2, MNASNet, MobileNetV3-Large
+                 "shufflenet_v2_x0_5", "mnasnet0_5"]
 
 
 def reference(name: str, device: str = "cpu") -> torch.nn.Module:
