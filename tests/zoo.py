@@ -47,6 +47,7 @@ TORCHVISION = {
     "mnasnet0_75": ("mnasnet0_75", {}, "MNASNet0_75_Weights"),
     "mnasnet1_0": ("mnasnet1_0", {}, "MNASNet1_0_Weights"),
     "mnasnet1_3": ("mnasnet1_3", {}, "MNASNet1_3_Weights"),
+    "mobilenet_v3_large": ("mobilenet_v3_large", {}, "MobileNet_V3_Large_Weights"),
 }
 
 # family base -> members: each member is `extends: <base>.yaml` plus vars (and name, description, expect)
