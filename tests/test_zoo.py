@@ -192,3 +192,31 @@ def test_regnet_base_uses_the_checked_family_rules():
     family = read(Path(__file__).parent / "families" / "regnet.yaml").data["vars"]
     base = read(SPECS / "regnet_y_400mf.yaml").data["vars"]
     assert {k: v for k, v in base.items() if k != "classes"} == family
+
+
+# -- ShuffleNetV2, MNASNet, MobileNetV3-Large ------------------------------------------------
+def test_mobilenet_v3_large_shares_the_small_blocks():
+    """Large and Small are two tables of one InvertedResidual (no rule maps one onto the other):
+    mobilenet_v3_large.yaml `extends:` the Small spec for its blocks and writes only its own
+    table (`layers`), so the two cannot drift apart."""
+    from netspec.spec.load import read
+    raw = read(SPECS / "mobilenet_v3_large.yaml").data
+    assert raw["extends"] == "mobilenet_v3_small.yaml"
+    assert set(raw) <= {"extends", "name", "description", "layers", "expect"}, sorted(raw)
+    small, large = (netspec.load(SPECS / f"{n}.yaml").source.data for n in ("mobilenet_v3_small", "mobilenet_v3_large"))
+    assert large["blocks"] == small["blocks"] and large["vars"] == small["vars"]
+    assert large["layers"] != small["layers"]
+
+
+# alphas where _round_to_multiple_of's 10% rule moves some width up (0.74375: 16 * alpha = 11.9 -> 16)
+MNASNET_ALPHAS = [0.1, 0.2, 0.25, 0.35, 0.5, 0.6, 0.74375, 0.75, 0.9, 1.0, 1.1, 1.3, 1.4, 1.75, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("alpha", MNASNET_ALPHAS)
+def test_mnasnet_widths_are_torchvisions_get_depths(alpha):
+    """mnasnet1_0.yaml's vars (torchvision's _get_depths as expressions) give every stage width
+    of MNASNet(alpha): the stem conv, the separable conv's projection, each stack's last unit."""
+    from torchvision.models.mnasnet import _get_depths
+    out = {row.path: row.output[0] for row in netspec.analyze(SPECS / "mnasnet1_0.yaml", overrides=[f"vars.alpha={alpha}"]).layers}
+    got = [out["layers.0"], out["layers.6"]] + [out[f"layers.{8 + j}.{n - 1}.layers.6"] for j, n in enumerate([3, 3, 3, 2, 4, 1])]
+    assert got == _get_depths(alpha)

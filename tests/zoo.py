@@ -75,6 +75,16 @@ TORCHVISION = {
     "regnet_x_8gf": ("regnet_x_8gf", {}, "RegNet_X_8GF_Weights"),
     "regnet_x_16gf": ("regnet_x_16gf", {}, "RegNet_X_16GF_Weights"),
     "regnet_x_32gf": ("regnet_x_32gf", {}, "RegNet_X_32GF_Weights"),
+    # ShuffleNetV2, MNASNet, MobileNetV3-Large
+    "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", {}, "ShuffleNet_V2_X0_5_Weights"),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", {}, "ShuffleNet_V2_X1_0_Weights"),
+    "shufflenet_v2_x1_5": ("shufflenet_v2_x1_5", {}, "ShuffleNet_V2_X1_5_Weights"),
+    "shufflenet_v2_x2_0": ("shufflenet_v2_x2_0", {}, "ShuffleNet_V2_X2_0_Weights"),
+    "mnasnet0_5": ("mnasnet0_5", {}, "MNASNet0_5_Weights"),
+    "mnasnet0_75": ("mnasnet0_75", {}, "MNASNet0_75_Weights"),
+    "mnasnet1_0": ("mnasnet1_0", {}, "MNASNet1_0_Weights"),
+    "mnasnet1_3": ("mnasnet1_3", {}, "MNASNet1_3_Weights"),
+    "mobilenet_v3_large": ("mobilenet_v3_large", {}, "MobileNet_V3_Large_Weights"),
 }
 
 # Where a published num_params is of another structure than the spec's: the torchvision kwargs
@@ -97,6 +107,9 @@ FAMILIES = {
     "regnet_y_400mf": ["regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf", "regnet_y_16gf",
                        "regnet_y_32gf", "regnet_y_128gf", "regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf",
                        "regnet_x_3_2gf", "regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf"],
+    # ShuffleNetV2, MNASNet
+    "shufflenet_v2_x1_0": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
+    "mnasnet1_0": ["mnasnet0_5", "mnasnet0_75", "mnasnet1_3"],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
@@ -104,7 +117,9 @@ OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "go
                  "mobilenet_v2", "mobilenet_v3_small",
                  "efficientnet_b0",   # EfficientNet: MBConv, SE gates, stochastic depth
                  "squeezenet1_1", "inception_v3",
-                 "regnet_x_400mf", "regnet_y_400mf"]   # RegNet: the two small ones (no SE / SE)
+                 "regnet_x_400mf", "regnet_y_400mf",   # RegNet: the two small ones (no SE / SE)
+                 # ShuffleNetV2, MNASNet, MobileNetV3-Large
+                 "shufflenet_v2_x0_5", "mnasnet0_5"]
 
 
 def reference(name: str, device: str = "cpu", **changes) -> torch.nn.Module:
