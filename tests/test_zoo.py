@@ -16,7 +16,9 @@ import netspec
 from zoo import (FAMILIES, OUTPUTS_IN_CI, SPECS, TORCHVISION, metadata, natural_batch, parity, reference,
                  relative, shapes, spec_model)
 
-MEMBER_KEYS = {"extends", "name", "description", "vars", "expect"}
+# what a family member may set besides `vars`: its identity, its expectations, and its input (the
+# crop size its published MACs are counted at differs within a family: EfficientNetV2-S 384, -M 480)
+MEMBER_KEYS = {"extends", "name", "description", "vars", "expect", "input"}
 TOLERANCE = 1e-5   # fp32, relative to the output's scale
 
 

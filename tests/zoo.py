@@ -38,6 +38,15 @@ TORCHVISION = {
     "densenet121": ("densenet121", {}, "DenseNet121_Weights"),
     "mobilenet_v2": ("mobilenet_v2", {}, "MobileNet_V2_Weights"),
     "mobilenet_v3_small": ("mobilenet_v3_small", {}, "MobileNet_V3_Small_Weights"),
+    # ConvNeXt (zoo-convnext)
+    "convnext_tiny": ("convnext_tiny", {}, "ConvNeXt_Tiny_Weights"),
+    "convnext_small": ("convnext_small", {}, "ConvNeXt_Small_Weights"),
+    "convnext_base": ("convnext_base", {}, "ConvNeXt_Base_Weights"),
+    "convnext_large": ("convnext_large", {}, "ConvNeXt_Large_Weights"),
+    # EfficientNetV2 (zoo-convnext)
+    "efficientnet_v2_s": ("efficientnet_v2_s", {}, "EfficientNet_V2_S_Weights"),
+    "efficientnet_v2_m": ("efficientnet_v2_m", {}, "EfficientNet_V2_M_Weights"),
+    "efficientnet_v2_l": ("efficientnet_v2_l", {}, "EfficientNet_V2_L_Weights"),
 }
 
 # family base -> members: each member is `extends: <base>.yaml` plus vars (and name, description, expect)
@@ -45,11 +54,16 @@ FAMILIES = {
     "resnet18": ["resnet34"],
     "resnet50": ["resnet101", "resnext101_32x8d", "wide_resnet50_2"],
     "vgg11": ["vgg16", "vgg11_bn"],
+    # ConvNeXt (zoo-convnext)
+    "convnext_tiny": ["convnext_small", "convnext_base", "convnext_large"],
+    # EfficientNetV2 (zoo-convnext)
+    "efficientnet_v2_s": ["efficientnet_v2_m", "efficientnet_v2_l"],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
 OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "googlenet", "densenet121",
                  "mobilenet_v2", "mobilenet_v3_small"]
+OUTPUTS_IN_CI += ["convnext_tiny", "efficientnet_v2_s"]   # ConvNeXt, EfficientNetV2 (zoo-convnext)
 
 
 def reference(name: str, device: str = "cpu") -> torch.nn.Module:
