@@ -4,8 +4,10 @@ bench/zoo_parity.py (outputs for every spec at full size).
 
 Parity, as it can fail: torchvision's model (seeded random weights) gets BatchNorm running
 statistics from a real batch (with the default statistics deep nets give 1e-14 or 1e8
-outputs, and any tolerance tests nothing); the spec's module loads its state_dict with
-strict=True (same keys, same order, same shapes); outputs are compared relative to their
+outputs, and any tolerance tests nothing) and random values for the learned tensors
+initialised to a damping constant (ConvNeXt's layer_scale = 1e-6 makes every residual
+branch a millionth of the output, which any tolerance would miss); the spec's module
+loads its state_dict with strict=True (same keys, same order, same shapes); outputs are compared relative to their
 scale, in eval mode and, seeded, in training mode (dropout and stochastic depth must draw
 in torchvision's order).
 """
@@ -126,6 +128,18 @@ def calibrate(model: torch.nn.Module, x: torch.Tensor) -> None:
     model.eval()
 
 
+def undamp(model: torch.nn.Module, seed: int = 4) -> None:
+    """Give every parameter filled with one constant other than 0 and 1 (the identity values
+    of biases and norm scales) values uniform in [0.5, 1.5]: such a constant is a damping
+    factor (ConvNeXt's layer_scale, 1e-6), and at it the branch it scales cannot be seen."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            first = p.flatten()[0]
+            if float(first) not in (0.0, 1.0) and bool((p == first).all()):
+                p.copy_(0.5 + torch.rand(p.shape, generator=g))
+
+
 def relative(got: torch.Tensor, want: torch.Tensor) -> float:
     """Max difference relative to the reference output's scale."""
     return float((got - want).abs().max() / want.abs().max().clamp_min(torch.finfo(want.dtype).tiny))
@@ -143,7 +157,8 @@ def spec_model(path, ref: torch.nn.Module, input_shape=None) -> torch.nn.Module:
 
 def parity(path, ref: torch.nn.Module, input_shape, batch: int = 2) -> dict:
     """Relative output differences of the spec's module vs `ref`: eval (after calibrating
-    BatchNorm on a real batch) and training mode (same seed)."""
+    BatchNorm on a real batch, damping constants undone) and training mode (same seed)."""
+    undamp(ref)
     calibrate(ref, natural_batch(8, input_shape, seed=1))
     model = spec_model(path, ref, tuple(input_shape))
     x = natural_batch(batch, input_shape, seed=2)
