@@ -91,6 +91,36 @@ def test_a_deliberately_broken_spec_fails_parity():
         assert relative(bad.eval()(x), ref.eval()(x)) > 1e-2   # relative to scale: caught
 
 
+def test_a_damped_branch_is_seen():
+    """ConvNeXt's layer_scale starts at 1e-6, so each residual branch is a millionth of the
+    output: with torchvision's init a spec with ReLU for GELU in every block stays within
+    tolerance. `parity` undamps such constants first (tests/zoo.py: undamp), and catches it.
+    A small ConvNeXt (width 8, one block per stage) keeps this cheap."""
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+    from zoo import calibrate, undamp
+    small = [f"vars.{k}={v}" for k, v in {"width": 8, "depth1": 1, "depth2": 1, "depth3": 1, "depth4": 1}.items()]
+    broken = small + ["blocks.cnblock.residual.body.0.sequence.body.4=relu"]
+    torch.manual_seed(0)
+    ref = ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, 32, 1), CNBlockConfig(32, 64, 1), CNBlockConfig(64, None, 1)],
+                   stochastic_depth_prob=0.1)
+    x = natural_batch(2, (3, 64, 64), seed=2)
+
+    def differences():
+        out = []
+        for overrides in (small, broken):
+            model = netspec.build(netspec.analyze(SPECS / "convnext_tiny.yaml", overrides=overrides))
+            model.load_state_dict(ref.state_dict(), strict=True)
+            with torch.no_grad():
+                out.append(relative(model.eval()(x), ref.eval()(x)))
+        return out
+    right, wrong = differences()
+    assert right < TOLERANCE and wrong < TOLERANCE     # at layer_scale 1e-6: blind
+    undamp(ref)
+    calibrate(ref, natural_batch(8, (3, 64, 64), seed=1))
+    right, wrong = differences()
+    assert right < TOLERANCE and wrong > 1e-2           # undamped: caught
+
+
 def test_squeeze_excitation_is_a_gate():
     """mobilenet_v3_small's SE modules are netspec gates (x * body(x)) with torchvision's names."""
     model = netspec.build(SPECS / "mobilenet_v3_small.yaml", device="meta")

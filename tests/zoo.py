@@ -4,8 +4,10 @@ bench/zoo_parity.py (outputs for every spec at full size).
 
 Parity, as it can fail: torchvision's model (seeded random weights) gets BatchNorm running
 statistics from a real batch (with the default statistics deep nets give 1e-14 or 1e8
-outputs, and any tolerance tests nothing); the spec's module loads its state_dict with
-strict=True (same keys, same order, same shapes); outputs are compared relative to their
+outputs, and any tolerance tests nothing) and random values for the learned tensors
+initialised to a damping constant (ConvNeXt's layer_scale = 1e-6 makes every residual
+branch a millionth of the output, which any tolerance would miss); the spec's module
+loads its state_dict with strict=True (same keys, same order, same shapes); outputs are compared relative to their
 scale, in eval mode and, seeded, in training mode (dropout and stochastic depth must draw
 in torchvision's order).
 """
@@ -85,6 +87,15 @@ TORCHVISION = {
     "mnasnet1_0": ("mnasnet1_0", {}, "MNASNet1_0_Weights"),
     "mnasnet1_3": ("mnasnet1_3", {}, "MNASNet1_3_Weights"),
     "mobilenet_v3_large": ("mobilenet_v3_large", {}, "MobileNet_V3_Large_Weights"),
+    # ConvNeXt
+    "convnext_tiny": ("convnext_tiny", {}, "ConvNeXt_Tiny_Weights"),
+    "convnext_small": ("convnext_small", {}, "ConvNeXt_Small_Weights"),
+    "convnext_base": ("convnext_base", {}, "ConvNeXt_Base_Weights"),
+    "convnext_large": ("convnext_large", {}, "ConvNeXt_Large_Weights"),
+    # EfficientNetV2
+    "efficientnet_v2_s": ("efficientnet_v2_s", {}, "EfficientNet_V2_S_Weights"),
+    "efficientnet_v2_m": ("efficientnet_v2_m", {}, "EfficientNet_V2_M_Weights"),
+    "efficientnet_v2_l": ("efficientnet_v2_l", {}, "EfficientNet_V2_L_Weights"),
 }
 
 # Where a published num_params is of another structure than the spec's: the torchvision kwargs
@@ -110,6 +121,10 @@ FAMILIES = {
     # ShuffleNetV2, MNASNet
     "shufflenet_v2_x1_0": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
     "mnasnet1_0": ["mnasnet0_5", "mnasnet0_75", "mnasnet1_3"],
+    # ConvNeXt
+    "convnext_tiny": ["convnext_small", "convnext_base", "convnext_large"],
+    # EfficientNetV2
+    "efficientnet_v2_s": ["efficientnet_v2_m", "efficientnet_v2_l"],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
@@ -120,6 +135,7 @@ OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "go
                  "regnet_x_400mf", "regnet_y_400mf",   # RegNet: the two small ones (no SE / SE)
                  # ShuffleNetV2, MNASNet, MobileNetV3-Large
                  "shufflenet_v2_x0_5", "mnasnet0_5"]
+OUTPUTS_IN_CI += ["convnext_tiny", "efficientnet_v2_s"]   # ConvNeXt, EfficientNetV2
 
 
 def reference(name: str, device: str = "cpu", **changes) -> torch.nn.Module:
@@ -195,6 +211,18 @@ def calibrate(model: torch.nn.Module, x: torch.Tensor) -> None:
     model.eval()
 
 
+def undamp(model: torch.nn.Module, seed: int = 4) -> None:
+    """Give every parameter filled with one constant other than 0 and 1 (the identity values
+    of biases and norm scales) values uniform in [0.5, 1.5]: such a constant is a damping
+    factor (ConvNeXt's layer_scale, 1e-6), and at it the branch it scales cannot be seen."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            first = p.flatten()[0]
+            if float(first) not in (0.0, 1.0) and bool((p == first).all()):
+                p.copy_(0.5 + torch.rand(p.shape, generator=g))
+
+
 def relative(got: torch.Tensor, want: torch.Tensor) -> float:
     """Max difference relative to the reference output's scale."""
     return float((got - want).abs().max() / want.abs().max().clamp_min(torch.finfo(want.dtype).tiny))
@@ -212,7 +240,8 @@ def spec_model(path, ref: torch.nn.Module, input_shape=None) -> torch.nn.Module:
 
 def parity(path, ref: torch.nn.Module, input_shape, batch: int = 2) -> dict:
     """Relative output differences of the spec's module vs `ref`: eval (after calibrating
-    BatchNorm on a real batch) and training mode (same seed)."""
+    BatchNorm on a real batch, damping constants undone) and training mode (same seed)."""
+    undamp(ref)
     calibrate(ref, natural_batch(8, input_shape, seed=1))
     model = spec_model(path, ref, tuple(input_shape))
     x = natural_batch(batch, input_shape, seed=2)
