@@ -1,0 +1,165 @@
+"""The static training-step model (netspec/autograd.py) against torch itself:
+
+- the bytes of the tensors autograd saves for the backward (`saved_tensors_hooks`, each
+  storage once, parameters and buffers excluded) equal `training_step(...).saved_bytes` on
+  the zoo (one spec per family and every spec of its own structure, at small inputs; the
+  bench runs every member: bench/memory_exact.py) and on random specs, fp32 and bf16 autocast;
+- backward MACs equal `FlopCounterMode` on a real backward (forward MACs too), where torch
+  2.14's counter is right: it counts a grouped conv's weight gradient `groups` times (fixed
+  upstream, pytorch#183405), so that excess is measured per layer against the same conv
+  written as a loop over its groups, and static is proved equal to the loop.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
+
+import netspec
+
+from netspec.autograd import training_step
+from netspec.errors import SpecError
+from specgen import random_spec
+from test_fuzz import HypothesisDraw
+from zoo import FAMILIES, SPECS
+
+MEMBERS = {m for members in FAMILIES.values() for m in members}
+# one spec per family and every spec of a structure of its own, at a small input
+CI_SPECS = sorted(p.stem for p in SPECS.glob("*.yaml") if p.stem not in MEMBERS)
+
+
+def saved_bytes(model: torch.nn.Module, x: torch.Tensor, low: torch.dtype | None) -> int:
+    """Bytes autograd keeps for one forward: each storage once, model state excluded."""
+    state = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in state:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    cast = torch.autocast("cpu", dtype=low) if low else torch.autocast("cpu", enabled=False)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), cast:
+        model(x)
+    return sum(seen.values())
+
+
+def small(path) -> netspec.Analysis:
+    """The spec's analysis at the smallest of 64, 96, 128 px it accepts (its own input if smaller)."""
+    a = netspec.analyze(path)
+    if len(a.input) != 3 or a.input[1] <= 64:
+        return a
+    for side in (64, 96, 128):
+        try:
+            return netspec.analyze(path, input=(a.input[0], side, side))
+        except SpecError:
+            continue
+    return a
+
+
+def measured_vs_static(analysis, precision: str, batch: int = 2, inplace: bool = True) -> tuple[int, int]:
+    torch.manual_seed(0)
+    model = netspec.build(analysis, inplace=inplace).train()
+    x = torch.randn(batch, *analysis.input)
+    low = {"bf16": torch.bfloat16, "fp32": None}[precision]
+    return saved_bytes(model, x, low), training_step(analysis, batch, precision, inplace=inplace).saved_bytes
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("name", CI_SPECS)
+def test_saved_bytes_are_exact_on_the_zoo(name, precision):
+    measured, static = measured_vs_static(small(SPECS / f"{name}.yaml"), precision)
+    assert static == measured, f"static {static:,} vs measured {measured:,} ({static - measured:+,})"
+
+
+@pytest.mark.filterwarnings("ignore::netspec.errors.SpecWarning")
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(st.data(), st.sampled_from(["fp32", "bf16"]))
+def test_saved_bytes_are_exact_on_random_specs(data, precision):
+    spec, _ = random_spec(HypothesisDraw(data))
+    try:
+        analysis = netspec.analyze(spec)
+    except SpecError:  # the generator's few invalid specs are the fuzz's business
+        return
+    measured, static = measured_vs_static(analysis, precision)
+    assert static == measured, f"static {static:,} vs measured {measured:,}"
+
+
+def test_a_wrong_rule_is_seen(monkeypatch):
+    """A layer rule that forgets what its backward keeps (relu's output) breaks the equality."""
+    from dataclasses import replace
+
+    from netspec.layers.act import ReLU
+
+    a = small(SPECS / "resnet18.yaml")
+    right = measured_vs_static(a, "fp32")
+    rule = ReLU.autograd
+    monkeypatch.setattr(ReLU, "autograd", lambda self, *args, **kw: replace(rule(self, *args, **kw), output=False))
+    wrong = measured_vs_static(a, "fp32")
+    assert right[0] == right[1] == wrong[0] and wrong[1] < wrong[0]
+
+
+# -- MACs --------------------------------------------------------------------------------
+def counted(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """FlopCounterMode's forward and backward FLOPs of one step."""
+    with FlopCounterMode(display=False) as fwd:
+        y = model(x)
+    with FlopCounterMode(display=False) as bwd:
+        y.float().sum().backward()
+    return fwd.get_total_flops(), bwd.get_total_flops()
+
+
+def as_loop(conv: torch.nn.Conv2d) -> torch.nn.Module:
+    """The grouped conv written as `groups` convs over channel slices (same weights)."""
+    class Loop(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = conv.groups
+            self.convs = torch.nn.ModuleList(
+                torch.nn.Conv2d(conv.in_channels // g, conv.out_channels // g, conv.kernel_size, conv.stride,
+                                conv.padding, conv.dilation, bias=conv.bias is not None) for _ in range(g))
+
+        def forward(self, x):
+            parts = x.chunk(len(self.convs), 1)
+            return torch.cat([c(p) for c, p in zip(self.convs, parts)], 1)
+    return Loop()
+
+
+def grouped_excess(conv: torch.nn.Conv2d, shape, input_grad: bool, batch: int) -> int:
+    """FLOPs torch's counter adds to a grouped conv's backward beyond the loop of its groups."""
+    x = torch.randn(batch, *shape, requires_grad=input_grad)
+    return counted(conv, x)[1] - counted(as_loop(conv), x)[1]
+
+
+def grouped_convs(model, analysis):
+    for m in analysis.tree_leaves():
+        module = model.get_submodule(m.path)
+        if isinstance(module, torch.nn.Conv2d) and module.groups > 1:
+            yield m, module
+
+
+@pytest.mark.parametrize("name", CI_SPECS)
+def test_macs_equal_flop_counter_on_the_zoo(name):
+    batch = 2
+    a = small(SPECS / f"{name}.yaml")
+    torch.manual_seed(0)
+    model = netspec.build(a).train()
+    fwd, bwd = counted(model, torch.randn(batch, *a.input))
+    first = a.layers[0].path  # the input needs no gradient: only the first layer's is skipped
+    excess = sum(grouped_excess(conv, m.input, m.path != first, batch) for m, conv in grouped_convs(model, a))
+    static = training_step(a, batch)
+    assert (a.macs, static.backward_macs) == (fwd // 2 // batch, (bwd - excess) // 2 // batch)
+
+
+@pytest.mark.parametrize("groups,input_grad", [(2, True), (8, True), (32, False), (64, True)])
+def test_grouped_conv_backward_macs_are_those_of_the_loop_of_groups(groups, input_grad):
+    spec = {"netspec": 1, "name": "g", "input": [64, 12, 12], "layers": [{"conv": {"out": 128, "k": 3, "groups": groups}}]}
+    a = netspec.analyze(spec)
+    conv = next(m for m in netspec.build(a).modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.randn(2, 64, 12, 12, requires_grad=input_grad)
+    loop = counted(as_loop(conv), x)[1] // 2 // 2
+    leaf = next(a.tree_leaves())
+    assert leaf.node.layer.backward_macs(leaf.input, leaf.output, input_grad=input_grad, weight_grad=True) == loop
