@@ -112,30 +112,26 @@ def counted(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
     return fwd.get_total_flops(), bwd.get_total_flops()
 
 
-def as_loop(conv: torch.nn.Conv2d) -> torch.nn.Module:
-    """The grouped conv written as `groups` convs over channel slices (same weights)."""
-    class Loop(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            g = conv.groups
-            self.convs = torch.nn.ModuleList(
-                torch.nn.Conv2d(conv.in_channels // g, conv.out_channels // g, conv.kernel_size, conv.stride,
-                                conv.padding, conv.dilation, bias=conv.bias is not None) for _ in range(g))
-
-        def forward(self, x):
-            parts = x.chunk(len(self.convs), 1)
-            return torch.cat([c(p) for c, p in zip(self.convs, parts)], 1)
-    return Loop()
+def one_group(conv: torch.nn.Conv2d) -> torch.nn.Conv2d:
+    """The conv one group of a grouped conv is: its slice of the channels, same window."""
+    g = conv.groups
+    return torch.nn.Conv2d(conv.in_channels // g, conv.out_channels // g, conv.kernel_size, conv.stride,
+                           conv.padding, conv.dilation, bias=conv.bias is not None)
 
 
 def grouped_excess(conv: torch.nn.Conv2d, shape, input_grad: bool, batch: int) -> int:
-    """FLOPs torch's counter adds to a grouped conv's backward beyond the loop of its groups."""
+    """FLOPs torch's counter adds to a grouped conv's backward beyond those of the same conv
+    written as a loop over its groups (`groups` convs of one group's shape: a chunk, a conv
+    each, a cat, none of which but the convs counts)."""
     x = torch.randn(batch, *shape, requires_grad=input_grad)
-    return counted(conv, x)[1] - counted(as_loop(conv), x)[1]
+    part = torch.randn(batch, shape[0] // conv.groups, *shape[1:], requires_grad=input_grad)
+    return counted(conv, x)[1] - conv.groups * counted(one_group(conv), part)[1]
 
 
 def grouped_convs(model, analysis):
     for m in analysis.tree_leaves():
+        if m.node.layer.bare_parameter:  # a tensor on its enclosing module, not a module
+            continue
         module = model.get_submodule(m.path)
         if isinstance(module, torch.nn.Conv2d) and module.groups > 1:
             yield m, module
@@ -159,7 +155,6 @@ def test_grouped_conv_backward_macs_are_those_of_the_loop_of_groups(groups, inpu
     spec = {"netspec": 1, "name": "g", "input": [64, 12, 12], "layers": [{"conv": {"out": 128, "k": 3, "groups": groups}}]}
     a = netspec.analyze(spec)
     conv = next(m for m in netspec.build(a).modules() if isinstance(m, torch.nn.Conv2d))
-    x = torch.randn(2, 64, 12, 12, requires_grad=input_grad)
-    loop = counted(as_loop(conv), x)[1] // 2 // 2
+    loop = groups * counted(one_group(conv), torch.randn(2, 64 // groups, 12, 12, requires_grad=input_grad))[1] // 2 // 2
     leaf = next(a.tree_leaves())
     assert leaf.node.layer.backward_macs(leaf.input, leaf.output, input_grad=input_grad, weight_grad=True) == loop
