@@ -52,10 +52,17 @@ def _analyze(path: str, args):
 
 def cmd_check(args) -> int:
     import netspec
+    from netspec.analysis import check_expect
     worst = EXIT_OK
     for path in args.specs:
         try:
-            netspec.analyze(path, overrides=args.set)
+            analysis = netspec.analyze(path, overrides=args.set)
+            # everything `expect:` names is known without torch; it describes the file as
+            # written, so a --set edit (an ablation) is not held to it
+            expect = getattr(analysis.spec, "expect", None) is not None and not args.set
+            problems = check_expect(analysis) if expect else []
+            if problems:
+                raise CheckFailed("; ".join(problems), path)
             _flush_warnings(True)
             print(one_line(f"{path}: ok"))
         except NetspecError as e:
@@ -66,16 +73,19 @@ def cmd_check(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from netspec.summary import as_json, render_table
+    from netspec.summary import COLUMNS, DEFAULT_COLUMNS, MEMORY_COLUMNS, as_json, render_table
+    columns = args.columns or (MEMORY_COLUMNS if args.memory else DEFAULT_COLUMNS)
+    memory_wanted = args.memory or any(COLUMNS[c].needs_memory for c in columns)
     worst = EXIT_OK
     for path in args.specs:
         try:
             analysis = _analyze(path, args)
             refuse_huge(analysis, args.max_params)
+            memory = _training_step(analysis, args) if memory_wanted else None
             if args.json:
-                print(as_json(analysis))
+                print(as_json(analysis, file=path, memory=memory))
             else:
-                render_table(analysis, sys.stdout)
+                render_table(analysis, sys.stdout, columns=columns, depth=args.depth, memory=memory)
             if args.check_params:
                 _check_params(analysis, path, quiet=args.json)
             _flush_warnings(True)
@@ -84,6 +94,18 @@ def cmd_compile(args) -> int:
             print(e, file=sys.stderr)
             worst = max(worst, e.exit_code)
     return worst
+
+
+def _training_step(analysis, args):
+    """The static training-step model at --batch/--precision/--optimizer, each defaulting to
+    the spec's `train:` section (its defaults without one)."""
+    from netspec.autograd import training_step
+    from netspec.spec.train import TrainConfig
+    train = getattr(analysis.spec, "train", None) or TrainConfig()
+    optimizer = args.optimizer or (train.optimizer.name if train.optimizer.name != "sgd" else
+                                   "sgd_momentum" if train.optimizer.momentum else "sgd")
+    return training_step(analysis, batch=args.batch or train.batch_size, precision=args.precision or train.precision,
+                         optimizer=optimizer)
 
 
 def _check_params(analysis, path: str, quiet: bool) -> None:
@@ -130,10 +152,48 @@ def _add_compile(sub) -> None:
     p.add_argument("--input", type=_shape, metavar="C,H,W", help="input shape instead of the spec's `input`")
     p.add_argument("--check-params", action="store_true",
                    help="verify `expect:` and cross-check against a meta-device build (exit 1 on mismatch)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per spec")
+    p.add_argument("--json", action="store_true", help="print one JSON object per spec, one per line (JSON Lines)")
     p.add_argument("--max-params", type=max_params, default=DEFAULT_MAX_PARAMS, metavar="N",
                    help=f"refuse specs with more parameters (default {DEFAULT_MAX_PARAMS:.0e})")
+    table = p.add_argument_group("the table")
+    table.add_argument("--depth", type=_positive, metavar="N",
+                       help="rows down to N path levels; deeper modules fold into their container's row (subtotals)")
+    table.add_argument("--columns", type=_columns, metavar="A,B,...",
+                       help="columns after path and type, from: " + ", ".join(_column_names()) +
+                            " (default settings,output,params,macs; with --memory also memory,bwd_macs)")
+    memory = p.add_argument_group("the training step (--memory; each default from the spec's train: section)")
+    memory.add_argument("--memory", action="store_true",
+                        help="what one training step holds (parameters, gradients, optimizer state, the tensors "
+                             "autograd keeps, per module), a peak estimate, and backward MACs")
+    memory.add_argument("--batch", type=_positive, metavar="N", help="batch size (default train.batch_size)")
+    memory.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="fp32, or bf16/fp16 autocast")
+    memory.add_argument("--optimizer", choices=["sgd", "sgd_momentum", "adam", "adamw"],
+                        help="whose state to count (sgd: none; sgd_momentum: 1 tensor per parameter; adam/adamw: 2)")
     p.set_defaults(func=cmd_compile)
+
+
+def _column_names() -> list[str]:
+    from netspec.summary import COLUMNS
+    return list(COLUMNS)
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    unknown = [c for c in names if c not in _column_names()]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown column {unknown[0]!r} (columns: {', '.join(_column_names())})"
+                                         if unknown else "name at least one column")
+    return names
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or value > 2**31:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _add_check(sub) -> None:

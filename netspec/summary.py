@@ -1,29 +1,218 @@
 """Analysis -> what people read: the summary table and the --json object.
 
-Rows are the leaf modules, by their state_dict path, so every parameter appears
-exactly once and the column sums equal the totals. The table is laid out here, in
-two passes over the rows (widths, then lines): rich's Table measured and rendered
-every cell as styled segments, about 1 ms a row, so 200,000 ReLUs took two minutes;
-these lines cost microseconds. Must not import torch.
+Rows follow the module tree in order: every leaf module by its state_dict path, and every
+construct (residual, concat, gate, dense, named sequence) as a row of its own, showing its
+output and its subtotals. `depth` folds what lies deeper into the row at that depth. The
+columns are chosen by name (`COLUMNS`); what a column needs (the training-step memory
+model, netspec.autograd) is computed only when it is shown. MACs are multiply-accumulates
+(1 MAC = 2 FLOPs), labelled so everywhere.
+
+The table is laid out here, in two passes over the rows (widths, then lines): rich's Table
+measured and rendered every cell as styled segments, about 1 ms a row, so 200,000 ReLUs
+took two minutes; these lines cost microseconds. Must not import torch.
 """
 from __future__ import annotations
 
 import json
 import unicodedata
+from dataclasses import dataclass
 
-from netspec.analysis import Analysis
+from netspec.analysis import Analysis, Module
 from netspec.errors import one_line
+from netspec.ir import Leaf
 
-_RIGHT = (False, False, False, True, True)   # params and MACs are right-aligned
 
-
-def human(n: int) -> str:
+def human(n: float) -> str:
     for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
             return f"{n / size:.2f}{unit}"
-    return str(n)
+    return f"{n:g}"
 
 
+def human_bytes(n: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+# -- what a row shows -------------------------------------------------------------------
+@dataclass
+class Row:
+    module: Module
+    depth: int                 # path segments (a flat construct: its enclosing module's)
+    folded: bool               # deeper modules are folded into this row (--depth)
+
+
+@dataclass
+class Column:
+    header: str
+    right: bool                # right-aligned (numbers)
+    needs_memory: bool = False
+
+
+COLUMNS = {
+    "input": Column("input", False),
+    "settings": Column("settings", False),
+    "output": Column("output", False),
+    "params": Column("params", True),
+    "trainable": Column("trainable", True),
+    "macs": Column("fwd MACs", True),
+    "bwd_macs": Column("bwd MACs", True, needs_memory=True),
+    "memory": Column("kept for bwd", True, needs_memory=True),
+}
+DEFAULT_COLUMNS = ("settings", "output", "params", "macs")
+MEMORY_COLUMNS = DEFAULT_COLUMNS + ("memory", "bwd_macs")
+
+
+class _Figures:
+    """Per-module figures of one table: a construct's are its subtree's sums."""
+
+    def __init__(self, memory=None):
+        self.memory = memory
+        self.kept = memory.by_module() if memory is not None else {}
+        self.backward = memory.layer_backward_macs if memory is not None else {}
+
+    def subtree_paths(self, m: Module) -> set[str]:
+        paths, stack = set(), [m]
+        while stack:
+            n = stack.pop()
+            paths.add(n.path)
+            stack.extend(n.children)
+        return paths
+
+    def cell(self, name: str, m: Module) -> str:
+        if name == "input":
+            return str(list(m.input))
+        if name == "output":
+            return str(list(m.output))
+        if name == "settings":
+            if not isinstance(m.node, Leaf):
+                return ""
+            return one_line(", ".join(f"{k}={_short(v)}" for k, v in m.node.layer.settings().items()))
+        if name == "params":
+            frozen = "" if m.trainable_params == m.params else " frozen" if not m.trainable_params else " part frozen"
+            return f"{m.params:,}{frozen}" if m.params else "-"
+        if name == "trainable":
+            return f"{m.trainable_params:,}" if m.params else "-"
+        if name == "macs":
+            return human(m.macs) if m.macs else "-"
+        if name == "bwd_macs":
+            total = self.total(self.backward, m)
+            return human(total) if total else "-"
+        if name == "memory":
+            total = self.total(self.kept, m)
+            return human_bytes(total) if total else "-"
+        raise KeyError(name)
+
+    def total(self, by_path: dict[str, int], m: Module) -> int:
+        """m's figure in `by_path` (keyed by module path), its subtree's for a construct."""
+        paths = {m.path} if isinstance(m.node, Leaf) else self.subtree_paths(m)
+        return sum(by_path.get(p, 0) for p in paths)
+
+    def footer(self, name: str, analysis: Analysis) -> str:
+        m = self.memory
+        return {"input": str(analysis.input), "settings": "", "output": str(analysis.output),
+                "params": f"{analysis.params:,}", "trainable": f"{analysis.trainable_params:,}",
+                "macs": human(analysis.macs), "bwd_macs": human(m.backward_macs) if m else "",
+                "memory": human_bytes(m.saved_bytes) if m else ""}[name]
+
+
+def _short(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return "x".join(map(str, v)) if all(isinstance(x, int) for x in v) else str(list(v))
+    return str(v)
+
+
+def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
+    """Modules in order (the root excluded): leaves, and constructs with their subtotals;
+    with `depth`, nothing deeper than that many path segments (it is folded into its row)."""
+    out: list[Row] = []
+    stack = list(reversed(analysis.tree.children))
+    while stack:
+        m = stack.pop()
+        level = m.path.count(".") + 1 if m.path else 0
+        leaf = isinstance(m.node, Leaf)
+        fold = depth is not None and level >= depth and not leaf
+        if depth is None or level <= depth:
+            out.append(Row(m, level, fold))
+        if not leaf and not fold:
+            stack.extend(reversed(m.children))
+    return out
+
+
+# -- the table ----------------------------------------------------------------------------
+def _width(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _cells(cells: tuple, widths: list[int], right: tuple) -> str:
+    out = []
+    for text, width, r in zip(cells, widths, right):
+        pad = " " * (width - _width(text))
+        out.append(pad + text if r else text + pad)
+    return "│ " + " │ ".join(out) + " │"
+
+
+def _rule(left: str, mid: str, right: str, fill: str, widths: list[int]) -> str:
+    return left + mid.join(fill * (w + 2) for w in widths) + right
+
+
+def render_table(analysis: Analysis, out, columns=DEFAULT_COLUMNS, depth: int | None = None, memory=None) -> None:
+    """Write the table to the text stream `out`, then the totals (and, given the training-step
+    `memory` (netspec.autograd.Memory), what a training step holds and costs)."""
+    figures = _Figures(memory)
+    header = ("path", "type", *(COLUMNS[c].header for c in columns))
+    right = (False, False, *(COLUMNS[c].right for c in columns))
+    table = [(one_line(r.module.path), one_line(_type(r)), *(figures.cell(c, r.module) for c in columns))
+             for r in rows(analysis, depth)]
+    footer = ("total", "", *(figures.footer(c, analysis) for c in columns))
+    widths = [max(map(_width, column)) for column in zip(header, footer, *table)]
+    frozen = analysis.params - analysis.trainable_params
+    out.write(f"{one_line(analysis.name)}  input {analysis.input}\n")
+    out.write(_rule("┏", "┳", "┓", "━", widths) + "\n" + _cells(header, widths, right).replace("│", "┃") + "\n")
+    out.write(_rule("┡", "╇", "┩", "━", widths) + "\n")
+    for start in range(0, len(table), 4096):  # in chunks: one string per chunk, not per table
+        out.write("".join(_cells(r, widths, right) + "\n" for r in table[start:start + 4096]))
+    out.write(_rule("├", "┼", "┤", "─", widths) + "\n" + _cells(footer, widths, right) + "\n")
+    out.write(_rule("└", "┴", "┘", "─", widths) + "\n")
+    out.write(f"params {analysis.params:,} ({human(analysis.params)})"
+              f"{f', {frozen:,} frozen' if frozen else ''} · forward {analysis.macs:,} MACs ({human(analysis.macs)}; "
+              f"1 MAC = 2 FLOPs) per sample · output {analysis.output}\n")
+    projected = auto_projections(analysis)
+    if projected:
+        out.write(one_line(f"shortcut: auto projected {len(projected)} residual{'s' if len(projected) > 1 else ''} "
+                           "(input -> body output): " + ", ".join(f"{p['path']} {p['input']} -> {p['output']}"
+                                                                  for p in projected)) + "\n")
+    if memory is not None:
+        out.write(memory_lines(analysis, memory))
+
+
+def _type(row: Row) -> str:
+    m = row.module
+    if isinstance(m.node, Leaf):
+        return m.type
+    kind = m.type + (" (flat)" if m.node.flat else "")
+    return kind + (" …" if row.folded and m.children else "")
+
+
+def memory_lines(analysis: Analysis, memory) -> str:
+    """What one training step holds and costs, in words and bytes."""
+    m = memory
+    copies = f", autocast weight copies {human_bytes(m.weight_copy_bytes)}" if m.weight_copy_bytes else ""
+    fwd_bwd = analysis.macs + m.backward_macs
+    return (f"training step at batch {m.batch}, {m.precision}, {m.optimizer.replace('_', ' with ')}: "
+            f"parameters {human_bytes(m.params_bytes)} · gradients {human_bytes(m.grads_bytes)} · optimizer state "
+            f"{human_bytes(m.optimizer_bytes)} · kept for backward {human_bytes(m.saved_bytes)} (activations "
+            f"{human_bytes(m.activation_bytes)}{copies}) · peak ≈ {human_bytes(m.peak_bytes)}\n"
+            f"backward {m.backward_macs:,} MACs ({human(m.backward_macs)}) per sample (input and weight gradients); "
+            f"forward + backward {human(fwd_bwd)} MACs = {human(2 * fwd_bwd)} FLOPs per sample, "
+            f"{human(2 * fwd_bwd * m.batch)} FLOPs per step\n")
+
+
+# -- --json and the auto-projection note --------------------------------------------------
 def _auto_projection(m):
     """The projection the analysis chose for a residual's `shortcut: auto`, else None
     (the one line that knows where the analysed tree keeps it)."""
@@ -44,48 +233,19 @@ def auto_projections(analysis: Analysis) -> list[dict]:
     return found
 
 
-def as_json(analysis: Analysis) -> str:
-    return json.dumps({**analysis.as_dict(), "auto_projections": auto_projections(analysis)})
+def as_json(analysis: Analysis, file: str | None = None, memory=None) -> str:
+    """One line of JSON: the analysis (leaf `layers`, and `modules`: every row of the table,
+    constructs included), the auto projections and, given `memory`, the training step."""
+    figures = _Figures(memory)
+    data = {"file": file, **analysis.as_dict(), "auto_projections": auto_projections(analysis)}
+    data["modules"] = [{"path": r.module.path, "type": r.module.type, "input": list(r.module.input),
+                        "output": list(r.module.output), "params": r.module.params,
+                        "trainable_params": r.module.trainable_params, "macs": r.module.macs,
+                        **({"settings": r.module.node.layer.settings()} if isinstance(r.module.node, Leaf) else {}),
+                        **({"saved_bytes": figures.total(figures.kept, r.module),
+                            "backward_macs": figures.total(figures.backward, r.module)} if memory else {})}
+                       for r in rows(analysis)]
+    if memory is not None:
+        data["memory"] = memory.as_dict()
+    return json.dumps(data)
 
-
-def _width(text: str) -> int:
-    if text.isascii():
-        return len(text)
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _cells(cells: tuple, widths: list[int]) -> str:
-    out = []
-    for text, width, right in zip(cells, widths, _RIGHT):
-        pad = " " * (width - _width(text))
-        out.append(pad + text if right else text + pad)
-    return "│ " + " │ ".join(out) + " │"
-
-
-def _rule(left: str, mid: str, right: str, fill: str, widths: list[int]) -> str:
-    return left + mid.join(fill * (w + 2) for w in widths) + right
-
-
-def render_table(analysis: Analysis, out) -> None:
-    """Write the table to the text stream `out`: one line per leaf module, then the totals."""
-    header = ("path", "type", "output", "params", "MACs")
-    rows = [(one_line(row.path), one_line(row.type), str(row.output), f"{row.params:,}" if row.params else "-",
-             human(row.macs) if row.macs else "-") for row in analysis.layers]
-    footer = ("total", "", str(analysis.output), f"{analysis.params:,}", human(analysis.macs))
-    widths = [max(map(_width, column)) for column in zip(header, footer, *rows)]
-    frozen = analysis.params - analysis.trainable_params
-    out.write(f"{one_line(analysis.name)}  input {analysis.input}\n")
-    out.write(_rule("┏", "┳", "┓", "━", widths) + "\n" + _cells(header, widths).replace("│", "┃") + "\n")
-    out.write(_rule("┡", "╇", "┩", "━", widths) + "\n")
-    for start in range(0, len(rows), 4096):  # in chunks: one string per chunk, not per table
-        out.write("".join(_cells(r, widths) + "\n" for r in rows[start:start + 4096]))
-    out.write(_rule("├", "┼", "┤", "─", widths) + "\n" + _cells(footer, widths) + "\n")
-    out.write(_rule("└", "┴", "┘", "─", widths) + "\n")
-    out.write(f"params {analysis.params:,} ({human(analysis.params)})"
-              f"{f', {frozen:,} frozen' if frozen else ''} · MACs {analysis.macs:,} ({human(analysis.macs)}) per sample"
-              f" · output {analysis.output}\n")
-    projected = auto_projections(analysis)
-    if projected:
-        out.write(one_line(f"shortcut: auto projected {len(projected)} residual{'s' if len(projected) > 1 else ''} "
-                           "(input -> body output): " + ", ".join(f"{p['path']} {p['input']} -> {p['output']}"
-                                                                  for p in projected)) + "\n")

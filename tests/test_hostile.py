@@ -205,7 +205,7 @@ def test_the_table_escapes_names_and_markup(write, cli):
     run = cli("compile", path)
     assert run.code == 0, run.err
     assert "\x1b" not in run.out and "\x07" not in run.out and run.out.startswith("[/bold]\\x1b]0;title\\x07  input")
-    assert "│ c     │ conv │ [4, 6, 6] │    112 │ 3.89K │" in run.out
+    assert "│ c     │ conv │ out=4, k=3 │ [4, 6, 6] │    112 │    3.89K │" in run.out
 
 
 # -- bounds that could be walked around ---------------------------------------------------------------
@@ -244,8 +244,8 @@ def test_table_rows_and_totals(cli):
     lines = run.out.splitlines()
     assert run.code == 0 and lines[0] == "lenet  input [1, 28, 28]"
     assert len({len(line) for line in lines[1:-1]}) == 1          # every row of the box is one width
-    assert "│ total  │         │ [10]        │ 44,426 │ 281.64K │" in lines
-    assert lines[-1] == "params 44,426 (44.43K) · MACs 281,640 (281.64K) per sample · output [10]"
+    assert "│ total  │          │               │ [10]        │ 44,426 │  281.64K │" in lines
+    assert lines[-1] == "params 44,426 (44.43K) · forward 281,640 MACs (281.64K; 1 MAC = 2 FLOPs) per sample · output [10]"
 
 
 # -- exit 3 that was bad input -------------------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""`netspec compile`'s table and --json as a user shapes them: container rows, --depth,
+--columns, frozen marks, --memory (defaults from the spec's train: section), and `check`
+verifying `expect:` without torch."""
+from __future__ import annotations
+
+import json
+
+import netspec
+from conftest import ROOT
+from netspec.autograd import training_step
+
+SPECS = ROOT / "specs"
+HEAD = "netspec: 1\nname: t\ninput: [3, 8, 8]\n"
+
+
+def table_rows(out: str) -> list[list[str]]:
+    """The body rows of a printed table, as stripped cells."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("┡")) + 1
+    end = next(i for i, line in enumerate(lines) if line.startswith("├"))
+    return [[c.strip() for c in line.strip("│").split("│")] for line in lines[start:end]]
+
+
+def test_containers_have_rows_with_their_output_and_subtotals(cli):
+    run = cli("compile", SPECS / "googlenet.yaml")
+    rows = {r[0]: r for r in table_rows(run.out)}
+    a = netspec.analyze(SPECS / "googlenet.yaml")
+    inception = next(m for m in a.tree.children if m.path == "inception3a")
+    assert rows["inception3a"][1].startswith("concat") and rows["inception3a"][3] == "[256, 28, 28]"
+    assert rows["inception3a"][4] == f"{inception.params:,}"
+    leaves = [r for p, r in rows.items() if p.startswith("inception3a.") and r[1] == "conv"]
+    assert leaves and all(r[3].startswith("[") for r in leaves)
+
+
+def test_depth_folds_deeper_modules_into_their_row(cli):
+    run = cli("compile", SPECS / "resnet18.yaml", "--depth", "1")
+    rows = table_rows(run.out)
+    paths = [r[0] for r in rows]
+    assert paths == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "9", "fc"]
+    layer1 = rows[paths.index("layer1")]
+    a = netspec.analyze(SPECS / "resnet18.yaml")
+    assert layer1[1] == "sequence …"   # folded: its modules are in this row
+    assert layer1[4] == f"{sum(r.params for r in a.layers if r.path.startswith('layer1.')):,}"
+    assert sum(int(r[4].replace(",", "")) for r in rows if r[4] != "-") == a.params
+
+
+def test_columns_are_chosen_by_name(cli, capsys):
+    import pytest
+
+    run = cli("compile", SPECS / "lenet.yaml", "--columns", "input,trainable")
+    header = [c.strip() for c in run.out.splitlines()[2].strip("┃").split("┃")]
+    assert header == ["path", "type", "input", "trainable"]
+    assert table_rows(run.out)[1] == ["conv.0", "conv", "[1, 28, 28]", "156"]
+    with pytest.raises(SystemExit) as exc:
+        cli("compile", SPECS / "lenet.yaml", "--columns", "input,flops")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "unknown column 'flops' (columns: input, settings, output" in err
+
+
+def test_frozen_rows_are_marked(write, cli):
+    path = write(HEAD + "layers:\n  - conv: {out: 4, k: 3, frozen: true}\n  - conv: {out: 4, k: 3}\n")
+    rows = table_rows(cli("compile", path).out)
+    assert rows[0][4] == "112 frozen" and rows[1][4] == "148"
+    assert "frozen=True" in rows[0][2]   # the settings column
+
+
+def test_memory_defaults_come_from_the_train_section(write, cli):
+    path = write(HEAD + "layers:\n  - conv: {out: 4, k: 3}\n  - relu\n"
+                 "train:\n  batch_size: 32\n  precision: bf16\n  optimizer: {name: adamw, lr: 0.001}\n")
+    run = cli("compile", path, "--memory")
+    a = netspec.analyze(path)
+    m = training_step(a, 32, "bf16", "adamw")
+    assert run.code == 0 and "training step at batch 32, bf16, adamw: " in run.out
+    assert f"backward {m.backward_macs:,} MACs" in run.out
+    assert "training step at batch 8, bf16, sgd: " in cli("compile", path, "--memory", "--batch", "8",
+                                                           "--optimizer", "sgd").out
+
+
+def test_json_is_one_line_per_spec_with_file_and_memory(cli):
+    specs = [SPECS / "lenet.yaml", SPECS / "resnet18.yaml"]
+    run = cli("compile", *specs, "--json", "--memory", "--batch", "4")
+    lines = run.out.splitlines()
+    assert run.code == 0 and len(lines) == 2
+    for line, path in zip(lines, specs):
+        data = json.loads(line)
+        m = training_step(netspec.analyze(path), 4, "fp32", "sgd_momentum")
+        assert data["file"] == str(path) and data["memory"] == m.as_dict()
+        leaves = [r for r in data["modules"] if r["type"] in ("conv", "linear")]
+        assert sum(r["backward_macs"] for r in leaves) == m.backward_macs
+    assert "memory" not in json.loads(cli("compile", specs[0], "--json").out)
+
+
+def test_check_verifies_expect_without_torch(write, cli):
+    good = write(HEAD + "layers:\n  - conv: {out: 4, k: 3}\nexpect: {params: 112, output: [4, 6, 6]}\n", "good.yaml")
+    bad = write(HEAD + "layers:\n  - conv: {out: 4, k: 3}\nexpect: {params: 100, macs: 3888}\n", "bad.yaml")
+    assert cli("check", good).code == 0
+    run = cli("check", bad)
+    assert run.code == 1 and run.err.count("\n") == 1
+    assert "params: expected 100, got 112 (off by +12)" in run.err
