@@ -64,6 +64,8 @@ EXPECTED = {
     "unquoted_expr.yaml": ("6:18", "", 'quote the expression: "${w // 8}"'),
     "train_typo.yaml": ("8:9", "train.epoch", "unknown field 'epoch' (did you mean 'epochs'?)"),
     # issue 10: numbers, tags and characters the parser used to crash on or misplace
+    "version_bool.yaml": ("1:10", "netspec", "the format version is the number 1, not a boolean"),
+    "block_named_like_layer.yaml": ("5:3", "blocks", "block 'relu' has the name of a layer type"),
     "big_int.yaml": ("4:11", "vars.a", "integer of 5,000 digits is out of range"),
     "big_int.json": ("1:63", "vars.a", "integer of 5,000 digits is out of range"),
     "big_hex.yaml": ("4:11", "vars.a", "integer of 20,000 bits is out of range"),

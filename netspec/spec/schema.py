@@ -18,7 +18,7 @@ import inspect
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, RootModel, Tag,
-                      create_model, model_validator)
+                      create_model, field_validator, model_validator)
 from pydantic_core import PydanticCustomError, core_schema
 
 from netspec.constructs import CONSTRUCTS
@@ -277,6 +277,24 @@ class Spec(Closed):
     train: TrainConfig | None = Field(None, description="How `netspec train` trains this model.")
 
     _source: Any = PrivateAttr(None)
+
+    @field_validator("netspec", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value):
+        if isinstance(value, bool):  # True == 1 would pass the literal
+            raise ValueError("the format version is the number 1, not a boolean")
+        return value
+
+    @field_validator("blocks")
+    @classmethod
+    def _blocks_are_not_named_like_items(cls, blocks):
+        # `- relu` means the layer, so a block named `relu` could never be used
+        for name in blocks:
+            if name in REGISTRY or name in CONSTRUCTS or name in INLINE_ITEMS:
+                kind = "layer type" if name in REGISTRY else "construct"
+                raise ValueError(f"block {name!r} has the name of a {kind}: `{name}` in a layer list means the "
+                                 f"{kind}, so the block could never be used; rename it")
+        return blocks
 
     @property
     def source(self):
