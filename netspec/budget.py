@@ -26,6 +26,15 @@ def max_params(text: str) -> int:
     return int(text)
 
 
+def positive(text: str) -> int:
+    """The argparse type of a count that must be at least 1 (--jobs, --batch, --depth)."""
+    import argparse
+
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 2**31:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def refuse_huge(analysis, limit: int) -> None:
     """Refuse, from the analysis alone, a model with more than `limit` parameters."""
     if analysis.params <= limit:

@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 
-from netspec.budget import DEFAULT_MAX_PARAMS, max_params, refuse_huge
+from netspec.budget import DEFAULT_MAX_PARAMS, max_params, positive, refuse_huge
 from netspec.errors import (EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, CheckFailed, NetspecError, SpecError,
                             SpecWarning, one_line)
 
@@ -156,7 +156,7 @@ def _add_compile(sub) -> None:
     p.add_argument("--max-params", type=max_params, default=DEFAULT_MAX_PARAMS, metavar="N",
                    help=f"refuse specs with more parameters (default {DEFAULT_MAX_PARAMS:.0e})")
     table = p.add_argument_group("the table")
-    table.add_argument("--depth", type=_positive, metavar="N",
+    table.add_argument("--depth", type=positive, metavar="N",
                        help="rows down to N path levels; deeper modules fold into their container's row (subtotals)")
     table.add_argument("--columns", type=_columns, metavar="A,B,...",
                        help="columns after path and type, from: " + ", ".join(_column_names()) +
@@ -165,7 +165,7 @@ def _add_compile(sub) -> None:
     memory.add_argument("--memory", action="store_true",
                         help="what one training step holds (parameters, gradients, optimizer state, the tensors "
                              "autograd keeps, per module), a peak estimate, and backward MACs")
-    memory.add_argument("--batch", type=_positive, metavar="N", help="batch size (default train.batch_size)")
+    memory.add_argument("--batch", type=positive, metavar="N", help="batch size (default train.batch_size)")
     memory.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="fp32, or bf16/fp16 autocast")
     memory.add_argument("--optimizer", choices=["sgd", "sgd_momentum", "adam", "adamw"],
                         help="whose state to count (sgd: none; sgd_momentum: 1 tensor per parameter; adam/adamw: 2)")
@@ -184,16 +184,6 @@ def _columns(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"unknown column {unknown[0]!r} (columns: {', '.join(_column_names())})"
                                          if unknown else "name at least one column")
     return names
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1 or value > 2**31:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _add_check(sub) -> None:

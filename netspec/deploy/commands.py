@@ -17,7 +17,7 @@ from pathlib import Path
 
 from netspec.deploy import FORMATS, MIN_OPSET, TOLERANCE
 from netspec.errors import EXIT_INVALID, EXIT_OK, CheckFailed
-from netspec.sweep.command import _positive  # the one positive-integer argument type
+from netspec.budget import positive  # the one positive-integer argument type
 
 INIT_HELP = ("weights to start from: a state_dict file (.pt/.pth, read with torch.load(weights_only=True)), "
              "a .safetensors file, a netspec checkpoint, or torchvision:ENUM.MEMBER "
@@ -67,7 +67,7 @@ def add_commands(subparsers, shape_type) -> None:
     ex.add_argument("--format", required=True, choices=FORMATS, help="onnx (needs the export extra) or pt2")
     ex.add_argument("-o", "--output", metavar="FILE", help="where to write (default SPEC-STEM.onnx / .pt2 here)")
     batch = ex.add_mutually_exclusive_group()
-    batch.add_argument("--batch", type=_positive, default=1, metavar="N", help="fixed batch size (default 1)")
+    batch.add_argument("--batch", type=positive, default=1, metavar="N", help="fixed batch size (default 1)")
     batch.add_argument("--dynamic-batch", action="store_true", help="any batch size (verified at 1 and 3)")
     ex.add_argument("--opset", type=int, metavar="N", help=f"ONNX opset ({MIN_OPSET} or newer; default torch's)")
     ex.add_argument("--input", type=shape_type, metavar="C,H,W", help="input shape instead of the spec's `input`")
@@ -83,7 +83,7 @@ def add_commands(subparsers, shape_type) -> None:
     pr.add_argument("spec", metavar="SPEC")
     add_init_options(pr, ckpt="a netspec checkpoint (last.pt or best.pt of a run)", required=True)
     pr.add_argument("images", nargs="+", metavar="IMAGE|DIR")
-    pr.add_argument("--top", type=_positive, default=5, metavar="K", help="classes shown per image (default 5)")
+    pr.add_argument("--top", type=positive, default=5, metavar="K", help="classes shown per image (default 5)")
     pr.add_argument("--json", action="store_true", help="one JSON object per image per line")
     pr.add_argument("--device", choices=("cpu", "cuda"), help="where to run (default: train.device, auto)")
     pr.set_defaults(func=_predict)

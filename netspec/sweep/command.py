@@ -9,19 +9,10 @@ import argparse
 import os
 from pathlib import Path
 
+from netspec.budget import positive
 from netspec.errors import SpecError
 from netspec.sweep.execute import check_plan, run_sweep
 from netspec.sweep.plan import load_sweep_file, parse_grid, parse_seeds, plan_sweep, slug
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_command(sub) -> None:
@@ -36,7 +27,7 @@ def add_command(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/sweep-<name>); run again to resume")
     p.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: each spec's train.device)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress; one line per run")
-    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+    p.add_argument("--jobs", type=positive, default=1, metavar="N",
                    help="train up to N runs at once, each a `netspec train` process logging to RUN/train.log "
                         "(small models share one GPU; default 1: one after another in this process)")
     p.add_argument("--dry-run", action="store_true", help="check every configuration and list the runs; train nothing")
