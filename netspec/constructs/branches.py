@@ -55,6 +55,11 @@ class _Branches(Construct):
 
     # plan: the default (branches share the input, or are views of it: none in place)
 
+    @classmethod
+    def receptive(cls, m, f, x):
+        # a split's parts are channels of x: each sees x's positions, as a concat's branches do
+        return f.join([f.module(branch, x) for branch in m.slots["branches"]])
+
     @staticmethod
     def label(m) -> str:
         return repr(m.node.name) if m.node.name is not None else f"at {m.node.src[-1]}"

@@ -49,6 +49,13 @@ class Dense(Construct):
         return f.cat(features)
 
     @classmethod
+    def receptive(cls, m, f, x):
+        features = [x]
+        for layer in m.slots["body"]:
+            features.append(f.module(layer, f.join(features)))
+        return f.join(features)
+
+    @classmethod
     def build(cls, m, b, owner):
         import torch
         return DenseStep([b.step(child, owner) for child in m.slots["body"]], torch.cat)
