@@ -1,0 +1,220 @@
+"""Analysis -> the receptive field and effective stride of every module, statically.
+
+For a spec whose input is a [C, H, W] map, along each spatial axis (H and W separately, so
+non-square kernels and strides work), each module's output gets an `Axis`:
+- `r`: the receptive field, the extent in input pixels (first to last, holes included, as a
+  dilated kernel leaves them) of the pixels that can affect one output position, any channel;
+- `stride`: the effective stride, input pixels between the fields of adjacent outputs
+  (0: every output sees the same pixels, as after global pooling or a linear layer);
+- `start`: the first input pixel of output 0's field (negative: it reaches into padding),
+  so output i's field is pixels start + i*stride .. start + i*stride + r - 1;
+- `n`: the outputs along the axis.
+For a window of size k, stride s, left padding p, dilation d on an input whose field is
+(r, j, start): r' = r + (k-1)*d*j, j' = j*s, start' = start - p*j (equivalently the centre
+moves by ((k-1)/2*d - p)*j, the usual recurrence). A dimension read whole (global pooling,
+an adaptive pool to 1, linear over it, layer/group norm statistics) gives every output the
+union of all positions' fields: r' = r + (n-1)*j, stride 0. Where fields meet (residual
+add, concat, split, dense block, gate) the result is their union for each output; since
+joined maps have equal sizes their strides are normally equal, and an SE gate's field (its
+global pool: stride 0) contains the rest. An axis is `global` when every output's field
+covers the whole input along it.
+
+Each leaf's rule is its layer type's (`Layer.receptive`: the windows it slides, the dims it
+reads whole, permutes and reshapes); each construct's is its own (`Construct.receptive`:
+how it joins its children). Fields are those of the model in eval mode (batch norm then
+reads one position; in training its batch statistics read every pixel of every sample).
+
+Not tracked exactly, and then reported as an upper bound (`Axis.bound` says why; `r` is
+the union of all positions' fields): upsampling (`upsample`, `conv_transpose` with a
+stride), adaptive pools whose output size does not divide the input's, reshapes that
+split a spatial dimension or merge it with another and are then windowed, and fields of
+unequal strides that meet. tests/test_receptive.py checks every exact figure against the
+nonzero extent of a measured input gradient.
+
+Must not import torch (the analysis path stays torch-free).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from netspec.analysis import Analysis, Module
+from netspec.ir import Leaf
+
+MERGED = "*"    # in a dim's axes: the dim holds several dims' positions (a reshape merged them)
+
+
+@dataclass(frozen=True)
+class Axis:
+    r: int
+    stride: int
+    start: int
+    n: int
+    bound: str = ""     # why r is only an upper bound ("": exact)
+
+    def span(self, i: int) -> tuple[int, int]:
+        """First and last input pixel of output i's field."""
+        lo = self.start + i * self.stride
+        return lo, lo + self.r - 1
+
+    def covers(self, size: int) -> bool:
+        """Does every output's field cover input pixels 0..size-1?"""
+        return all(lo <= 0 and hi >= size - 1 for lo, hi in (self.span(0), self.span(self.n - 1)))
+
+    def window(self, k: int, s: int, p: int, d: int, n: int) -> "Axis":
+        return replace(self, r=self.r + (k - 1) * d * self.stride, stride=self.stride * s,
+                       start=self.start - p * self.stride, n=n)
+
+    def whole(self, n: int = 1, bound: str = "") -> "Axis":
+        """Every output reads every position: the union of all positions' fields."""
+        return Axis(self.r + (self.n - 1) * self.stride, 0, self.start, n, self.bound or bound)
+
+
+@dataclass(frozen=True)
+class Field:
+    """The receptive field of one module's output, per input axis."""
+    h: Axis
+    w: Axis
+    input: tuple[int, int]      # the spec's input H, W
+
+    @property
+    def is_global(self) -> bool:
+        """Every output sees the whole input."""
+        return self.h.covers(self.input[0]) and self.w.covers(self.input[1])
+
+    @property
+    def exact(self) -> bool:
+        return not (self.h.bound or self.w.bound)
+
+    def __str__(self) -> str:
+        """One line for a table: 'r 99x99 s 32', 'global', '≤ r 35x35 s 0' (an upper bound)."""
+        mark = "" if self.exact else "≤ "
+        if self.is_global:
+            return f"{mark}global"
+        size = "x".join("all" if a.covers(n) else str(a.r) for a, n in ((self.h, self.input[0]), (self.w, self.input[1])))
+        stride = str(self.h.stride) if self.h.stride == self.w.stride else f"{self.h.stride}x{self.w.stride}"
+        return f"{mark}r {size} s {stride}"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """One tensor of the walk: the field of each input axis, and which axes each sample dim
+    holds the position of (a [C, H, W] map: nothing, h, w)."""
+    axes: dict
+    dims: tuple
+
+
+def fields(analysis: Analysis) -> dict[str, Field]:
+    """The receptive field of every module (leaves and non-flat constructs, by path; the root
+    is ''), or {} when the input is not a [C, H, W] map."""
+    if len(analysis.input) != 3:
+        return {}
+    _, h, w = analysis.input
+    walk = _Walk((h, w))
+    walk.module(analysis.tree, Reach({"h": Axis(1, 1, 0, h), "w": Axis(1, 1, 0, w)},
+                                     (frozenset(), frozenset("h"), frozenset("w"))))
+    return walk.fields
+
+
+class _Walk:
+    """The walk's face towards constructs (their `receptive` sees it as `f`)."""
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = size
+        self.fields: dict[str, Field] = {}
+
+    def chain(self, modules: list[Module], x: Reach) -> Reach:
+        for m in modules:
+            x = self.module(m, x)
+        return x
+
+    def module(self, m: Module, x: Reach) -> Reach:
+        if isinstance(m.node, Leaf):
+            y = self.leaf(m, x)
+        else:
+            y = m.node.construct.receptive(m, self, x)
+        if isinstance(m.node, Leaf) or not m.node.flat:   # a flat construct's path is its parent's
+            self.fields[m.path] = Field(y.axes["h"], y.axes["w"], self.size)
+        return y
+
+    def join(self, reaches: list[Reach]) -> Reach:
+        """Tensors added, concatenated or multiplied (broadcast): each output sees the union."""
+        if len(reaches) == 1:
+            return reaches[0]
+        dims = tuple(frozenset().union(*column) for column in zip(*(x.dims for x in reaches)))
+        axes = {}
+        for name in reaches[0].axes:
+            held = {tuple(i for i, d in enumerate(x.dims) if name in d) for x in reaches} - {()}
+            axes[name] = _union([x.axes[name] for x in reaches], "" if len(held) <= 1 else "joined in other dims")
+        return Reach(axes, dims)
+
+    def leaf(self, m: Module, x: Reach) -> Reach:
+        rule = m.node.layer.receptive(m.input, m.output)
+        axes, dims = dict(x.axes), list(x.dims)
+        if rule.dims:
+            dims = [dims[d] for d in rule.dims]
+        if rule.reshape:
+            dims = _regroup(axes, dims, m.input, m.output, m.path)
+        for dim, k, s, p, d in rule.windows:
+            for name in dims[dim] - {MERGED}:
+                axes[name] = (axes[name].window(k, s, p, d, m.output[dim]) if len(dims[dim]) == 1 else
+                              axes[name].whole(m.output[dim], f"{m.path} slides over merged dims"))
+        for dim in rule.mix:
+            for name in dims[dim] - {MERGED}:
+                axes[name] = axes[name].whole()
+            dims[dim] = frozenset()
+        for dim in rule.lost:
+            for name in dims[dim] - {MERGED}:
+                axes[name] = axes[name].whole(m.output[dim], f"{m.path} ({m.type}) is not tracked")
+        return Reach(axes, tuple(dims))
+
+
+def _union(axes: list[Axis], bound: str) -> Axis:
+    """Per output, the union of fields that meet; exact when one contains the others at the
+    first and last output (then at every output between), or when their strides are equal."""
+    n = max(a.n for a in axes)
+    bound = bound or next((a.bound for a in axes if a.bound), "")
+    firsts, lasts = [a.span(0) for a in axes], [a.span(a.n - 1) for a in axes]
+    for a, (lo0, hi0), (lo1, hi1) in zip(axes, firsts, lasts):
+        if all(lo0 <= f[0] and f[1] <= hi0 and lo1 <= l[0] and l[1] <= hi1 for f, l in zip(firsts, lasts)):
+            return replace(a, n=n, bound=bound)
+    strides = {a.stride if a.n > 1 else 0 for a in axes}   # a broadcast field stays put
+    lo = min(f[0] for f in firsts)
+    if n == 1 or len(strides) == 1:
+        return Axis(max(f[1] for f in firsts) - lo + 1, max(a.stride for a in axes), lo, n, bound)
+    lo, hi = min(lo, *(l[0] for l in lasts)), max(f[1] for f in firsts + lasts)
+    return Axis(hi - lo + 1, 0, lo, n, bound or f"fields of strides {sorted(strides)} meet")
+
+
+def _groups(old: tuple, new: tuple) -> list[tuple[list, list]]:
+    """A reshape's dims in groups (old dims, new dims) whose sizes have equal products, in order."""
+    groups, i, j = [], 0, 0
+    while i < len(old) or j < len(new):
+        gi, gj, pi, pj = [], [], 1, 1
+        if i < len(old):
+            gi, pi, i = [i], old[i], i + 1
+        if j < len(new):
+            gj, pj, j = [j], new[j], j + 1
+        while pi != pj:  # the smaller side takes its next dim (the totals are equal)
+            if pi < pj:
+                gi, pi, i = gi + [i], pi * old[i], i + 1
+            else:
+                gj, pj, j = gj + [j], pj * new[j], j + 1
+        groups.append((gi, gj))
+    return groups
+
+
+def _regroup(axes: dict, dims: list, old: tuple, new: tuple, path: str) -> list:
+    """The axes each new dim holds after a reshape. Size-1 dims hold no position; a group of
+    one dim each way keeps its axes; a merge holds them all (MERGED: a later window over it
+    is not tracked, reading it whole is); a split is not tracked (an upper bound)."""
+    out = [frozenset()] * len(new)
+    for gi, gj in _groups(old, new):
+        big_old, big_new = [d for d in gi if old[d] > 1], [d for d in gj if new[d] > 1]
+        held = frozenset().union(*(dims[d] for d in big_old)) | ({MERGED} if len(big_old) > 1 else set())
+        if len(big_new) > 1:
+            for name in held - {MERGED}:
+                axes[name] = axes[name].whole(axes[name].n, f"{path} splits a spatial dim")
+            held |= {MERGED}
+        for d in big_new:
+            out[d] = held
+    return out

@@ -1,0 +1,193 @@
+"""Receptive fields (netspec.receptive) against measured ones: the nonzero extent of the input
+gradient of one output position (all channels summed), in eval mode, float64, with every
+weight positive (1/fan-in) and max pooling measured as average pooling over the same
+windows, so that no cancellation, ReLU cut-off or argmax can hide a pixel."""
+from __future__ import annotations
+
+import torch
+
+import netspec
+from conftest import ROOT
+from netspec.receptive import Field, fields
+
+
+
+def _positive(model):
+    """Weights 1/fan-in, norms and biases neutral, max pools as average pools (same windows)."""
+    nn = torch.nn
+    with torch.no_grad():
+        for module in model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                p.fill_(1.0 / p[0].numel() if p.dim() > 1 else (0.0 if name == "bias" else 1.0))
+        for parent in model.modules():
+            for name, child in parent.named_children():
+                if isinstance(child, nn.MaxPool2d):
+                    setattr(parent, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding, child.ceil_mode))
+                elif isinstance(child, nn.AdaptiveMaxPool2d):
+                    setattr(parent, name, nn.AdaptiveAvgPool2d(child.output_size))
+    return model.double().eval()
+
+
+def measure(analysis, paths) -> dict[str, tuple]:
+    """path -> ((first, last) input row, (first, last) input column) affected by the output
+    position at the centre (a [C, H, W] output) or by element 0 (any other output)."""
+    model = _positive(netspec.build(analysis, inplace=False))
+    outputs = {}
+    for path in paths:
+        module = model.get_submodule(path)
+        module.register_forward_hook(lambda mod, args, out, path=path: outputs.setdefault(path, out))
+    x = torch.ones(1, *analysis.input, dtype=torch.float64, requires_grad=True)
+    model(x)
+    boxes = {}
+    for path in paths:
+        out = outputs[path][0]
+        target = out[:, out.shape[1] // 2, out.shape[2] // 2].sum() if out.dim() == 3 else out.flatten()[0]
+        grad = torch.autograd.grad(target, x, retain_graph=True)[0][0].abs().sum(0)
+        rows, cols = grad.sum(1).nonzero().flatten(), grad.sum(0).nonzero().flatten()
+        boxes[path] = ((rows.min().item(), rows.max().item()), (cols.min().item(), cols.max().item()))
+    return boxes
+
+
+def static_box(analysis, field: Field, path: str) -> tuple:
+    """The field of the same output position, clipped to the input."""
+    out = dict((m.path, m.output) for m in _modules(analysis.tree))[path]
+    centre = (out[1] // 2, out[2] // 2) if len(out) == 3 else (0, 0)
+    box = []
+    for axis, i, size in zip((field.h, field.w), centre, analysis.input[1:]):
+        lo, hi = axis.span(i if axis.n > 1 else 0)
+        box.append((max(lo, 0), min(hi, size - 1)))
+    return tuple(box)
+
+
+def _modules(m):
+    yield m
+    for child in m.children:
+        yield from _modules(child)
+
+
+def check(analysis, paths, exact=True):
+    static = fields(analysis)
+    measured = measure(analysis, paths)
+    for path in paths:
+        want, got = static_box(analysis, static[path], path), measured[path]
+        assert static[path].exact == exact, (path, static[path])
+        if exact:
+            assert got == want, f"{path}: static {static[path]} gives {want}, measured {got}"
+        else:   # an upper bound
+            assert all(w[0] <= g[0] and g[1] <= w[1] for w, g in zip(want, got)), (path, static[path], want, got)
+    return static
+
+
+# -- the zoo ------------------------------------------------------------------------------
+
+def test_resnet18():
+    a = netspec.analyze(ROOT / "specs/resnet18.yaml", input=[3, 224, 224])
+    f = check(a, ["conv1", "maxpool", "layer1.0", "layer1", "layer2.0.downsample", "layer2.0.conv1",
+                  "layer2", "layer3.1.conv1", "layer3", "layer4", "fc", ""])
+    assert str(f["layer4"]) == "r 435x435 s 32" and str(f["layer2"]) == "r 99x99 s 8"   # as published
+    assert f["fc"].is_global and not f["layer3"].is_global
+
+
+def test_googlenet():
+    a = netspec.analyze(ROOT / "specs/googlenet.yaml", input=[3, 160, 160])
+    f = check(a, ["maxpool1", "conv3", "inception3a.branch3", "inception3a", "inception3b", "maxpool3",
+                  "inception4a.branch4", "inception4a", "inception4e", "inception5b", "fc"])
+    assert f["inception3a"].h.r == max(f[f"inception3a.branch{i}"].h.r for i in range(1, 5))
+
+
+def test_densenet121():
+    a = netspec.analyze(ROOT / "specs/densenet121.yaml", input=[3, 128, 128])
+    f = check(a, ["features.pool0", "features.denseblock1.denselayer1", "features.denseblock1.denselayer6",
+                  "features.denseblock1", "features.transition1", "features.denseblock2.denselayer3",
+                  "features.denseblock2", "features.transition2", "features.denseblock3", "classifier"])
+    layers = [f[f"features.denseblock1.denselayer{i}"].h.r for i in range(1, 7)]
+    assert layers == sorted(layers) and f["features.denseblock1"].h.r == layers[-1]
+
+
+# -- small specs, one feature each ------------------------------------------------------------
+
+def spec(layers, input=(3, 48, 48), blocks=None):
+    doc = {"netspec": 1, "name": "t", "input": list(input), "layers": layers}
+    if blocks:
+        doc["blocks"] = blocks
+    return netspec.analyze(doc)
+
+
+def test_dilation_stride_and_non_square_kernels():
+    a = spec([{"conv": {"out": 4, "k": 3, "dilation": 2, "padding": 2, "name": "a"}},
+              {"conv": {"out": 4, "k": [3, 5], "dilation": [3, 1], "stride": [1, 2], "padding": [0, 1], "name": "b"}},
+              {"conv": {"out": 4, "k": [1, 3], "stride": [2, 1], "padding": "valid", "name": "c"}},
+              {"avgpool": {"k": [2, 3], "stride": [2, 1], "padding": [1, 0], "ceil_mode": True, "name": "d"}},
+              {"conv": {"out": 4, "k": 2, "padding": "same", "dilation": 3, "name": "e"}}], input=(3, 64, 64))
+    f = check(a, ["a", "b", "c", "d", "e"])
+    assert (f["a"].h.r, f["a"].h.start) == (5, -2)
+    assert (f["b"].h.r, f["b"].w.r, f["b"].h.stride, f["b"].w.stride) == (5 + (3 - 1) * 3, 5 + (5 - 1), 1, 2)
+    assert str(f["c"]) == "r 11x13 s 2"
+
+
+def test_residual_with_projection_and_auto_shortcut():
+    body = [{"conv": {"out": 8, "k": 3, "stride": 2, "padding": 1}}, "relu", {"conv": {"out": 8, "k": 5, "padding": 2}}]
+    a = spec([{"residual": {"name": "given", "body": body, "shortcut": [{"conv": {"out": 8, "k": 1, "stride": 2}}]}},
+              {"residual": {"name": "auto", "body": [{"conv": {"out": 16, "k": 3, "stride": 2, "padding": 1}}]}},
+              {"residual": {"name": "same", "body": [{"conv": {"out": 16, "k": [1, 3], "padding": [0, 1]}}]}}])
+    f = check(a, ["given", "given.shortcut", "auto", "auto.shortcut", "same"])
+    assert f["given"].h.r == 1 + 2 + 4 * 2 and f["given.shortcut"].h.r == 1
+
+
+def test_concat_of_branches_with_different_kernels():
+    a = spec([{"concat": {"name": "mix", "branches": {
+        "one": [{"conv": {"out": 2, "k": 1}}],
+        "tall": [{"conv": {"out": 2, "k": [5, 1], "padding": [2, 0]}}],
+        "wide": [{"conv": {"out": 2, "k": [1, 7], "padding": [0, 3]}}],
+        "pool": [{"maxpool": {"k": 3, "stride": 1, "padding": 1}}, {"conv": {"out": 2, "k": 1}}],
+        "off": [{"conv": {"out": 2, "k": 6, "padding": "same"}}],   # torch pads 2 before, 3 after
+    }}}, {"conv": {"out": 4, "k": 3, "stride": 2, "name": "after"}}])
+    f = check(a, ["mix.one", "mix.tall", "mix.wide", "mix.pool", "mix.off", "mix", "after"])
+    assert str(f["mix"]) == "r 6x7 s 1" and f["mix"].h.start == -2   # the union, not the largest
+
+
+def test_dense_block_split_and_gate():
+    layer = [{"conv": {"out": 4, "k": 3, "padding": 1}}, "relu"]
+    a = spec([{"conv": {"out": 8, "k": 3, "stride": 2, "name": "stem"}},
+              {"dense": {"name": "dense", "repeat": 3, "body": [{"sequence": {"name": "l${i}", "body": layer}}]}},
+              {"split": {"name": "split", "branches": {"a": [], "b": [{"conv": {"out": 10, "k": 5, "padding": 2}}]}}},
+              {"gate": {"name": "se", "body": [{"avgpool": "global"}, {"conv": {"out": 20, "k": 1}}, "sigmoid"]}},
+              {"conv": {"out": 4, "k": 3, "name": "after"}}])
+    f = check(a, ["stem", "dense.l0", "dense.l2", "dense", "split", "se", "after"])
+    assert [f[f"dense.l{i}"].h.r for i in range(3)] == [3 + 4, 3 + 8, 3 + 12] and f["dense"].h.r == 15
+    assert f["se"].is_global and f["after"].is_global and str(f["se"]) == "global"
+
+
+def test_global_pooling_and_linear():
+    a = spec([{"conv": {"out": 4, "k": 3, "name": "c"}}, {"adaptive_avgpool": {"size": [23, 1], "name": "p"}},
+              {"flatten": {"name": "f"}}, {"linear": {"out": 3, "name": "fc"}}])
+    f = check(a, ["c", "p", "fc"])
+    assert str(f["p"]) == "r 4xall s 2x0" and f["fc"].is_global
+
+
+def test_what_is_not_tracked_is_an_upper_bound():
+    a = spec([{"conv": {"out": 4, "k": 3, "stride": 2, "name": "c"}},
+              {"upsample": {"scale": 2, "name": "up"}},
+              {"conv": {"out": 4, "k": 3, "name": "after"}}])
+    f = check(a, ["up", "after"], exact=False)
+    assert "upsample" in f["after"].h.bound and str(f["after"]).startswith("≤ ")
+    uneven = spec([{"concat": {"name": "cat", "branches": [[{"conv": {"out": 2, "k": 1, "stride": 2, "padding": 1}}],
+                                                           [{"conv": {"out": 2, "k": 24}}]]}}])
+    g = check(uneven, ["cat"], exact=False)
+    assert "strides" in g["cat"].h.bound
+
+
+def test_permute_and_reshape_keep_the_axes():
+    a = spec([{"conv": {"out": 4, "k": [3, 5], "name": "c"}},
+              {"permute": {"dims": [1, 2, 0], "name": "p"}}, {"linear": {"out": 4, "name": "fc"}},
+              {"permute": {"dims": [2, 0, 1], "name": "back"}},
+              {"flatten": {"start": 0, "end": 0, "name": "f"}}, {"reshape": {"shape": [4, 46, 44], "name": "r"}},
+              {"conv": {"out": 4, "k": 3, "name": "after"}}])
+    f = check(a, ["c", "back", "r", "after"])
+    assert str(f["after"]) == "r 5x7 s 1"
+    b = spec([{"flatten": {"start": 1, "name": "f"}}, {"linear": {"out": 5, "name": "fc"}}])
+    assert str(fields(b)["fc"]) == "global"
+
+
+def test_inputs_without_positions_have_no_fields():
+    assert fields(spec([{"linear": 4}], input=(8,))) == {}
