@@ -49,24 +49,36 @@ class Axis:
     stride: int
     start: int
     n: int
-    bound: str = ""     # why r is only an upper bound ("": exact)
+    reads: tuple[int, int]  # first and last input pixel that any output reads
+    bound: str = ""         # why r is only an upper bound ("": exact)
 
-    def span(self, i: int) -> tuple[int, int]:
-        """First and last input pixel of output i's field."""
+    def extent(self, i: int) -> tuple[int, int]:
+        """First and last pixel of output i's field, padding included."""
         lo = self.start + i * self.stride
         return lo, lo + self.r - 1
 
-    def covers(self, size: int) -> bool:
-        """Does every output's field cover input pixels 0..size-1?"""
-        return all(lo <= 0 and hi >= size - 1 for lo, hi in (self.span(0), self.span(self.n - 1)))
+    def pixels(self, i: int) -> tuple[int, int]:
+        """First and last input pixel that output i reads (its extent within `reads`)."""
+        lo, hi = self.extent(i)
+        return max(lo, self.reads[0]), min(hi, self.reads[1])
 
-    def window(self, k: int, s: int, p: int, d: int, n: int) -> "Axis":
+    @property
+    def is_global(self) -> bool:
+        """Does every output read every pixel that any output reads? (The first and last do,
+        then every one between.)"""
+        return self.pixels(0) == self.pixels(self.n - 1) == self.reads
+
+    def window(self, k: int, s: int, p: int, d: int, n_in: int, n: int) -> "Axis":
+        """A window sliding along the axis: n outputs from n_in positions."""
+        first, last = _taps(k, s, p, d, n_in, n)
+        reads = (max(self.reads[0], self.start + first * self.stride),
+                 min(self.reads[1], self.start + last * self.stride + self.r - 1))
         return replace(self, r=self.r + (k - 1) * d * self.stride, stride=self.stride * s,
-                       start=self.start - p * self.stride, n=n)
+                       start=self.start - p * self.stride, n=n, reads=reads)
 
     def whole(self, n: int = 1, bound: str = "") -> "Axis":
         """Every output reads every position: the union of all positions' fields."""
-        return Axis(self.r + (self.n - 1) * self.stride, 0, self.start, n, self.bound or bound)
+        return Axis(self.r + (self.n - 1) * self.stride, 0, self.start, n, self.reads, self.bound or bound)
 
 
 @dataclass(frozen=True)
@@ -74,12 +86,11 @@ class Field:
     """The receptive field of one module's output, per input axis."""
     h: Axis
     w: Axis
-    input: tuple[int, int]      # the spec's input H, W
 
     @property
     def is_global(self) -> bool:
         """Every output sees the whole input."""
-        return self.h.covers(self.input[0]) and self.w.covers(self.input[1])
+        return self.h.is_global and self.w.is_global
 
     @property
     def exact(self) -> bool:
@@ -90,7 +101,7 @@ class Field:
         mark = "" if self.exact else "≤ "
         if self.is_global:
             return f"{mark}global"
-        size = "x".join("all" if a.covers(n) else str(a.r) for a, n in ((self.h, self.input[0]), (self.w, self.input[1])))
+        size = "x".join("all" if a.is_global else str(a.r) for a in (self.h, self.w))
         stride = str(self.h.stride) if self.h.stride == self.w.stride else f"{self.h.stride}x{self.w.stride}"
         return f"{mark}r {size} s {stride}"
 
@@ -109,8 +120,8 @@ def fields(analysis: Analysis) -> dict[str, Field]:
     if len(analysis.input) != 3:
         return {}
     _, h, w = analysis.input
-    walk = _Walk((h, w))
-    walk.module(analysis.tree, Reach({"h": Axis(1, 1, 0, h), "w": Axis(1, 1, 0, w)},
+    walk = _Walk()
+    walk.module(analysis.tree, Reach({"h": Axis(1, 1, 0, h, (0, h - 1)), "w": Axis(1, 1, 0, w, (0, w - 1))},
                                      (frozenset(), frozenset("h"), frozenset("w"))))
     return walk.fields
 
@@ -118,8 +129,7 @@ def fields(analysis: Analysis) -> dict[str, Field]:
 class _Walk:
     """The walk's face towards constructs (their `receptive` sees it as `f`)."""
 
-    def __init__(self, size: tuple[int, int]):
-        self.size = size
+    def __init__(self):
         self.fields: dict[str, Field] = {}
 
     def chain(self, modules: list[Module], x: Reach) -> Reach:
@@ -133,7 +143,7 @@ class _Walk:
         else:
             y = m.node.construct.receptive(m, self, x)
         if isinstance(m.node, Leaf) or not m.node.flat:   # a flat construct's path is its parent's
-            self.fields[m.path] = Field(y.axes["h"], y.axes["w"], self.size)
+            self.fields[m.path] = Field(y.axes["h"], y.axes["w"])
         return y
 
     def join(self, reaches: list[Reach]) -> Reach:
@@ -156,7 +166,7 @@ class _Walk:
             dims = _regroup(axes, dims, m.input, m.output, m.path)
         for dim, k, s, p, d in rule.windows:
             for name in dims[dim] - {MERGED}:
-                axes[name] = (axes[name].window(k, s, p, d, m.output[dim]) if len(dims[dim]) == 1 else
+                axes[name] = (axes[name].window(k, s, p, d, m.input[dim], m.output[dim]) if len(dims[dim]) == 1 else
                               axes[name].whole(m.output[dim], f"{m.path} slides over merged dims"))
         for dim in rule.mix:
             for name in dims[dim] - {MERGED}:
@@ -168,21 +178,43 @@ class _Walk:
         return Reach(axes, tuple(dims))
 
 
+def _taps(k: int, s: int, p: int, d: int, n_in: int, n: int) -> tuple[int, int]:
+    """The first and last input position (not padding) that a window reads: output o reads
+    o*s - p + t*d for t < k. Only outputs that start in the padding need a look."""
+    first, last = n_in, -1
+    for o in range(n):
+        base = o * s - p
+        t = max(0, -(base // d))                      # the first tap at or after position 0
+        if t < k and base + t * d < n_in:
+            first = min(first, base + t * d)
+        if base >= 0:
+            break
+    for o in range(n - 1, -1, -1):
+        base = o * s - p
+        t = min(k - 1, (n_in - 1 - base) // d)        # the last tap before the end
+        if t >= 0 and base + t * d >= 0:
+            last = max(last, base + t * d)
+        if base + (k - 1) * d <= n_in - 1:
+            break
+    return first, last
+
+
 def _union(axes: list[Axis], bound: str) -> Axis:
     """Per output, the union of fields that meet; exact when one contains the others at the
     first and last output (then at every output between), or when their strides are equal."""
     n = max(a.n for a in axes)
     bound = bound or next((a.bound for a in axes if a.bound), "")
-    firsts, lasts = [a.span(0) for a in axes], [a.span(a.n - 1) for a in axes]
+    firsts, lasts = [a.extent(0) for a in axes], [a.extent(a.n - 1) for a in axes]
+    reads = (min(a.reads[0] for a in axes), max(a.reads[1] for a in axes))
     for a, (lo0, hi0), (lo1, hi1) in zip(axes, firsts, lasts):
         if all(lo0 <= f[0] and f[1] <= hi0 and lo1 <= l[0] and l[1] <= hi1 for f, l in zip(firsts, lasts)):
-            return replace(a, n=n, bound=bound)
+            return replace(a, n=n, reads=reads, bound=bound)
     strides = {a.stride if a.n > 1 else 0 for a in axes}   # a broadcast field stays put
     lo = min(f[0] for f in firsts)
     if n == 1 or len(strides) == 1:
-        return Axis(max(f[1] for f in firsts) - lo + 1, max(a.stride for a in axes), lo, n, bound)
+        return Axis(max(f[1] for f in firsts) - lo + 1, max(a.stride for a in axes), lo, n, reads, bound)
     lo, hi = min(lo, *(l[0] for l in lasts)), max(f[1] for f in firsts + lasts)
-    return Axis(hi - lo + 1, 0, lo, n, bound or f"fields of strides {sorted(strides)} meet")
+    return Axis(hi - lo + 1, 0, lo, n, reads, bound or f"fields of strides {sorted(strides)} meet")
 
 
 def _groups(old: tuple, new: tuple) -> list[tuple[list, list]]:

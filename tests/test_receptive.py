@@ -49,14 +49,10 @@ def measure(analysis, paths) -> dict[str, tuple]:
 
 
 def static_box(analysis, field: Field, path: str) -> tuple:
-    """The field of the same output position, clipped to the input."""
+    """The pixels the same output position reads, statically."""
     out = dict((m.path, m.output) for m in _modules(analysis.tree))[path]
     centre = (out[1] // 2, out[2] // 2) if len(out) == 3 else (0, 0)
-    box = []
-    for axis, i, size in zip((field.h, field.w), centre, analysis.input[1:]):
-        lo, hi = axis.span(i if axis.n > 1 else 0)
-        box.append((max(lo, 0), min(hi, size - 1)))
-    return tuple(box)
+    return tuple(axis.pixels(i if axis.n > 1 else 0) for axis, i in zip((field.h, field.w), centre))
 
 
 def _modules(m):
