@@ -139,7 +139,11 @@ def test_concat_of_branches_with_different_kernels():
         "off": [{"conv": {"out": 2, "k": 6, "padding": "same"}}],   # torch pads 2 before, 3 after
     }}}, {"conv": {"out": 4, "k": 3, "stride": 2, "name": "after"}}])
     f = check(a, ["mix.one", "mix.tall", "mix.wide", "mix.pool", "mix.off", "mix", "after"])
-    assert str(f["mix"]) == "r 6x7 s 1" and f["mix"].h.start == -2   # the union, not the largest
+    assert str(f["mix"]) == "r 6x7 s 1" and f["mix"].h.start == -2
+    same = {"conv": {"out": 2, "k": 2, "padding": "same"}}   # torch pads 0 before, 1 after
+    b = spec([{"concat": {"name": "cat", "branches": [[{"conv": {"out": 2, "k": 3, "padding": 1}}], [same, same]]}}])
+    g = check(b, ["cat.0", "cat.1", "cat"])
+    assert (g["cat.0"].h.start, g["cat.1"].h.start, str(g["cat"]), g["cat"].h.start) == (-1, 0, "r 4x4 s 1", -1)  # the union
 
 
 def test_dense_block_split_and_gate():
