@@ -83,9 +83,11 @@ class Axis:
 
 @dataclass(frozen=True)
 class Field:
-    """The receptive field of one module's output, per input axis."""
+    """The receptive field of one module's output, per input axis, and which of the output's
+    sample dims holds each axis' positions ('h', 'w'; '' none; with '*' several dims merged)."""
     h: Axis
     w: Axis
+    dims: tuple[str, ...] = ("", "h", "w")
 
     @property
     def is_global(self) -> bool:
@@ -143,19 +145,30 @@ class _Walk:
         else:
             y = m.node.construct.receptive(m, self, x)
         if isinstance(m.node, Leaf) or not m.node.flat:   # a flat construct's path is its parent's
-            self.fields[m.path] = Field(y.axes["h"], y.axes["w"])
+            self.fields[m.path] = Field(y.axes["h"], y.axes["w"], tuple("".join(sorted(d)) for d in y.dims))
         return y
 
-    def join(self, reaches: list[Reach]) -> Reach:
-        """Tensors added, concatenated or multiplied (broadcast): each output sees the union."""
+    def join(self, reaches: list[Reach], along: int | None = None) -> Reach:
+        """Tensors added or multiplied (broadcast), or concatenated `along` a dim: each output
+        sees the union. Positions along the concatenated dim come from different tensors:
+        an axis held there (moved into the channels by a reshape) is not tracked."""
         if len(reaches) == 1:
-            return reaches[0]
+            return self.part(reaches[0], along)
         dims = tuple(frozenset().union(*column) for column in zip(*(x.dims for x in reaches)))
         axes = {}
         for name in reaches[0].axes:
             held = {tuple(i for i, d in enumerate(x.dims) if name in d) for x in reaches} - {()}
             axes[name] = _union([x.axes[name] for x in reaches], "" if len(held) <= 1 else "joined in other dims")
-        return Reach(axes, dims)
+        return self.part(Reach(axes, dims), along)
+
+    def part(self, x: Reach, dim: int | None) -> Reach:
+        """x split or concatenated along `dim` (None: neither)."""
+        if dim is None or not x.dims[dim] - {MERGED}:
+            return x
+        axes = dict(x.axes)
+        for name in x.dims[dim] - {MERGED}:
+            axes[name] = axes[name].whole(axes[name].n, "split or concatenated along the dim holding it")
+        return Reach(axes, x.dims)
 
     def leaf(self, m: Module, x: Reach) -> Reach:
         rule = m.node.layer.receptive(m.input, m.output)

@@ -55,11 +55,6 @@ class _Branches(Construct):
 
     # plan: the default (branches share the input, or are views of it: none in place)
 
-    @classmethod
-    def receptive(cls, m, f, x):
-        # a split's parts are channels of x: each sees x's positions, as a concat's branches do
-        return f.join([f.module(branch, x) for branch in m.slots["branches"]])
-
     @staticmethod
     def label(m) -> str:
         return repr(m.node.name) if m.node.name is not None else f"at {m.node.src[-1]}"
@@ -79,6 +74,10 @@ class Concat(_Branches):
     @classmethod
     def autograd(cls, m, f, x):
         return f.cat([f.module(branch, x) for branch in m.slots["branches"]])
+
+    @classmethod
+    def receptive(cls, m, f, x):
+        return f.join([f.module(branch, x) for branch in m.slots["branches"]], along=0)
 
     @classmethod
     def build(cls, m, b, owner):
@@ -120,6 +119,11 @@ class Split(_Branches):
     def autograd(cls, m, f, x):
         parts = f.parts(x, cls.parts(m.node, x.shape[0]))
         return f.cat([f.module(branch, part) for branch, part in zip(m.slots["branches"], parts)])
+
+    @classmethod
+    def receptive(cls, m, f, x):
+        part = f.part(x, 0)   # each part holds the positions of x's, unless x's channels are positions
+        return f.join([f.module(branch, part) for branch in m.slots["branches"]], along=0)
 
     @classmethod
     def build(cls, m, b, owner):

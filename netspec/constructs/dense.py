@@ -52,8 +52,8 @@ class Dense(Construct):
     def receptive(cls, m, f, x):
         features = [x]
         for layer in m.slots["body"]:
-            features.append(f.module(layer, f.join(features)))
-        return f.join(features)
+            features.append(f.module(layer, f.join(features, along=0)))
+        return f.join(features, along=0)
 
     @classmethod
     def build(cls, m, b, owner):
