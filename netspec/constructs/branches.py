@@ -122,7 +122,7 @@ class Split(_Branches):
 
     @classmethod
     def receptive(cls, m, f, x):
-        part = f.part(x, 0)   # each part holds the positions of x's, unless x's channels are positions
+        part = f.part(x)
         return f.join([f.module(branch, part) for branch in m.slots["branches"]], along=0)
 
     @classmethod

@@ -78,7 +78,8 @@ class Conv(Layer):
 
     def receptive(self, shape, out):
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(self.k), pair(self.stride), self._padding(), pair(self.dilation)
-        return Receptive(windows=((1, kh, sh, ph, dh), (2, kw, sw, pw, dw)), mix=(0,))
+        channels = {"mix": (0,)} if self.groups == 1 else {"lost": (0,)}   # a group reads its own channels
+        return Receptive(windows=((1, kh, sh, ph, dh), (2, kw, sw, pw, dw)), **channels)
 
     def build(self, shape: Shape):
         from torch import nn
@@ -128,10 +129,10 @@ class ConvTranspose(Layer):
     def receptive(self, shape, out):
         # at stride 1 output o reads inputs o + p - t*d: a conv with left padding (k-1)*d - p;
         # at a larger stride neighbouring outputs read different numbers of inputs (not tracked)
-        windows, lost = [], []
+        windows, lost = [], [] if self.groups == 1 else [0]
         for dim, k, s, p, d in zip((1, 2), pair(self.k), pair(self.stride), pair(self.padding), pair(self.dilation)):
             (windows.append((dim, k, 1, (k - 1) * d - p, d)) if s == 1 else lost.append(dim))
-        return Receptive(windows=tuple(windows), mix=(0,), lost=tuple(lost))
+        return Receptive(windows=tuple(windows), mix=(0,) if self.groups == 1 else (), lost=tuple(lost))
 
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
         kh, kw = pair(self.k)
