@@ -110,10 +110,12 @@ class Field:
 
 @dataclass(frozen=True)
 class Reach:
-    """One tensor of the walk: the field of each input axis, and which axes each sample dim
-    holds the position of (a [C, H, W] map: nothing, h, w)."""
+    """One tensor of the walk: the field of each input axis (the union over the channels),
+    which axes each sample dim holds the position of (a [C, H, W] map: nothing, h, w), and
+    whether every channel has that same field (not after a concat of different fields)."""
     axes: dict
     dims: tuple
+    uniform: bool = True
 
 
 def fields(analysis: Analysis) -> dict[str, Field]:
@@ -153,22 +155,27 @@ class _Walk:
         sees the union. Positions along the concatenated dim come from different tensors:
         an axis held there (moved into the channels by a reshape) is not tracked."""
         if len(reaches) == 1:
-            return self.part(reaches[0], along)
+            return reaches[0]
         dims = tuple(frozenset().union(*column) for column in zip(*(x.dims for x in reaches)))
         axes = {}
         for name in reaches[0].axes:
             held = {tuple(i for i, d in enumerate(x.dims) if name in d) for x in reaches} - {()}
             axes[name] = _union([x.axes[name] for x in reaches], "" if len(held) <= 1 else "joined in other dims")
-        return self.part(Reach(axes, dims), along)
+        uniform = all(x.uniform for x in reaches) and (along is None or all(x.axes == reaches[0].axes for x in reaches))
+        if along is not None:
+            for name in dims[along] - {MERGED}:
+                axes[name] = axes[name].whole(axes[name].n, "concatenated along the dim holding it")
+        return Reach(axes, dims, uniform)
 
-    def part(self, x: Reach, dim: int | None) -> Reach:
-        """x split or concatenated along `dim` (None: neither)."""
-        if dim is None or not x.dims[dim] - {MERGED}:
-            return x
+    def part(self, x: Reach) -> Reach:
+        """Some channels of x (a split): their field is x's only if every channel has it."""
         axes = dict(x.axes)
-        for name in x.dims[dim] - {MERGED}:
-            axes[name] = axes[name].whole(axes[name].n, "split or concatenated along the dim holding it")
-        return Reach(axes, x.dims)
+        for name in axes:
+            if name in x.dims[0]:
+                axes[name] = axes[name].whole(axes[name].n, "split along the dim holding it")
+            elif not x.uniform:
+                axes[name] = replace(axes[name], bound=axes[name].bound or "a split of channels with unequal fields")
+        return Reach(axes, x.dims, x.uniform)
 
     def leaf(self, m: Module, x: Reach) -> Reach:
         rule = m.node.layer.receptive(m.input, m.output)
@@ -188,7 +195,9 @@ class _Walk:
         for dim in rule.lost:
             for name in dims[dim] - {MERGED}:
                 axes[name] = axes[name].whole(m.output[dim], f"{m.path} ({m.type}) is not tracked")
-        return Reach(axes, tuple(dims))
+        # reading every channel (the dims without positions) whole gives each the same field
+        plain = [d for d, held in enumerate(dims) if not held and m.output[d] > 1]
+        return Reach(axes, tuple(dims), x.uniform or all(d in rule.mix for d in plain))
 
 
 def _taps(k: int, s: int, p: int, d: int, n_in: int, n: int) -> tuple[int, int]:
