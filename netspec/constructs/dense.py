@@ -50,10 +50,10 @@ class Dense(Construct):
 
     @classmethod
     def receptive(cls, m, f, x):
-        features = [x]
+        seen = x   # cat(input, out_0, ..., out_i): joined one output at a time
         for layer in m.slots["body"]:
-            features.append(f.module(layer, f.join(features, along=0)))
-        return f.join(features, along=0)
+            seen = f.join([seen, f.module(layer, seen)], along=0)
+        return seen
 
     @classmethod
     def build(cls, m, b, owner):
