@@ -99,13 +99,15 @@ class Field:
         return not (self.h.bound or self.w.bound)
 
     def __str__(self) -> str:
-        """One line for a table: 'r 99x99 s 32', 'global', '≤ r 35x35 s 0' (an upper bound)."""
+        """One line for a table: 'r 99x99 s 32'; 'global' (every output sees the same, whole
+        input), 'r 543x543 s 16, global' (each sees all of it); '≤ ...': an upper bound."""
         mark = "" if self.exact else "≤ "
-        if self.is_global:
+        fixed = [a.is_global and a.stride == 0 for a in (self.h, self.w)]
+        if all(fixed):
             return f"{mark}global"
-        size = "x".join("all" if a.is_global else str(a.r) for a in (self.h, self.w))
+        size = "x".join("all" if f else str(a.r) for a, f in zip((self.h, self.w), fixed))
         stride = str(self.h.stride) if self.h.stride == self.w.stride else f"{self.h.stride}x{self.w.stride}"
-        return f"{mark}r {size} s {stride}"
+        return f"{mark}r {size} s {stride}{', global' if self.is_global else ''}"
 
 
 @dataclass(frozen=True)
