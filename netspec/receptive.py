@@ -91,7 +91,7 @@ class Field:
 
     @property
     def is_global(self) -> bool:
-        """Every output sees the whole input."""
+        """Every output reads every input pixel that any output reads."""
         return self.h.is_global and self.w.is_global
 
     @property

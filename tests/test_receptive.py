@@ -8,6 +8,7 @@ import torch
 
 import netspec
 from conftest import ROOT
+from netspec.ir import Leaf
 from netspec.receptive import Field, fields
 
 
@@ -82,6 +83,18 @@ def static_box(analysis, field: Field, path: str) -> tuple:
     out = outputs(analysis)[path]
     where = centre(field, out)
     return tuple(axis.pixels(where[name][1] if name in where else 0) for name, axis in (("h", field.h), ("w", field.w)))
+
+
+def tracked(analysis) -> list[str]:
+    """The modules whose output positions can be picked (no merged dims; a bare parameter
+    layer is a tensor on its owner, not a module with a hook)."""
+    shapes, stack, bare = outputs(analysis), [analysis.tree], set()
+    while stack:
+        m = stack.pop()
+        stack.extend(m.children)
+        if isinstance(m.node, Leaf) and m.node.layer.bare_parameter:
+            bare.add(m.path)
+    return [p for p, f in fields(analysis).items() if p not in bare and centre(f, shapes[p]) is not None]
 
 
 def outputs(analysis) -> dict[str, tuple]:
@@ -247,9 +260,7 @@ def test_random_specs():
     for seed in range(40):
         doc, _ = random_spec(Draw(seed))
         a = netspec.analyze(doc)
-        static = fields(a)
-        shapes = outputs(a)
-        paths = [p for p, f in static.items() if centre(f, shapes[p]) is not None]
+        static, paths = fields(a), tracked(a)
         try:
             check(a, paths, exact=None, weights="random")
         except AssertionError as e:
@@ -257,3 +268,17 @@ def test_random_specs():
         compared += len(paths)
         exact += sum(static[p].exact for p in paths)
     assert compared > 300 and exact > 0.8 * compared, (compared, exact)
+
+
+def test_every_layer_type_on_a_map():
+    """Each layer type's rule (tests/test_layers.py's samples on [C, H, W] maps), after a 3x3
+    conv so its input field is wider than a pixel; the root's output is the layer's."""
+    from test_layers import SAMPLES
+    seen = set()
+    for tag, samples in SAMPLES.items():
+        for settings, shape in samples:
+            if len(shape) == 3:
+                a = spec([{"conv": {"out": shape[0], "k": 3, "padding": 1}}, {tag: settings}], input=shape)
+                check(a, tracked(a), exact=None, weights="random")
+                seen.add(tag)
+    assert len(seen) >= 20, seen

@@ -131,7 +131,10 @@ class ConvTranspose(Layer):
         # at a larger stride neighbouring outputs read different numbers of inputs (not tracked)
         windows, lost = [], [] if self.groups == 1 else [0]
         for dim, k, s, p, d in zip((1, 2), pair(self.k), pair(self.stride), pair(self.padding), pair(self.dilation)):
-            (windows.append((dim, k, 1, (k - 1) * d - p, d)) if s == 1 else lost.append(dim))
+            if s == 1:
+                windows.append((dim, k, 1, (k - 1) * d - p, d))
+            else:
+                lost.append(dim)
         return Receptive(windows=tuple(windows), mix=(0,) if self.groups == 1 else (), lost=tuple(lost))
 
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):

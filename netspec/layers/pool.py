@@ -84,8 +84,12 @@ class AdaptivePool(Layer):
         windows, mix, lost = [], [], []
         for dim in (1, 2):
             n, o = shape[dim], out[dim]
-            (mix.append(dim) if o == 1 else windows.append((dim, n // o, n // o, 0, 1)) if n % o == 0
-             else lost.append(dim))
+            if o == 1:
+                mix.append(dim)
+            elif n % o == 0:
+                windows.append((dim, n // o, n // o, 0, 1))
+            else:
+                lost.append(dim)
         return Receptive(windows=tuple(windows), mix=tuple(mix), lost=tuple(lost))
 
     def build(self, shape: Shape):
