@@ -1,7 +1,8 @@
 """Receptive fields (netspec.receptive) against measured ones: the nonzero extent of the input
-gradient of one output position (all channels summed), in eval mode, float64, with every
-weight positive (1/fan-in) and max pooling measured as average pooling over the same
-windows, so that no cancellation, ReLU cut-off or argmax can hide a pixel."""
+gradient of one output position (every channel, weighed at random), in eval mode and float64,
+with max pooling measured as average pooling over the same windows (an argmax reads one
+pixel), and either every weight positive (1/fan-in; ReLU nets: nothing cancels or is cut off)
+or random weights with activations replaced by identities (any spec: no dead units)."""
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,6 @@ import netspec
 from conftest import ROOT
 from netspec.ir import Leaf
 from netspec.receptive import Field, fields
-
-
 
 ACTIVATIONS = ("ReLU", "ReLU6", "Sigmoid", "Tanh", "SiLU", "GELU", "Hardswish", "Hardsigmoid", "LeakyReLU")
 
