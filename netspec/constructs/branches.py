@@ -76,6 +76,10 @@ class Concat(_Branches):
         return f.cat([f.module(branch, x) for branch in m.slots["branches"]])
 
     @classmethod
+    def receptive(cls, m, f, x):
+        return f.join([f.module(branch, x) for branch in m.slots["branches"]], along=0)
+
+    @classmethod
     def build(cls, m, b, owner):
         import torch
         return ConcatStep([b.step(branch, owner) for branch in m.slots["branches"]], torch.cat)
@@ -115,6 +119,11 @@ class Split(_Branches):
     def autograd(cls, m, f, x):
         parts = f.parts(x, cls.parts(m.node, x.shape[0]))
         return f.cat([f.module(branch, part) for branch, part in zip(m.slots["branches"], parts)])
+
+    @classmethod
+    def receptive(cls, m, f, x):
+        part = f.part(x)
+        return f.join([f.module(branch, part) for branch in m.slots["branches"]], along=0)
 
     @classmethod
     def build(cls, m, b, owner):

@@ -49,6 +49,13 @@ class Dense(Construct):
         return f.cat(features)
 
     @classmethod
+    def receptive(cls, m, f, x):
+        seen = x   # cat(input, out_0, ..., out_i): joined one output at a time
+        for layer in m.slots["body"]:
+            seen = f.join([seen, f.module(layer, seen)], along=0)
+        return seen
+
+    @classmethod
     def build(cls, m, b, owner):
         import torch
         return DenseStep([b.step(child, owner) for child in m.slots["body"]], torch.cat)

@@ -30,6 +30,10 @@ class Gate(Construct):
         return f.mul(x, f.chain(m.slots["body"], x))
 
     @classmethod
+    def receptive(cls, m, f, x):
+        return f.join([x, f.chain(m.slots["body"], x)])   # an SE body's global pool makes it global
+
+    @classmethod
     def build(cls, m, b, owner):
         return GateStep(Chain(b.chain(m.slots["body"], owner)))
 

@@ -7,6 +7,7 @@ under a tag, as a leaf layer is. It owns, in one file:
 - `infer`: its shape rule over its children's analysed shapes (and what it adds),
 - `plan`: which children may overwrite their input (in-place execution, decided statically),
 - `autograd`: how it joins its children's tensors, for the static memory model,
+- `receptive`: how it joins its children's receptive fields (netspec.receptive),
 - `build`: the forward wiring, a *step* `step(owner, x) -> y` (torch only inside build),
 - `describe`: its settings as printed by `resolve`/`diff`.
 Nothing else in netspec spells out individual constructs: the spec schema, JSON Schema,
@@ -121,6 +122,15 @@ class Construct(BaseModel):
         """Replay the construct over size-only tensors (netspec.autograd): run the children
         (`f.module`, `f.chain`) and join them (`f.add`, `f.cat`, `f.mul`); returns the output."""
         raise NotImplementedError(f"construct '{cls.tag}' has no autograd rule")
+
+    @classmethod
+    def receptive(cls, m, f, x):
+        """The receptive field of the output from the input's (netspec.receptive): run the
+        children (`f.module`, `f.chain`) and join fields that meet (`f.join`). Default: the
+        slots' children one after another, as a sequence."""
+        for slot in cls.slots:
+            x = f.chain(m.slots.get(slot, []), x)
+        return x
 
     @classmethod
     def describe(cls, node: Node) -> dict:

@@ -119,6 +119,11 @@ class Residual(Construct):
         return f.chain(m.slots["post"], f.add(y, s, inplace=f.runs_inplace(m)))
 
     @classmethod
+    def receptive(cls, m, f, x):
+        y = f.chain(m.slots["body"], x)
+        return f.chain(m.slots["post"], f.join([y, f.chain(m.slots["shortcut"], x)]))
+
+    @classmethod
     def build(cls, m, b, owner):
         steps = {}
         for slot in cls.registration(m.node):  # the order modules register in

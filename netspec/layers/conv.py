@@ -6,8 +6,8 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import (Autograd, Layer, NonNegInt, NonNegPair, Pair, PosInt, Shape, need_rank,
-                                     pair, register, window_out)
+from netspec.layers.registry import (Autograd, Layer, NonNegInt, NonNegPair, Pair, PosInt, Receptive, Shape,
+                                     need_rank, pair, register, window_out)
 
 
 def _check_groups(c: int, out: int, groups: int) -> None:
@@ -76,6 +76,11 @@ class Conv(Layer):
     def backward_macs(self, shape, out, *, input_grad, weight_grad):
         return self.macs(shape, out) * (input_grad + weight_grad)
 
+    def receptive(self, shape, out):
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(self.k), pair(self.stride), self._padding(), pair(self.dilation)
+        channels = {"mix": (0,)} if self.groups == 1 else {"lost": (0,)}   # a group reads its own channels
+        return Receptive(windows=((1, kh, sh, ph, dh), (2, kw, sw, pw, dw)), **channels)
+
     def build(self, shape: Shape):
         from torch import nn
         padding = self.padding if isinstance(self.padding, str) else pair(self.padding)
@@ -120,6 +125,17 @@ class ConvTranspose(Layer):
         # FlopCounterMode counts a transposed conv per *input* position
         kh, kw = pair(self.k)
         return shape[1] * shape[2] * kh * kw * shape[0] * (self.out // self.groups)
+
+    def receptive(self, shape, out):
+        # at stride 1 output o reads inputs o + p - t*d: a conv with left padding (k-1)*d - p;
+        # at a larger stride neighbouring outputs read different numbers of inputs (not tracked)
+        windows, lost = [], [] if self.groups == 1 else [0]
+        for dim, k, s, p, d in zip((1, 2), pair(self.k), pair(self.stride), pair(self.padding), pair(self.dilation)):
+            if s == 1:
+                windows.append((dim, k, 1, (k - 1) * d - p, d))
+            else:
+                lost.append(dim)
+        return Receptive(windows=tuple(windows), mix=(0,) if self.groups == 1 else (), lost=tuple(lost))
 
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
         kh, kw = pair(self.k)

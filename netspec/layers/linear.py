@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from netspec.layers.registry import Autograd, Layer, PosInt, Shape, register
+from netspec.layers.registry import Autograd, Layer, PosInt, Receptive, Shape, register
 
 
 @register("linear", shorthand="out")
@@ -34,6 +34,9 @@ class Linear(Layer):
             return Autograd(input=weight_grad, weight=weight, layout="contiguous", lower=True)
         copy = ((prod(shape), 0, "act"),) if weight_grad else ()
         return Autograd(extra=copy, weight=weight, layout="contiguous", lower=True)
+
+    def receptive(self, shape, out):
+        return Receptive(mix=(len(shape) - 1,))
 
     def param_tensors(self, shape: Shape) -> int:
         return 1 + self.bias

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Autograd, Layer, PosInt, Shape, need_rank, register
+from netspec.layers.registry import Autograd, Layer, PosInt, Receptive, Shape, need_rank, register
 
 
 @register("bn")
@@ -72,6 +72,9 @@ class LayerNorm(Layer):
             return Autograd(input=True, extra=stats, layout="channels_last")
         return Autograd(input=True, extra=stats, layout="contiguous")
 
+    def receptive(self, shape, out):
+        return Receptive(mix=(0 if self.over == "channels" else len(shape) - 1,))   # statistics over that dim
+
     def param_tensors(self, shape: Shape) -> int:
         return (1 + self.bias) if self.elementwise_affine else 0
 
@@ -110,6 +113,9 @@ class GroupNorm(Layer):
 
     def param_tensors(self, shape: Shape) -> int:
         return 2 if self.affine else 0
+
+    def receptive(self, shape, out):
+        return Receptive(mix=tuple(range(len(shape))))   # statistics over the group's channels and positions
 
     def build(self, shape: Shape):
         from torch import nn

@@ -9,8 +9,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import (Autograd, Layer, NonNegInt, NonNegPair, Pair, PosInt, Shape, need_rank,
-                                     pair, register, window_out)
+from netspec.layers.registry import (Autograd, Layer, NonNegInt, NonNegPair, Pair, PosInt, Receptive, Shape,
+                                     need_rank, pair, register, window_out)
 
 
 class WindowPool(Layer):
@@ -38,6 +38,12 @@ class WindowPool(Layer):
         if self.k == "global":      # AdaptiveAvgPool2d(1) is a mean: its backward needs only sizes
             return Autograd(layout="suggest")
         return Autograd(input=True, layout="suggest")
+
+    def receptive(self, shape, out):
+        if self.k == "global":
+            return Receptive(mix=(1, 2))
+        (kh, kw), (sh, sw), (ph, pw) = pair(self.k), pair(self.stride, self.k), pair(self.padding)
+        return Receptive(windows=((1, kh, sh, ph, 1), (2, kw, sw, pw, 1)))
 
     def build(self, shape: Shape):
         from torch import nn
@@ -71,6 +77,20 @@ class AdaptivePool(Layer):
         if self.tag == "adaptive_maxpool":
             return Autograd(input=True, extra=((prod(out), 0, "int64"),), layout="suggest")
         return Autograd(input=tuple(out[1:]) != (1, 1), layout="suggest")   # to 1x1 it is a mean
+
+    def receptive(self, shape, out):
+        # torch's bins are [floor(i*n/o), ceil((i+1)*n/o)): a plain window when o divides n,
+        # else of unequal sizes and spacing (not tracked)
+        windows, mix, lost = [], [], []
+        for dim in (1, 2):
+            n, o = shape[dim], out[dim]
+            if o == 1:
+                mix.append(dim)
+            elif n % o == 0:
+                windows.append((dim, n // o, n // o, 0, 1))
+            else:
+                lost.append(dim)
+        return Receptive(windows=tuple(windows), mix=tuple(mix), lost=tuple(lost))
 
     def build(self, shape: Shape):
         from torch import nn
@@ -118,6 +138,11 @@ class Upsample(Layer):
 
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
         return Autograd(layout="suggest")   # its backward needs only sizes
+
+    def receptive(self, shape, out):
+        # unchanged at scale 1; otherwise outputs read unevenly spaced inputs (not tracked)
+        scale = (1, 1) if self.scale is None else pair(self.scale)
+        return Receptive(lost=tuple(d for d in (1, 2) if out[d] != shape[d] or scale[d - 1] != 1))
 
     def build(self, shape: Shape):
         from torch import nn

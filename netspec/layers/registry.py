@@ -51,6 +51,21 @@ class Autograd:
     promote: bool = False       # x op (fp32 tensor): the output is fp32 under autocast (scale, add)
 
 
+@dataclass(frozen=True)
+class Receptive:
+    """Which input positions one output position reads, per sample dimension (read by
+    netspec.receptive, which turns it into receptive fields). The default: the same
+    position (activations, eval-mode norms, dropout)."""
+
+    windows: tuple = ()         # (dim, k, stride, left padding, dilation): a sliding window (conv, pools)
+    mix: tuple = ()             # dims read whole: every output reads every position (a conv's
+    #                             channels, linear's last dim, global pooling, group norm)
+    lost: tuple = ()            # dims whose positions are not tracked (upsampling, uneven adaptive
+    #                             pooling): the field along them becomes an upper bound
+    dims: tuple = ()            # a new order of the sample dims (permute)
+    reshape: bool = False       # the dims are regrouped (flatten, reshape)
+
+
 class Layer(BaseModel):
     """Base of every leaf layer type."""
 
@@ -123,6 +138,11 @@ class Layer(BaseModel):
         """Multiply-accumulates per sample of the backward: the input's gradient (when the
         input needs one) and the weight's (when it trains), as FlopCounterMode counts them."""
         return 0
+
+    # -- which input positions an output position reads (netspec.receptive) ----------------
+    def receptive(self, shape: Shape, out: Shape) -> Receptive:
+        """Default: output position p reads input position p only (any channel)."""
+        return Receptive()
 
     def settings(self) -> dict:
         """Fields that differ from their defaults (for summaries and diffs)."""

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Autograd, Layer, NonNegInt, PosInt, Shape, need_rank, register
+from netspec.layers.registry import Autograd, Layer, NonNegInt, PosInt, Receptive, Shape, need_rank, register
 
 
 def _sample_dim(dim: int, rank: int, field: str) -> int:
@@ -34,6 +34,9 @@ class Flatten(Layer):
 
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
         return Autograd(result="reshape")   # a view where the strides allow, else a copy
+
+    def receptive(self, shape, out):
+        return Receptive(reshape=True)
 
     def build(self, shape: Shape):
         from torch import nn
@@ -63,6 +66,9 @@ class Reshape(Layer):
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
         return Autograd(result="reshape")
 
+    def receptive(self, shape, out):
+        return Receptive(reshape=True)
+
     def build(self, shape: Shape):
         from netspec.modules import Reshape
         return Reshape(self.infer(shape))
@@ -83,6 +89,9 @@ class Permute(Layer):
 
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
         return Autograd(result="permute", dims=tuple(self.dims))
+
+    def receptive(self, shape, out):
+        return Receptive(dims=tuple(self.dims))
 
     def build(self, shape: Shape):
         from torchvision.ops.misc import Permute
@@ -106,6 +115,9 @@ class ChannelShuffle(Layer):
         # view, transpose, contiguous(): a copy, unless one of the two group dims is 1
         trivial = self.groups in (1, shape[0]) and contiguous
         return Autograd(result="same" if trivial else "new", layout="contiguous")
+
+    def receptive(self, shape, out):
+        return Receptive(lost=(0,))   # reorders channels (tracked only if a permute put an axis there)
 
     def build(self, shape: Shape):
         from netspec.modules import ChannelShuffle
