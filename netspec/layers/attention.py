@@ -1,0 +1,45 @@
+"""Attention over tokens [N, D]: `self_attention` (torch.nn.MultiheadAttention called on
+x, x, x, as torchvision's ViT EncoderBlock calls it)."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from netspec.errors import LayerError
+from netspec.layers.registry import Layer, PosInt, Shape, need_tokens, register
+
+
+@register("self_attention", shorthand="heads")
+class SelfAttention(Layer):
+    """Multi-head self-attention of tokens [N, D] (torch.nn.MultiheadAttention with
+    batch_first, called as attn(x, x, x, need_weights=False), torchvision's ViT
+    `self_attention`; keys in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias).
+    MACs: the q/k/v and output projections (4 N D^2) and the two matmuls QK^T and AV
+    (N^2 D each, summed over the heads)."""
+    fresh_output: ClassVar[bool] = True
+
+    heads: PosInt = Field(description="Number of heads (num_heads); must divide the token width D.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the attention weights while training (dropout; torchvision's attention_dropout).")
+    bias: bool = Field(True, description="Learn biases of the input and output projections (bias).")
+
+    def infer(self, shape: Shape) -> Shape:
+        need_tokens(shape, "self_attention")
+        if shape[1] % self.heads:
+            raise LayerError("heads", f"{self.heads} heads do not divide the token width {shape[1]}")
+        return shape
+
+    def param_count(self, shape: Shape) -> int:
+        d = shape[1]
+        return 4 * d * d + (4 * d if self.bias else 0)
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        n, d = shape
+        return 4 * n * d * d + 2 * n * n * d
+
+    def param_tensors(self, shape: Shape) -> int:
+        return 4 if self.bias else 2
+
+    def build(self, shape: Shape):
+        from netspec.modules import SelfAttention
+        return SelfAttention(shape[1], self.heads, dropout=self.dropout, bias=self.bias)
