@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import torch  # noqa: E402
 
-from zoo import SPECS, TORCHVISION, metadata, parity, reference  # noqa: E402
+from zoo import SPECS, TORCHVISION, at_size, metadata, parity, reference  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -30,7 +30,8 @@ TOLERANCE = 1e-5
 def crop_size(name: str) -> int:
     """The input size torchvision's weights were evaluated at (their transforms' crop)."""
     import torchvision.models as tvm
-    weights = getattr(tvm, TORCHVISION[name][2]).DEFAULT
+    enum, _, entry = TORCHVISION[name][2].partition(".")
+    weights = getattr(getattr(tvm, enum), entry or "DEFAULT")
     return int(weights.transforms().crop_size[0])
 
 
@@ -47,8 +48,9 @@ def main() -> int:
     for name in names:
         size = args.size or crop_size(name)
         t = time.perf_counter()
-        ref = reference(name)
-        result = parity(SPECS / f"{name}.yaml", ref, (3, size, size), batch=args.batch)
+        kwargs, overrides = at_size(name, size)
+        ref = reference(name, **kwargs)
+        result = parity(SPECS / f"{name}.yaml", ref, (3, size, size), batch=args.batch, overrides=overrides)
         ok = result["eval"] < TOLERANCE and result["train"] < TOLERANCE
         failed += not ok
         print(f"{name:<22} {size:>7} {metadata(name)['num_params']:>13,} {result['eval']:>9.1e} {result['train']:>9.1e} "

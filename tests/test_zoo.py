@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import netspec
-from zoo import (FAMILIES, OUTPUTS_IN_CI, SPECS, TORCHVISION, metadata, natural_batch, parity, reference,
+from zoo import (FAMILIES, OUTPUTS_IN_CI, SPECS, TORCHVISION, at_size, metadata, natural_batch, parity, reference,
                  relative, shapes, spec_model)
 
 MEMBER_KEYS = {"extends", "name", "description", "vars", "expect"}
@@ -30,7 +30,8 @@ def test_state_dict_keys_order_and_shapes_match_torchvision(name):
 @pytest.mark.parametrize("name", OUTPUTS_IN_CI)
 def test_outputs_match_torchvision_relative_to_scale(name):
     size = 96 if name in ("inception_v3",) else 64
-    result = parity(SPECS / f"{name}.yaml", reference(name), (3, size, size))
+    kwargs, overrides = at_size(name, size)
+    result = parity(SPECS / f"{name}.yaml", reference(name, **kwargs), (3, size, size), overrides=overrides)
     assert result["scale"] > 1e-3, "calibrated BatchNorm gives outputs of a usable scale"
     assert result["eval"] < TOLERANCE and result["train"] < TOLERANCE, result
 

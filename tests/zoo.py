@@ -50,6 +50,13 @@ TORCHVISION = {
     "densenet161": ("densenet161", {}, "DenseNet161_Weights"),
     "densenet169": ("densenet169", {}, "DenseNet169_Weights"),
     "densenet201": ("densenet201", {}, "DenseNet201_Weights"),
+    # vision transformers: the vit_b_16 family (vit_h_14 at 224: its builder's default and the
+    # SWAG_LINEAR weights; the SWAG_E2E weights are for 518, checked in tests/test_zoo_vit.py)
+    "vit_b_16": ("vit_b_16", {}, "ViT_B_16_Weights"),
+    "vit_b_32": ("vit_b_32", {}, "ViT_B_32_Weights"),
+    "vit_l_16": ("vit_l_16", {}, "ViT_L_16_Weights"),
+    "vit_l_32": ("vit_l_32", {}, "ViT_L_32_Weights"),
+    "vit_h_14": ("vit_h_14", {}, "ViT_H_14_Weights.IMAGENET1K_SWAG_LINEAR_V1"),
 }
 
 # family base -> members: each member is `extends: <base>.yaml` plus vars (and name, description, expect)
@@ -58,19 +65,44 @@ FAMILIES = {
     "resnet50": ["resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"],
     "vgg11": ["vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"],
     "densenet121": ["densenet161", "densenet169", "densenet201"],
+    "vit_b_16": ["vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
 OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "googlenet", "densenet121",
                  "mobilenet_v2", "mobilenet_v3_small"]
+OUTPUTS_IN_CI += ["vit_b_16", "vit_b_32"]
+
+# specs whose image size is a variable as well as the input (a ViT's pos_embedding is declared for
+# (image // patch)^2 + 1 tokens): at another size, torchvision builds with image_size and the spec
+# gets vars.image too
+IMAGE_VAR = {"vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"}
+# specs whose reference zero-initialises tensors the output depends on (ViT's heads.head and
+# class_token): parity fills every all-zero parameter with seeded random values first, or the
+# outputs would be 0 whatever the spec computes
+ZERO_INIT = IMAGE_VAR
 
 
-def reference(name: str, device: str = "cpu") -> torch.nn.Module:
-    """torchvision's model for a zoo spec, seeded random weights (on `meta`: no memory)."""
+def at_size(name: str, size: int) -> tuple[dict, list[str]]:
+    """torchvision keyword arguments and netspec --set overrides for spec `name` at size x size."""
+    if name not in IMAGE_VAR:
+        return {}, []
+    return {"image_size": size}, [f"input=[3,{size},{size}]", f"vars.image={size}"]
+
+
+def reference(name: str, device: str = "cpu", **extra) -> torch.nn.Module:
+    """torchvision's model for a zoo spec, seeded random weights (on `meta`: no memory);
+    `extra` keyword arguments over the table's."""
     builder, kwargs, _ = TORCHVISION[name]
     torch.manual_seed(0)
     with _meta_safe() if device == "meta" else contextlib.nullcontext(), torch.device(device):
-        return getattr(tvm, builder)(weights=None, **kwargs)
+        model = getattr(tvm, builder)(weights=None, **{**kwargs, **extra})
+    if name in ZERO_INIT and device != "meta":
+        with torch.no_grad():
+            for p in model.parameters():
+                if not p.any():
+                    p.normal_(std=0.02)
+    return model
 
 
 @contextlib.contextmanager
@@ -90,8 +122,10 @@ def _meta_safe():
 
 
 def metadata(name: str) -> dict:
-    """torchvision's published num_params and _ops (GMACs) for the spec's weights (no download)."""
-    return getattr(tvm, TORCHVISION[name][2]).DEFAULT.meta
+    """torchvision's published num_params and _ops (GMACs) for the spec's weights (no download):
+    the enum's DEFAULT, or the entry named as `Enum.ENTRY`."""
+    enum, _, entry = TORCHVISION[name][2].partition(".")
+    return getattr(getattr(tvm, enum), entry or "DEFAULT").meta
 
 
 def shapes(state: dict) -> list[tuple]:
@@ -130,9 +164,9 @@ def relative(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).abs().max() / want.abs().max().clamp_min(torch.finfo(want.dtype).tiny))
 
 
-def spec_model(path, ref: torch.nn.Module, input_shape=None) -> torch.nn.Module:
+def spec_model(path, ref: torch.nn.Module, input_shape=None, overrides=()) -> torch.nn.Module:
     """The spec's module with the reference's weights; checks keys, order and shapes first."""
-    analysis = netspec.analyze(path, input=input_shape)
+    analysis = netspec.analyze(path, input=input_shape, overrides=list(overrides))
     model = netspec.build(analysis, device="meta")
     ref_state = ref.state_dict()
     assert shapes(model.state_dict()) == shapes(ref_state), "state_dict keys, order or shapes differ"
@@ -140,11 +174,11 @@ def spec_model(path, ref: torch.nn.Module, input_shape=None) -> torch.nn.Module:
     return model
 
 
-def parity(path, ref: torch.nn.Module, input_shape, batch: int = 2) -> dict:
+def parity(path, ref: torch.nn.Module, input_shape, batch: int = 2, overrides=()) -> dict:
     """Relative output differences of the spec's module vs `ref`: eval (after calibrating
     BatchNorm on a real batch) and training mode (same seed)."""
     calibrate(ref, natural_batch(8, input_shape, seed=1))
-    model = spec_model(path, ref, tuple(input_shape))
+    model = spec_model(path, ref, tuple(input_shape), overrides)
     x = natural_batch(batch, input_shape, seed=2)
     out = {}
     with torch.no_grad():
