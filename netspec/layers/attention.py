@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Layer, PosInt, Shape, need_tokens, register
+from netspec.layers.registry import Autograd, Layer, PosInt, Shape, need_tokens, register
 
 
 @register("self_attention", shorthand="heads")
@@ -36,6 +36,24 @@ class SelfAttention(Layer):
     def macs(self, shape: Shape, out: Shape) -> int:
         n, d = shape
         return 4 * n * d * d + 2 * n * n * d
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        # nn.MultiheadAttention's training path (F.multi_head_attention_forward, batch first):
+        # in_proj runs on x transposed to [N, B, D], a copy, kept for in_proj's weight
+        # gradient; q, k, v are one new [3, N, B, D] tensor; scaled_dot_product_attention's
+        # fused CPU kernel keeps q, k, v, its output (which is out_proj's input too) and a
+        # log-sum-exp per head and token (fp32); in_proj's weight is kept for x's gradient,
+        # out_proj's for the attention's. Measured against saved_tensors_hooks on the CPU
+        # (tests/test_zoo_vit.py); dropout > 0 takes SDPA's math kernel, which keeps the
+        # attention weights and the dropout mask, and CUDA's fused kernels keep other
+        # tensors (RNG state, padded statistics): neither is modelled, so neither is guessed.
+        if self.dropout > 0:
+            raise NotImplementedError("the memory model has no rule for self_attention with dropout > 0 "
+                                      "(scaled_dot_product_attention's math kernel)")
+        n, d = shape
+        kept = ((n * d, 0, "act"),) if weight_grad else ()
+        kept += ((3 * n * d, 0, "act"), (n * d, 0, "act"), (self.heads * n, 0, "fp32"))
+        return Autograd(extra=kept, weight=(3 * d * d if input_grad else 0) + d * d, layout="contiguous", lower=True)
 
     def param_tensors(self, shape: Shape) -> int:
         return 4 if self.bias else 2
