@@ -93,6 +93,7 @@ def test_resnext50_shares_the_bottleneck_block():
     ("resnet50", ["vars.width_per_group=128"], "wide_resnet50_2"),
     ("resnet18", ["vars.depth1=3", "vars.depth2=4", "vars.depth3=6", "vars.depth4=3"], "resnet34"),
     ("vgg11", ["vars.bn=1"], "vgg11_bn"),
+    ("vit_b_16", ["vars.dim=1024", "vars.depth=24", "vars.heads=16", "vars.mlp_dim=4096"], "vit_l_16"),
 ])
 def test_set_turns_one_member_into_another(base, overrides, target):
     a = netspec.analyze(SPECS / f"{base}.yaml", overrides=overrides)
