@@ -13,7 +13,7 @@ from torchvision.models.vision_transformer import VisionTransformer
 
 import netspec
 from netspec.autograd import training_step
-from zoo import SPECS, TORCHVISION, natural_batch, relative, shapes
+from zoo import SPECS, TORCHVISION, fill_zeros, natural_batch, relative, shapes
 
 VIT = SPECS / "vit_b_16.yaml"
 TOLERANCE = 1e-5
@@ -33,12 +33,7 @@ def small(**extra) -> tuple[list[str], dict]:
 
 def reference(**kwargs) -> VisionTransformer:
     torch.manual_seed(0)
-    ref = VisionTransformer(**kwargs)
-    with torch.no_grad():  # torchvision zero-initialises heads.head and class_token: outputs would be 0
-        for p in ref.parameters():
-            if not p.any():
-                p.normal_(std=0.02)
-    return ref
+    return fill_zeros(VisionTransformer(**kwargs))   # torchvision zero-initialises heads.head and class_token
 
 
 def loaded(sets, ref) -> torch.nn.Module:

@@ -98,10 +98,16 @@ def reference(name: str, device: str = "cpu", **extra) -> torch.nn.Module:
     with _meta_safe() if device == "meta" else contextlib.nullcontext(), torch.device(device):
         model = getattr(tvm, builder)(weights=None, **{**kwargs, **extra})
     if name in ZERO_INIT and device != "meta":
-        with torch.no_grad():
-            for p in model.parameters():
-                if not p.any():
-                    p.normal_(std=0.02)
+        fill_zeros(model)
+    return model
+
+
+def fill_zeros(model: torch.nn.Module) -> torch.nn.Module:
+    """Every all-zero parameter gets seeded normal values (std 0.02)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(std=0.02)
     return model
 
 
