@@ -63,6 +63,10 @@ EXPECTED = {
     "conv_scalar.yaml": ("5:11", "layers[0].conv", "'conv' takes a mapping of fields, not int 16"),
     "unquoted_expr.yaml": ("6:18", "", 'quote the expression: "${w // 8}"'),
     "train_typo.yaml": ("8:9", "train.epoch", "unknown field 'epoch' (did you mean 'epochs'?)"),
+    # issue 13: tokens
+    "pos_embedding_tokens.yaml": ("10:29", "layers[4].pos_embedding.tokens", "declared for 65 tokens, but the input gives 17 tokens"),
+    "attention_heads.yaml": ("5:21", "layers[0].self_attention", "5 heads do not divide the token width 16"),
+    "attention_on_map.yaml": ("6:21", "layers[1].self_attention", "self_attention needs tokens [tokens, width], got [16, 4, 4] (a patch embedding"),
 }
 
 

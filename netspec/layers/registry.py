@@ -150,7 +150,7 @@ def need_rank(shape: Shape, rank: int, what: str) -> None:
 def need_tokens(shape: Shape, what: str) -> None:
     if len(shape) != 2:
         raise LayerError(None, f"{what} needs tokens [tokens, width], got {list(shape)}"
-                               f"{' (a patch embedding: conv, then reshape [D, -1] and permute [1, 0])' if len(shape) == 3 else ''}")
+                               f"{' (a patch embedding: conv, then flatten: {start: 1} and permute: [1, 0])' if len(shape) == 3 else ''}")
 
 
 def pair(value, default=None) -> tuple:
