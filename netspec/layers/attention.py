@@ -45,8 +45,10 @@ class SelfAttention(Layer):
         # log-sum-exp per head and token (fp32); in_proj's weight is kept for x's gradient,
         # out_proj's for the attention's. Measured against saved_tensors_hooks on the CPU
         # (tests/test_zoo_vit.py); dropout > 0 takes SDPA's math kernel, which keeps the
-        # attention weights and the dropout mask, and CUDA's fused kernels keep other
-        # tensors (RNG state, padded statistics): neither is modelled, so neither is guessed.
+        # attention weights, the dropout's noise and q, k scaled, in fp32 under bf16 autocast
+        # (what it keeps depends on the precision, which a rule does not see), and CUDA's
+        # fused kernels keep other tensors (RNG state, padded statistics): neither is
+        # modelled, so neither is guessed.
         if self.dropout > 0:
             raise NotImplementedError("the memory model has no rule for self_attention with dropout > 0 "
                                       "(scaled_dot_product_attention's math kernel)")
