@@ -140,6 +140,24 @@ def test_memory_model_of_attention_is_exact_on_cpu(precision, frozen):
         assert sum(kept.values()) == training_step(analysis, batch=3, precision=precision).saved_bytes
 
 
+@pytest.mark.parametrize("frozen, input_grad", [(False, True), (False, False), (True, True)])
+def test_backward_macs_of_attention_equal_flop_counter(frozen, input_grad):
+    """Forward and backward MACs of a training step vs FlopCounterMode through SDPA's math kernel
+    (it does not count the fused CPU kernels)."""
+    from test_layers import counted_attention
+    layer = {"self_attention": {"heads": 4, "frozen": frozen}}
+    analysis = netspec.analyze({"netspec": 1, "name": "t", "input": [10, 32], "layers": [layer]})
+    model = netspec.build(analysis).train()
+    x = torch.randn(2, 10, 32, requires_grad=input_grad)
+    with counted_attention(), FlopCounterMode(display=False) as fwd:
+        y = model(x)
+    with counted_attention(), FlopCounterMode(display=False) as bwd:
+        y.sum().backward()
+    m = next(analysis.tree_leaves())
+    static = m.node.layer.backward_macs(m.input, m.output, input_grad=input_grad, weight_grad=not frozen)
+    assert (fwd.get_total_flops() // 4, bwd.get_total_flops() // 4) == (analysis.macs, static)
+
+
 def test_memory_model_refuses_attention_dropout():
     analysis = netspec.analyze(VIT, overrides=["vars.attention_dropout=0.1"])
     with pytest.raises(NotImplementedError, match="dropout > 0"):

@@ -57,6 +57,13 @@ class SelfAttention(Layer):
         kept += ((3 * n * d, 0, "act"), (n * d, 0, "act"), (self.heads * n, 0, "fp32"))
         return Autograd(extra=kept, weight=(3 * d * d if input_grad else 0) + d * d, layout="contiguous", lower=True)
 
+    def backward_macs(self, shape, out, *, input_grad, weight_grad):
+        # the projections' input and weight gradients, and both operands' gradients of QK^T and
+        # AV (q, k, v need theirs whenever anything does), as FlopCounterMode counts the math kernel
+        n, d = shape
+        return (3 * n * d * d * input_grad + 4 * n * d * d * weight_grad + n * d * d + 4 * n * n * d
+                if input_grad or weight_grad else 0)
+
     def param_tensors(self, shape: Shape) -> int:
         return 4 if self.bias else 2
 
