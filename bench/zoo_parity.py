@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import torch  # noqa: E402
 
-from zoo import SPECS, TORCHVISION, crop_size, metadata, parity, reference, weights  # noqa: E402
+from zoo import SPECS, TORCHVISION, at_size, crop_size, parity, reference, weights  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -40,8 +40,9 @@ def main() -> int:
     for name in names:
         size = args.size or crop_size(weights(name))
         t = time.perf_counter()
-        ref = reference(name)
-        result = parity(SPECS / f"{name}.yaml", ref, (3, size, size), batch=args.batch)
+        kwargs, overrides = at_size(name, size)
+        ref = reference(name, **kwargs)
+        result = parity(SPECS / f"{name}.yaml", ref, (3, size, size), batch=args.batch, overrides=overrides)
         ok = result["eval"] < TOLERANCE and result["train"] < TOLERANCE
         failed += not ok
         print(f"{name:<22} {size:>7} {sum(p.numel() for p in ref.parameters()):>13,} {result['eval']:>9.1e} {result['train']:>9.1e} "

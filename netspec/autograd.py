@@ -279,6 +279,9 @@ class _Flow:
         elif rule.result == "permute":
             dims = (0, *(d + 1 for d in rule.dims))
             out = View(x.storage, tuple(m.output), tuple(x.strides[d] for d in dims), grad)
+        elif rule.result == "select":     # x.select(sample dim, index): a view without that dim
+            d = rule.dims[0] + 1
+            out = View(x.storage, tuple(m.output), x.strides[:d] + x.strides[d + 1:], grad)
         else:
             out = self.new(tuple(m.output), "fp32" if rule.promote and self.low else act, grad, like=xin, layout=rule.layout)
         out.grad = grad

@@ -177,11 +177,22 @@ def expected_tree(analysis: Analysis) -> dict[str, int]:
     return out
 
 
+def _prefixes(path: str) -> set[str]:
+    parts = path.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
+
+
 def tree_mismatches(analysis: Analysis, model: nn.Module) -> list[str]:
-    """Where the built module tree differs from the analysed one (paths, direct parameters)."""
-    built = {path: sum(p.numel() for p in module.parameters(recurse=False))
-             for path, module in model.named_modules(remove_duplicate=False)}
+    """Where the built module tree differs from the analysed one (paths, direct parameters;
+    a leaf's torch module may have children of its own, as nn.MultiheadAttention's out_proj:
+    they count in the leaf)."""
     expected = expected_tree(analysis)
+    leaves = {m.path for m in analysis.tree_leaves() if not m.node.layer.bare_parameter}
+    built = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        if _prefixes(path) & leaves:   # inside a leaf
+            continue
+        built[path] = sum(p.numel() for p in module.parameters(recurse=path in leaves))
     problems = [f"{path or '<root>'}: built {built.get(path)}, analysed {expected.get(path)}"
                 for path in [*expected, *(p for p in built if p not in expected)] if built.get(path) != expected.get(path)]
     return problems

@@ -96,6 +96,8 @@ def diff_analyses(a: Analysis, b: Analysis, file_a: str = "A", file_b: str = "B"
         x, y = _spec_field(a, key), _spec_field(b, key)
         if x != y:
             spec[key] = (x, y)
+    # the variables a family's members differ in (width, depth, heads), one line each
+    spec.update(_dict_diff(getattr(a.spec, "vars", None) or {}, getattr(b.spec, "vars", None) or {}, "vars"))
     train = _dict_diff(_train(a), _train(b), "train")
     return Diff(a, b, file_a, file_b, entries, spec, train)
 

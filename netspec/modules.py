@@ -69,3 +69,37 @@ class Add(LearnedTensor):
 
     def functional(self, x, weight):
         return x + weight
+
+
+class ClassToken(LearnedTensor):
+    """Prepend the learned token `weight` [1, 1, D] to tokens [B, N, D] (torchvision's ViT:
+    class_token.expand(n, -1, -1), then torch.cat on dim 1)."""
+
+    def functional(self, x, weight):
+        return torch.cat([weight.expand(x.shape[0], -1, -1), x], dim=1)
+
+
+class SelectToken(nn.Module):
+    """x[:, index]: one token of [B, N, D] (torchvision's ViT gives its heads x[:, 0])."""
+
+    def __init__(self, index: int):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        return x[:, self.index]
+
+    def extra_repr(self) -> str:
+        return f"index={self.index}"
+
+
+class SelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (batch_first) called on one input, as torchvision's ViT
+    EncoderBlock calls its `self_attention`: attn(x, x, x, need_weights=False)[0]. Same
+    parameters and keys; the same code path (fast path in inference included)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__(dim, heads, dropout=dropout, bias=bias, batch_first=True)
+
+    def forward(self, x):
+        return super().forward(x, x, x, need_weights=False)[0]

@@ -1,7 +1,7 @@
 """Random valid specs and random edits of specs, for differential and mutation fuzzing.
 
 `random_spec(r)` builds a spec while tracking the shape, so every layer is legal: stacks
-of every layer type (scale and add not yet), blocks with arguments, repeats with overrides, grouped and dilated
+of every layer type (scale and add not yet), token specs (patch embedding, attention), blocks with arguments, repeats with overrides, grouped and dilated
 convs, residuals with each shortcut kind, concat, dense, gate, sequence, when, vars and
 expressions, random input sizes. `r` is a `Draw`: a `random.Random` (bench/fuzz.py) or
 hypothesis data (tests). `differential(spec)` compares the static analysis with the
@@ -365,6 +365,8 @@ def random_spec(r: Draw) -> tuple[dict, Counter]:
             layers.append(r.choice([{"linear": {"out": r.int(1, 32), "bias": r.chance(0.5)}}, "bn", g.act()]))
         g.used["vector input"] += 1
         return {"netspec": 1, "name": "fuzz", "input": list(shape), "vars": vars_, "layers": layers}, g.used
+    if r.chance(0.15):
+        return tokens_spec(g, vars_), g.used
     shape = (r.int(1, 8), r.int(1, 20), r.int(1, 20))
     layers, out = g.items(shape, 0, r.int(1, 6))
     layers += [r.choice(["flatten", {"avgpool": "global"}])]
@@ -379,6 +381,50 @@ def random_spec(r: Draw) -> tuple[dict, Counter]:
     return spec, g.used
 
 
+def tokens_spec(g: Gen, vars_: dict) -> dict:
+    """Tokens [N, D], from the input or from an image through a patch embedding (conv, flatten,
+    permute), through ViT's layers: class token, positional embedding, self-attention (alone or in
+    a pre-norm residual, flat or not), linear, layernorm, activations; then one token, or all."""
+    r, used = g.r, g.used
+    d = r.choice([4, 6, 8, 12])
+    if r.chance(0.5):
+        p = r.int(1, 4)
+        side = p * r.int(1, 4)
+        shape, n = [r.int(1, 4), side, side], (side // p) ** 2
+        layers = [{"conv": {"out": d, "k": p, "stride": p}}, {"flatten": {"start": 1}}, {"permute": [1, 0]}]
+        used["patch embedding"] += 1
+    else:
+        n = r.int(1, 12)
+        shape, layers = [n, d], []
+    if r.chance(0.5):
+        layers.append({"class_token": {"name": "class_token"}})
+        n += 1
+    if r.chance(0.5):
+        layers.append({"pos_embedding": {"tokens": n, "name": "pos_embedding"} if r.chance(0.5) else {"name": "pos_embedding"}})
+    for _ in range(r.int(1, 4)):
+        kind = r.choice(["self_attention", "encoder block", "linear", "layernorm", "act"])
+        used[kind] += 1
+        # attention dropout stays 0: the memory model refuses it (tests/test_zoo_vit.py checks its draws)
+        attention = {"self_attention": {"heads": r.choice([h for h in range(1, d + 1) if d % h == 0]),
+                                        "bias": r.chance(0.7)}}
+        if kind == "self_attention":
+            layers.append(attention)
+        elif kind == "encoder block":
+            body = [{"layernorm": {"eps": 1e-6}}, attention, {"dropout": r.choice([0.0, 0.1])}]
+            layers.append({"residual": {"body": body, "shortcut": "identity", **({"flat": True} if r.chance(0.5) else {})}})
+        elif kind == "linear":
+            d = r.choice([4, 6, 8, 12])
+            layers.append({"linear": d})
+        elif kind == "layernorm":
+            layers.append("layernorm")
+        else:
+            layers.append(g.act())
+    layers.append({"select_token": r.int(-n, n - 1)} if r.chance(0.6) else "flatten")
+    layers.append({"linear": {"out": r.int(1, 10)}})
+    used["token input"] += 1
+    return {"netspec": 1, "name": "fuzz", "input": shape, "vars": vars_, "layers": layers}
+
+
 def differential(spec: dict) -> list[str]:
     """Static analysis vs the module built on the meta device: per-layer output shapes,
     parameter count, trainable count, MACs vs FlopCounterMode. Returns mismatches."""
@@ -390,14 +436,15 @@ def differential(spec: dict) -> list[str]:
     model = netspec.build(analysis, device="meta").eval()
     seen = {}
     modules = dict(model.named_modules())
+    rows = [row for row in analysis.layers if row.path in modules]   # a bare parameter has no module
     hooks = [modules[row.path].register_forward_hook(
-        lambda m, i, o, path=row.path: seen.__setitem__(path, list(o.shape[1:]))) for row in analysis.layers]
+        lambda m, i, o, path=row.path: seen.__setitem__(path, list(o.shape[1:]))) for row in rows]
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         out = model(torch.empty(1, *analysis.input, device="meta"))
     for h in hooks:
         h.remove()
     problems = []
-    for row in analysis.layers:
+    for row in rows:
         if seen.get(row.path) != row.output:
             problems.append(f"{row.path}: analysis {row.output}, module {seen.get(row.path)}")
     if list(out.shape[1:]) != analysis.output:

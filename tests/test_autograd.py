@@ -23,7 +23,8 @@ from netspec.autograd import training_step
 from netspec.errors import SpecError
 from specgen import random_spec
 from test_fuzz import HypothesisDraw
-from zoo import FAMILIES, SPECS
+from test_layers import counted_attention
+from zoo import FAMILIES, IMAGE_VAR, SPECS, at_size
 
 MEMBERS = {m for members in FAMILIES.values() for m in members}
 # one spec per family and every spec of a structure of its own, at a small input
@@ -48,10 +49,13 @@ def saved_bytes(model: torch.nn.Module, x: torch.Tensor, low: torch.dtype | None
 
 
 def small(path) -> netspec.Analysis:
-    """The spec's analysis at the smallest of 64, 96, 128 px it accepts (its own input if smaller)."""
+    """The spec's analysis at the smallest of 64, 96, 128 px it accepts (its own input if smaller;
+    a ViT's image size is a variable too)."""
     a = netspec.analyze(path)
     if len(a.input) != 3 or a.input[1] <= 64:
         return a
+    if path.stem in IMAGE_VAR:
+        return netspec.analyze(path, overrides=at_size(path.stem, 64)[1])
     for side in (64, 96, 128):
         try:
             return netspec.analyze(path, input=(a.input[0], side, side))
@@ -104,10 +108,11 @@ def test_a_wrong_rule_is_seen(monkeypatch):
 
 # -- MACs --------------------------------------------------------------------------------
 def counted(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """FlopCounterMode's forward and backward FLOPs of one step."""
-    with FlopCounterMode(display=False) as fwd:
+    """FlopCounterMode's forward and backward FLOPs of one step (attention on the math kernel,
+    the one the counter sees)."""
+    with counted_attention(), FlopCounterMode(display=False) as fwd:
         y = model(x)
-    with FlopCounterMode(display=False) as bwd:
+    with counted_attention(), FlopCounterMode(display=False) as bwd:
         y.float().sum().backward()
     return fwd.get_total_flops(), bwd.get_total_flops()
 

@@ -88,6 +88,10 @@ EXPECTED = {
     "train_seed.yaml": ("5:15", "train.seed", "greater than or equal to 0"),
     "train_milestones.yaml": ("6:44", "train.schedule.milestones[1]", "less than or equal to 1"),
     "train_classes.yaml": ("6:12", "train.dataset", "classes is at most train_size"),
+    # issue 13: tokens
+    "pos_embedding_tokens.yaml": ("10:29", "layers[4].pos_embedding.tokens", "declared for 65 tokens, but the input gives 17 tokens"),
+    "attention_heads.yaml": ("5:21", "layers[0].self_attention", "5 heads do not divide the token width 16"),
+    "attention_on_map.yaml": ("6:21", "layers[1].self_attention", "self_attention needs tokens [tokens, width], got [16, 4, 4] (a patch embedding"),
 }
 
 

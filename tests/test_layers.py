@@ -6,6 +6,8 @@ param_count == sum of numel, macs == FlopCounterMode FLOPs / 2, every field docu
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -58,11 +60,34 @@ SAMPLES = {
                  ({"scale": [0.29, 1]}, (1, 100, 4))],  # 100 * 0.29 = 28.999999999999996: floor gives 28
     "identity": [({}, (3, 4))],
     "linear": [({"out": 7}, (12,)), ({"out": 3, "bias": False}, (5, 12))],
+    # tokens [N, D]
+    "self_attention": [({"heads": 4}, (10, 32)), ({"heads": 1, "bias": False}, (5, 8)), ({"heads": 3, "dropout": 0.1}, (7, 12)),
+                       ({"heads": 12}, (197, 768))],
+    "class_token": [({}, (6, 8)), ({"name": "class_token"}, (1, 3))],
+    "pos_embedding": [({}, (7, 16)), ({"tokens": 5, "std": 1.0}, (5, 4))],
+    "select_token": [({}, (5, 8)), ({"index": -1}, (3, 4)), ({"index": 2}, (3, 4))],
 }
+SAMPLES["gelu"].append(({}, (5, 8)))
+SAMPLES["dropout"].append(({"p": 0.1}, (5, 8)))
 
 
 def test_every_layer_type_has_samples():
     assert sorted(SAMPLES) == sorted(REGISTRY), "add samples for new layer types"
+
+
+@contextmanager
+def counted_attention():
+    """FlopCounterMode sees attention's matmuls only through the math kernel: on the CPU,
+    inference takes nn.MultiheadAttention's fused fast path and SDPA's fused CPU kernel,
+    which it does not count (on the meta device both are the math path already)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
 
 
 CASES = [(tag, fields, shape) for tag, samples in SAMPLES.items() if tag in REGISTRY for fields, shape in samples]
@@ -74,7 +99,7 @@ def test_static_rules_match_built_module(tag, fields, shape):
     out = layer.infer(shape)
     module = layer.build(shape).eval()
     x = torch.randn(2, *shape)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), counted_attention():
         y = module(x)
     assert tuple(y.shape[1:]) == tuple(out)
     assert layer.param_count(shape) == sum(p.numel() for p in module.parameters())

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import netspec
-from zoo import (FAMILIES, OUTPUTS_IN_CI, PUBLISHED_WITH, SPECS, TORCHVISION, crop_size, metadata, natural_batch,
-                 parity, reference, relative, shapes, spec_model, weights)
+from zoo import (FAMILIES, OUTPUTS_IN_CI, PUBLISHED_WITH, SPECS, TORCHVISION, at_size, crop_size, metadata,
+                 natural_batch, parity, reference, relative, shapes, spec_model, weights)
 
 # a member may also set `input`: the resolution its weights were published for (EfficientNet's
 # compound scaling scales it with width and depth; its MACs are counted there)
@@ -65,7 +65,8 @@ def test_norm_and_dropout_settings_match_torchvision(name):
 @pytest.mark.parametrize("name", OUTPUTS_IN_CI)
 def test_outputs_match_torchvision_relative_to_scale(name):
     size = 96 if name in ("inception_v3",) else 64
-    result = parity(SPECS / f"{name}.yaml", reference(name), (3, size, size))
+    kwargs, overrides = at_size(name, size)
+    result = parity(SPECS / f"{name}.yaml", reference(name, **kwargs), (3, size, size), overrides=overrides)
     assert result["scale"] > 1e-3, "calibrated BatchNorm gives outputs of a usable scale"
     assert result["eval"] < TOLERANCE and result["train"] < TOLERANCE, result
 
@@ -161,6 +162,7 @@ def test_resnext50_shares_the_bottleneck_block():
     ("squeezenet1_0", ["vars.stem_c=64", "vars.stem_k=3", "vars.pool1=2", "vars.pool2=4"], "squeezenet1_1"),
     ("regnet_y_400mf", ["vars.depth=22", "vars.w_0=24", "vars.w_a=24.48", "vars.w_m=2.54", "vars.group_width=16",
                         "vars.se_ratio=0"], "regnet_x_400mf"),
+    ("vit_b_16", ["vars.dim=1024", "vars.depth=24", "vars.heads=16", "vars.mlp_dim=4096"], "vit_l_16"),
 ])
 def test_set_turns_one_member_into_another(base, overrides, target):
     a = netspec.analyze(SPECS / f"{base}.yaml", overrides=overrides)

@@ -96,6 +96,13 @@ TORCHVISION = {
     "efficientnet_v2_s": ("efficientnet_v2_s", {}, "EfficientNet_V2_S_Weights"),
     "efficientnet_v2_m": ("efficientnet_v2_m", {}, "EfficientNet_V2_M_Weights"),
     "efficientnet_v2_l": ("efficientnet_v2_l", {}, "EfficientNet_V2_L_Weights"),
+    # vision transformers: the vit_b_16 family (vit_h_14 at 224: its builder's default and the
+    # SWAG_LINEAR weights; the SWAG_E2E weights are for 518, checked in tests/test_zoo_vit.py)
+    "vit_b_16": ("vit_b_16", {}, "ViT_B_16_Weights"),
+    "vit_b_32": ("vit_b_32", {}, "ViT_B_32_Weights"),
+    "vit_l_16": ("vit_l_16", {}, "ViT_L_16_Weights"),
+    "vit_l_32": ("vit_l_32", {}, "ViT_L_32_Weights"),
+    "vit_h_14": ("vit_h_14", {}, "ViT_H_14_Weights.IMAGENET1K_SWAG_LINEAR_V1"),
 }
 
 # Where a published num_params is of another structure than the spec's: the torchvision kwargs
@@ -125,6 +132,7 @@ FAMILIES = {
     "convnext_tiny": ["convnext_small", "convnext_base", "convnext_large"],
     # EfficientNetV2
     "efficientnet_v2_s": ["efficientnet_v2_m", "efficientnet_v2_l"],
+    "vit_b_16": ["vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
@@ -137,14 +145,44 @@ OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "go
                  "shufflenet_v2_x0_5", "mnasnet0_5"]
 OUTPUTS_IN_CI += ["convnext_tiny", "efficientnet_v2_s"]   # ConvNeXt, EfficientNetV2
 
+OUTPUTS_IN_CI += ["vit_b_16", "vit_b_32"]
 
-def reference(name: str, device: str = "cpu", **changes) -> torch.nn.Module:
+# specs whose image size is a variable as well as the input (a ViT's pos_embedding is declared for
+# (image // patch)^2 + 1 tokens): at another size, torchvision builds with image_size and the spec
+# gets vars.image too
+IMAGE_VAR = {"vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"}
+# specs whose reference zero-initialises tensors the output depends on (ViT's heads.head and
+# class_token): parity fills every all-zero parameter with seeded random values first, or the
+# outputs would be 0 whatever the spec computes
+ZERO_INIT = IMAGE_VAR
+
+
+def at_size(name: str, size: int) -> tuple[dict, list[str]]:
+    """torchvision keyword arguments and netspec --set overrides for spec `name` at size x size."""
+    if name not in IMAGE_VAR:
+        return {}, []
+    return {"image_size": size}, [f"input=[3,{size},{size}]", f"vars.image={size}"]
+
+
+def reference(name: str, device: str = "cpu", **extra) -> torch.nn.Module:
     """torchvision's model for a zoo spec, seeded random weights (on `meta`: no memory);
-    `changes` replace keyword arguments of the table (PUBLISHED_WITH's)."""
+    `extra` keyword arguments over the table's."""
     builder, kwargs, _ = TORCHVISION[name]
     torch.manual_seed(0)
     with _meta_safe() if device == "meta" else contextlib.nullcontext(), torch.device(device):
-        return getattr(tvm, builder)(weights=None, **{**kwargs, **changes})
+        model = getattr(tvm, builder)(weights=None, **{**kwargs, **extra})
+    if name in ZERO_INIT and device != "meta":
+        fill_zeros(model)
+    return model
+
+
+def fill_zeros(model: torch.nn.Module) -> torch.nn.Module:
+    """Every all-zero parameter gets seeded normal values (std 0.02)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(std=0.02)
+    return model
 
 
 @contextlib.contextmanager
@@ -228,9 +266,9 @@ def relative(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).abs().max() / want.abs().max().clamp_min(torch.finfo(want.dtype).tiny))
 
 
-def spec_model(path, ref: torch.nn.Module, input_shape=None) -> torch.nn.Module:
+def spec_model(path, ref: torch.nn.Module, input_shape=None, overrides=()) -> torch.nn.Module:
     """The spec's module with the reference's weights; checks keys, order and shapes first."""
-    analysis = netspec.analyze(path, input=input_shape)
+    analysis = netspec.analyze(path, input=input_shape, overrides=list(overrides))
     model = netspec.build(analysis, device="meta")
     ref_state = ref.state_dict()
     assert shapes(model.state_dict()) == shapes(ref_state), "state_dict keys, order or shapes differ"
@@ -238,12 +276,12 @@ def spec_model(path, ref: torch.nn.Module, input_shape=None) -> torch.nn.Module:
     return model
 
 
-def parity(path, ref: torch.nn.Module, input_shape, batch: int = 2) -> dict:
+def parity(path, ref: torch.nn.Module, input_shape, batch: int = 2, overrides=()) -> dict:
     """Relative output differences of the spec's module vs `ref`: eval (after calibrating
     BatchNorm on a real batch, damping constants undone) and training mode (same seed)."""
     undamp(ref)
     calibrate(ref, natural_batch(8, input_shape, seed=1))
-    model = spec_model(path, ref, tuple(input_shape))
+    model = spec_model(path, ref, tuple(input_shape), overrides)
     x = natural_batch(batch, input_shape, seed=2)
     out = {}
     with torch.no_grad():

@@ -1,7 +1,9 @@
-"""Learned tensors applied elementwise: `scale` (x * t, ConvNeXt's layer_scale) and `add`
-(x + t, ViT's pos_embedding). The tensor's shape follows the input (`per`).
+"""Learned tensors: applied elementwise, `scale` (x * t, ConvNeXt's layer_scale) and `add`
+(x + t), whose shape follows the input (`per`); and on tokens [N, D], `class_token` (a
+learned token prepended, ViT's class_token) and `pos_embedding` (x + a learned [1, N, D],
+ViT's encoder.pos_embedding, N checked against a declared token count).
 
-Both are bare parameters (see `Layer.bare_parameter`): the builder registers the tensor on
+All are bare parameters (see `Layer.bare_parameter`): the builder registers the tensor on
 the enclosing module under the layer's name, so its state_dict key is e.g.
 `features.1.0.layer_scale`, as torchvision's plain nn.Parameter attributes.
 """
@@ -12,7 +14,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from netspec.layers.registry import Autograd, Layer, Shape, register
+from netspec.errors import LayerError
+from netspec.layers.registry import Autograd, Layer, PosInt, Shape, need_tokens, register
 
 
 class Learned(Layer):
@@ -69,3 +72,64 @@ class Add(Learned):
             return super().initial(shape)
         import torch
         return torch.empty(self.tensor_shape(shape)).normal_(mean=self.init, std=self.std)
+
+
+@register("class_token")
+class ClassToken(Layer):
+    """Prepend one learned token to tokens [N, D], giving [N + 1, D] (torchvision's ViT
+    `class_token`, a [1, 1, D] tensor of zeros: expanded over the batch, torch.cat first)."""
+    fresh_output: ClassVar[bool] = True   # torch.cat: a new tensor; its backward keeps nothing
+    bare_parameter: ClassVar[bool] = True
+
+    def infer(self, shape: Shape) -> Shape:
+        need_tokens(shape, "class_token")
+        return (shape[0] + 1, shape[1])
+
+    def param_count(self, shape: Shape) -> int:
+        return shape[1]
+
+    def param_tensors(self, shape: Shape) -> int:
+        return 1
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        return Autograd(layout="contiguous", promote=True)   # autocast runs cat in the widest dtype
+
+    def build(self, shape: Shape):
+        import torch
+        from netspec.modules import ClassToken
+        return ClassToken(torch.zeros(1, 1, shape[1]))
+
+
+@register("pos_embedding", shorthand="tokens")
+class PosEmbedding(Layer):
+    """x + a learned positional embedding [1, N, D] of tokens [N, D] (torchvision's ViT
+    `encoder.pos_embedding`, normal with std 0.02). N comes from the input; `tokens`, when
+    given, declares it, and an input that gives another number of tokens is an error
+    (the embedding was made for one resolution: see README, "Changing resolution")."""
+    fresh_output: ClassVar[bool] = True
+    bare_parameter: ClassVar[bool] = True
+
+    tokens: PosInt | None = Field(None, description="The number of tokens N the embedding is declared for (with a class token, patches + 1); checked against the input. Default: the input's.")
+    std: float = Field(0.02, gt=0, description="Standard deviation of the normal initialisation (Tensor.normal_'s std; torchvision's ViT uses 0.02).")
+
+    def infer(self, shape: Shape) -> Shape:
+        need_tokens(shape, "pos_embedding")
+        if self.tokens is not None and self.tokens != shape[0]:
+            raise LayerError("tokens", f"the embedding is declared for {self.tokens} tokens, but the input gives "
+                                       f"{shape[0]} tokens (another resolution: change the variables that set "
+                                       f"`tokens` together with the input)")
+        return shape
+
+    def param_count(self, shape: Shape) -> int:
+        return shape[0] * shape[1]
+
+    def param_tensors(self, shape: Shape) -> int:
+        return 1
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        return Autograd(promote=True)   # x + t keeps nothing; the fp32 tensor makes the sum fp32
+
+    def build(self, shape: Shape):
+        import torch
+        from netspec.modules import Add
+        return Add(torch.empty(1, *shape).normal_(std=self.std))

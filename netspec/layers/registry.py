@@ -42,7 +42,8 @@ class Autograd:
     #                             dtype: "act" (the computation's), "fp32" or "int64")
     result: str = "new"         # the output: "new", "same" (the input tensor: in place, or passed
     #                             through), "reshape" (a view where strides allow, else a copy),
-    #                             "permute" (a view with `dims` reordered)
+    #                             "permute" (a view with `dims` reordered), "select" (a view
+    #                             without sample dim dims[0]: x.select(dims[0] + 1, dims[1]))
     dims: tuple = ()
     layout: str = "like"        # of a new output: "like" (TensorIterator: the input's dim order),
     #                             "suggest" (channels-last iff the input is: conv, batch norm, pools),
@@ -167,6 +168,12 @@ def need_rank(shape: Shape, rank: int, what: str) -> None:
     if len(shape) != rank:
         names = {1: "[features]", 2: "[channels, length]", 3: "[channels, height, width]"}
         raise LayerError(None, f"{what} needs input {names[rank]}, got {list(shape)}")
+
+
+def need_tokens(shape: Shape, what: str) -> None:
+    if len(shape) != 2:
+        raise LayerError(None, f"{what} needs tokens [tokens, width], got {list(shape)}"
+                               f"{' (a patch embedding: conv, then flatten: {start: 1} and permute: [1, 0])' if len(shape) == 3 else ''}")
 
 
 def pair(value, default=None) -> tuple:

@@ -1,5 +1,5 @@
 """Layers that only move or pass data: `flatten`, `reshape`, `permute`, `channel_shuffle`,
-`identity`, `dropout`, `stochastic_depth`."""
+`select_token`, `identity`, `dropout`, `stochastic_depth`."""
 from __future__ import annotations
 
 from math import prod
@@ -8,7 +8,8 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Autograd, Layer, NonNegInt, PosInt, Receptive, Shape, need_rank, register
+from netspec.layers.registry import (Autograd, Layer, NonNegInt, PosInt, Receptive, Shape, need_rank, need_tokens,
+                                     register)
 
 
 def _sample_dim(dim: int, rank: int, field: str) -> int:
@@ -122,6 +123,27 @@ class ChannelShuffle(Layer):
     def build(self, shape: Shape):
         from netspec.modules import ChannelShuffle
         return ChannelShuffle(self.groups)
+
+
+@register("select_token", shorthand="index")
+class SelectToken(Layer):
+    """One token of tokens [N, D], giving [D]: x[:, index] (torchvision's ViT passes its
+    class token x[:, 0] to the heads). A view of the input."""
+
+    index: int = Field(0, description="Which token (negative counts from the end).")
+
+    def infer(self, shape: Shape) -> Shape:
+        need_tokens(shape, "select_token")
+        if not -shape[0] <= self.index < shape[0]:
+            raise LayerError("index", f"token {self.index} is out of range for {shape[0]} tokens")
+        return (shape[1],)
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        return Autograd(result="select", dims=(0, self.index % shape[0]))
+
+    def build(self, shape: Shape):
+        from netspec.modules import SelectToken
+        return SelectToken(self.index)
 
 
 @register("identity")
