@@ -143,10 +143,11 @@ def _leaves(m) -> list:
 def _summary(m) -> str:
     """A folded container's content: its layers if few, else its weighted layers and the count."""
     leaves = _leaves(m)
-    weighted = leaves if len(leaves) <= 5 else [l for l in leaves if _FAMILY.get(l.type) in ("conv", "linear")]
+    if len(leaves) <= 6:
+        return " → ".join(f"{l.type} {_settings(l.node.layer)}".strip() for l in leaves)
+    weighted = [l for l in leaves if _FAMILY.get(l.type) in ("conv", "linear")]
     chain = " → ".join(f"{l.type} {_settings(l.node.layer)}".strip() for l in weighted[:4])
-    more = " …" if len(weighted) > 4 else ""
-    return chain if weighted is leaves else f"{chain}{more} ({len(leaves)} layers)".strip()
+    return f"{chain}{' …' if len(weighted) > 4 else ''} ({len(leaves)} layers)".strip()
 
 
 # -- repeated structure ----------------------------------------------------------------------
@@ -177,6 +178,12 @@ def _box(lines: list[str], kind: str, path: str = "", count: int = 1, family: st
     w = max(1.3, CHAR * (1.15 if kind == "io" else 1) * max(map(len, lines)) + 0.16)  # io is bold
     h = LINE * len(lines) + 0.1
     return _Block(w, h, w / 2, [Box(0, 0, w, h, lines, kind, path, count, family)])
+
+
+def _bar(label: str, cx: float, y: float, path: str, min_w: float = 0) -> Box:
+    """A join (or split) bar of one text line, centred on cx."""
+    w = max(min_w, CHAR * len(label) + 0.16)
+    return Box(cx - w / 2, y, w, LINE + 0.08, [label], "join", path)
 
 
 def _stack(blocks: list[_Block]) -> _Block:
@@ -300,16 +307,15 @@ class _Layout:
         out.line((centers[0], fork), (centers[-1], fork))
         if m.type == "split":
             sizes = "|".join(str(b.input[0]) for b in m.slots["branches"])
-            out.boxes.append(Box(out.cx - 0.45, fork - LINE / 2 - 0.04, 0.9, LINE + 0.08, [f"split {sizes}"], "join", m.path))
+            out.boxes.append(_bar(f"split {sizes}", out.cx, fork - LINE / 2 - 0.04, m.path))
         join_y = top + max(b.h for b in branches) + GAP
         for c, b in zip(centers, branches):
             out.line((c, fork), (c, top))
             out.line((c, top + b.h), (c, join_y))
-        label = f"concat → {_shape(m.output)}"
-        jw = max(centers[-1] - centers[0] + 0.4, CHAR * len(label) + 0.16)
-        out.boxes.append(Box(out.cx - jw / 2, join_y, jw, LINE + 0.08, [label], "join", m.path))
-        out.h = join_y + LINE + 0.08
-        out.w = max(out.w, out.cx + jw / 2)
+        join = _bar(f"concat → {_shape(m.output)}", out.cx, join_y, m.path, centers[-1] - centers[0] + 0.4)
+        out.boxes.append(join)
+        out.h = join.y + join.h
+        out.w = max(out.w, join.x + join.w)
         return out
 
     def dense(self, m, level: int) -> _Block:
@@ -323,15 +329,15 @@ class _Layout:
         join_y = GAP + body.h + GAP
         out.line((out.cx, GAP + body.h), (out.cx, join_y))
         bus = LANE / 2
-        out.line((out.cx, GAP / 2), (bus, GAP / 2), (bus, join_y + LINE / 2), kind="dense")
+        join = _bar(f"concat → {_shape(m.output)}", out.cx, join_y, m.path)
+        out.line((out.cx, GAP / 2), (bus, GAP / 2), (bus, join.y + join.h / 2), (join.x, join.y + join.h / 2),
+                 kind="dense")
         y = GAP
         for b in layers:  # a tap from the bus into each layer (or run of layers)
             out.line((bus, y + b.h / 2), (LANE + body.cx - b.cx, y + b.h / 2), kind="dense")
             y += b.h + GAP
-        label = f"concat → {_shape(m.output)}"
-        jw = CHAR * len(label) + 0.16
-        out.boxes.append(Box(out.cx - jw / 2, join_y, jw, LINE + 0.08, [label], "join", m.path))
-        out.h = join_y + LINE + 0.08
+        out.boxes.append(join)
+        out.h = join.y + join.h
         return out
 
 

@@ -27,6 +27,7 @@ LATER = {
     "netspec/resolver.py": ("netspec.analysis", "netspec.builder", "torch"),
     "netspec/analysis.py": ("netspec.builder", "netspec.train", "torch"),
     "netspec/budget.py": ("netspec.builder", "netspec.train", "netspec.data", "torch"),
+    "netspec/draw.py": ("netspec.builder", "netspec.train", "netspec.data", "torch"),
 }
 
 
