@@ -315,8 +315,12 @@ class _Layout:
         join = _bar(f"concat → {_shape(m.output)}", out.cx, join_y, m.path, centers[-1] - centers[0] + 0.4)
         out.boxes.append(join)
         out.h = join.y + join.h
-        out.w = max(out.w, join.x + join.w)
-        return out
+        if join.x >= 0:
+            out.w = max(out.w, join.x + join.w)
+            return out
+        wide = _Block(out.w - 2 * join.x, out.h, out.cx - join.x)  # a bar wider than the branches
+        wide.put(out, -join.x, 0)
+        return wide
 
     def dense(self, m, level: int) -> _Block:
         """Layers in order on a bus at the left: each layer's input is the concat of the
