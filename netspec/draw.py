@@ -99,6 +99,8 @@ def _si(n: int) -> str:
 def _dims(v) -> str:
     if isinstance(v, (list, tuple)) and len(set(v)) == 1:
         v = v[0]  # [2, 2] reads as 2
+    if isinstance(v, float):
+        return f"{v:.3g}"
     return "×".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
@@ -141,13 +143,25 @@ def _leaves(m) -> list:
 
 
 def _summary(m) -> str:
-    """A folded container's content: its layers if few, else its weighted layers and the count."""
+    """A folded container's content: its layers if few, else its convs, linears and gates."""
     leaves = _leaves(m)
     if len(leaves) <= 6:
-        return " → ".join(f"{l.type} {_settings(l.node.layer)}".strip() for l in leaves)
-    weighted = [l for l in leaves if _FAMILY.get(l.type) in ("conv", "linear")]
-    chain = " → ".join(f"{l.type} {_settings(l.node.layer)}".strip() for l in weighted[:4])
-    return f"{chain}{' …' if len(weighted) > 4 else ''} ({len(leaves)} layers)".strip()
+        return " → ".join(_short(l) for l in leaves)
+    main = [_short(x) for x in _main(m)]
+    return f"{' → '.join(main[:5])}{' …' if len(main) > 5 else ''} ({len(leaves)} layers)"
+
+
+def _short(m) -> str:
+    return f"{m.type} {_settings(m.node.layer)}".strip() if isinstance(m.node, Leaf) else m.type
+
+
+def _main(m) -> list:
+    """The layers that carry the weights, in order; a gate (squeeze-excitation) stands for its own."""
+    if isinstance(m.node, Leaf):
+        return [m] if _FAMILY.get(m.type) in ("conv", "linear") else []
+    if m.type == "gate":
+        return [m]
+    return [x for c in m.children for x in _main(c)]
 
 
 # -- repeated structure ----------------------------------------------------------------------
@@ -369,8 +383,7 @@ MAX_PIXELS = 60_000  # a side longer than this is beyond Agg's limit and no one'
 
 def render(lay: Layout, path: str | Path) -> None:
     """Draw the layout into a PNG or SVG file (by its extension)."""
-    import matplotlib
-    matplotlib.use("Agg")  # no display; before anything imports pyplot
+    # a Figure on the Agg canvas, not pyplot: no display, and no global backend switched under a caller
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyBboxPatch, Rectangle
@@ -396,7 +409,7 @@ def render(lay: Layout, path: str | Path) -> None:
                         arrowprops=dict(arrowstyle="-|>", color=colour, lw=width, shrinkA=0, shrinkB=0))
     for b in lay.boxes:
         colour = _COLOURS[b.family or b.kind]
-        round_ = "round,pad=0,rounding_size=0.11" if b.kind == "join" and b.lines[0] in "+×" else \
+        round_ = "round,pad=0,rounding_size=0.11" if b.lines in (["+"], ["×"]) else \
             "round,pad=0,rounding_size=0.04"
         edge = "#c0392b" if b.kind == "repeat" else "#555555"
         ax.add_patch(FancyBboxPatch((b.x, b.y), b.w, b.h, boxstyle=round_, facecolor=colour, edgecolor=edge,
