@@ -116,7 +116,8 @@ def _settings(layer) -> str:
         k = s["k"]
         parts.append(k if isinstance(k, str) else "×".join(map(str, k if isinstance(k, list) else [k, k])))
     for key, fmt in (("stride", "/{}"), ("padding", "p{}"), ("dilation", "d{}"), ("groups", "g{}"), ("p", "p={}")):
-        if key in s and _dims(s[key]) not in ("1", "0") and len(_dims(s[key])) <= 8:
+        # [1, 1] differs from a default 1 only in spelling (an `auto` projection's stride)
+        if key in s and _dims(s[key]) != _dims(type(layer).model_fields[key].default) and len(_dims(s[key])) <= 8:
             parts.append(fmt.format(_dims(s[key])))
     return " ".join(parts)
 
