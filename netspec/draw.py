@@ -132,11 +132,8 @@ def _name(m) -> str:
     return m.path.rsplit(".", 1)[-1] if m.path else ""
 
 
-def _costs(m, count: int = 1) -> str:
-    parts = [_shape(m.output)]
-    if m.params:
-        parts.append(f"{_si(m.params * count)} params")
-    return " · ".join(parts)
+def _costs(m) -> str:
+    return _shape(m.output) + (f" · {_si(m.params)} params" if m.params else "")
 
 
 def _leaves(m) -> list:
