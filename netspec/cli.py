@@ -222,6 +222,11 @@ def _add_deploy(sub) -> None:
     add_commands(sub, _shape)
 
 
+def _add_draw(sub) -> None:
+    from netspec.draw import add_command
+    add_command(sub, _shape, _analyze)
+
+
 def _add_sweep(sub) -> None:
     from netspec.sweep.command import add_command
     add_command(sub)
@@ -236,7 +241,7 @@ def _add_train(sub) -> None:
 # in a fraction of a second, without the trainer's or the sweep's modules)
 COMMANDS = {"compile": _add_compile, "check": _add_check, "schema": _add_schema, "resolve": _add_resolve,
             "diff": _add_diff, "sweep": _add_sweep, "train": _add_train, "eval": _add_train,
-            "export": _add_deploy, "predict": _add_deploy}
+            "export": _add_deploy, "predict": _add_deploy, "draw": _add_draw}
 NO_SET = ("schema",)  # commands that read no spec
 
 

@@ -29,6 +29,7 @@ LATER = {
     "netspec/analysis.py": ("netspec.builder", "netspec.train", "torch"),
     "netspec/budget.py": ("netspec.builder", "netspec.train", "netspec.data", "torch"),
     "netspec/receptive.py": ("netspec.builder", "netspec.train", "torch"),
+    "netspec/draw.py": ("netspec.builder", "netspec.train", "netspec.data", "torch"),
 }
 
 
