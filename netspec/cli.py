@@ -83,7 +83,7 @@ def cmd_compile(args) -> int:
             refuse_huge(analysis, args.max_params)
             memory = _training_step(analysis, args) if memory_wanted else None
             if args.json:
-                print(as_json(analysis, file=path, memory=memory))
+                print(as_json(analysis, file=path, memory=memory, receptive="rf" in columns))
             else:
                 render_table(analysis, sys.stdout, columns=columns, depth=args.depth, memory=memory)
             if args.check_params:
@@ -160,7 +160,8 @@ def _add_compile(sub) -> None:
                        help="rows down to N path levels; deeper modules fold into their container's row (subtotals)")
     table.add_argument("--columns", type=_columns, metavar="A,B,...",
                        help="columns after path and type, from: " + ", ".join(_column_names()) +
-                            " (default settings,output,params,macs; with --memory also memory,bwd_macs)")
+                            " (default settings,output,params,macs; with --memory also memory,bwd_macs; rf: receptive field "
+                            "and effective stride)")
     memory = p.add_argument_group("the training step (--memory; each default from the spec's train: section)")
     memory.add_argument("--memory", action="store_true",
                         help="what one training step holds (parameters, gradients, optimizer state, the tensors "

@@ -60,6 +60,7 @@ COLUMNS = {
     "macs": Column("fwd MACs", True),
     "bwd_macs": Column("bwd MACs", True, needs_memory=True),
     "memory": Column("kept for bwd", True, needs_memory=True),
+    "rf": Column("receptive field", False),
 }
 DEFAULT_COLUMNS = ("settings", "output", "params", "macs")
 MEMORY_COLUMNS = DEFAULT_COLUMNS + ("memory", "bwd_macs")
@@ -68,7 +69,10 @@ MEMORY_COLUMNS = DEFAULT_COLUMNS + ("memory", "bwd_macs")
 class _Figures:
     """Per-module figures of one table: a construct's are its subtree's sums."""
 
-    def __init__(self, memory=None):
+    def __init__(self, analysis: Analysis, columns=(), memory=None):
+        from netspec.receptive import fields
+
+        self.fields = fields(analysis) if "rf" in columns else {}
         self.memory = memory
         self.kept = memory.by_module() if memory is not None else {}
         self.backward = memory.layer_backward_macs if memory is not None else {}
@@ -97,6 +101,9 @@ class _Figures:
             return f"{m.trainable_params:,}" if m.params else "-"
         if name == "macs":
             return human(m.macs) if m.macs else "-"
+        if name == "rf":
+            field = self.fields.get(m.path)
+            return str(field) if field is not None else "-"
         if name == "bwd_macs":
             total = self.total(self.backward, m)
             return human(total) if total else "-"
@@ -115,7 +122,7 @@ class _Figures:
         return {"input": str(analysis.input), "settings": "", "output": str(analysis.output),
                 "params": f"{analysis.params:,}", "trainable": f"{analysis.trainable_params:,}",
                 "macs": human(analysis.macs), "bwd_macs": human(m.backward_macs) if m else "",
-                "memory": human_bytes(m.saved_bytes) if m else ""}[name]
+                "memory": human_bytes(m.saved_bytes) if m else "", "rf": ""}[name]
 
 
 def _short(v) -> str:
@@ -163,7 +170,7 @@ def _rule(left: str, mid: str, right: str, fill: str, widths: list[int]) -> str:
 def render_table(analysis: Analysis, out, columns=DEFAULT_COLUMNS, depth: int | None = None, memory=None) -> None:
     """Write the table to the text stream `out`, then the totals (and, given the training-step
     `memory` (netspec.autograd.Memory), what a training step holds and costs)."""
-    figures = _Figures(memory)
+    figures = _Figures(analysis, columns, memory)
     header = ("path", "type", *(COLUMNS[c].header for c in columns))
     right = (False, False, *(COLUMNS[c].right for c in columns))
     table = [(one_line(r.module.path), one_line(_type(r)), *(figures.cell(c, r.module) for c in columns))
@@ -233,15 +240,18 @@ def auto_projections(analysis: Analysis) -> list[dict]:
     return found
 
 
-def as_json(analysis: Analysis, file: str | None = None, memory=None) -> str:
+def as_json(analysis: Analysis, file: str | None = None, memory=None, receptive: bool = False) -> str:
     """One line of JSON: the analysis (leaf `layers`, and `modules`: every row of the table,
-    constructs included), the auto projections and, given `memory`, the training step."""
-    figures = _Figures(memory)
+    constructs included; with `receptive`, each one's receptive field), the auto projections
+    and, given `memory`, the training step."""
+    figures = _Figures(analysis, ("rf",) if receptive else (), memory)
     data = {"file": file, **analysis.as_dict(), "auto_projections": auto_projections(analysis)}
     data["modules"] = [{"path": r.module.path, "type": r.module.type, "input": list(r.module.input),
                         "output": list(r.module.output), "params": r.module.params,
                         "trainable_params": r.module.trainable_params, "macs": r.module.macs,
                         **({"settings": r.module.node.layer.settings()} if isinstance(r.module.node, Leaf) else {}),
+                        **({"receptive_field": str(figures.fields[r.module.path])}
+                           if r.module.path in figures.fields else {}),
                         **({"saved_bytes": figures.total(figures.kept, r.module),
                             "backward_macs": figures.total(figures.backward, r.module)} if memory else {})}
                        for r in rows(analysis)]

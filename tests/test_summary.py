@@ -97,3 +97,14 @@ def test_check_verifies_expect_without_torch(write, cli):
     run = cli("check", bad)
     assert run.code == 1 and run.err.count("\n") == 1
     assert "params: expected 100, got 112 (off by +12)" in run.err
+
+
+def test_receptive_field_column(cli):
+    from netspec.receptive import fields
+
+    run = cli("compile", SPECS / "resnet18.yaml", "--depth", "1", "--columns", "rf")
+    rows = {r[0]: r[2] for r in table_rows(run.out)}
+    want = fields(netspec.analyze(SPECS / "resnet18.yaml"))
+    assert rows["layer2"] == str(want["layer2"]) == "r 99x99 s 8"
+    data = json.loads(cli("compile", SPECS / "resnet18.yaml", "--json", "--columns", "rf").out)
+    assert next(m for m in data["modules"] if m["path"] == "layer4")["receptive_field"] == "r 435x435 s 32"
