@@ -43,6 +43,7 @@ import math
 import operator
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 MAX_LENGTH = 256         # characters in one expression
 MAX_DEPTH = 32           # nesting of parentheses, unary operators and conditionals
@@ -130,6 +131,7 @@ def is_expr_text(value) -> bool:
     return isinstance(value, str) and value.startswith("$")
 
 
+@lru_cache(maxsize=8192)  # a block's expressions are parsed once, not once per call (Expr is frozen)
 def parse(text: str) -> Expr:
     """Parse `$name` or `${expr}`; raise ExprError with a short reason."""
     if len(text) > MAX_LENGTH:
