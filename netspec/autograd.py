@@ -189,6 +189,8 @@ class _Flow:
         order = tuple(range(len(sizes)))
         if like is not None and layout == "like":
             order = order_of((self.batch, *like.shape), like.strides) if len(like.shape) == len(shape) else order
+        elif layout == "tokens_first":      # [B, N, D] stored as [N, B, D] (attention's transposed result)
+            order = (1, 0, 2)
         elif layout == "channels_last" or (layout == "suggest" and like is not None and len(shape) == 3
                                            and self.channels_last(like)):
             order = (0, 2, 3, 1)
@@ -201,8 +203,12 @@ class _Flow:
         return len(v.shape) == 3 and not is_contiguous(sizes, v.strides) and \
             v.strides == dense_strides(sizes, (0, 2, 3, 1))
 
-    def contiguous(self, v: View) -> bool:
-        return is_contiguous((self.batch, *v.shape), v.strides)
+    def contiguous(self, v: View, order: tuple | None = None) -> bool:
+        """Is v contiguous (seen with its dims in `order`, batch first = 0, when given)?"""
+        sizes = (self.batch, *v.shape)
+        if order is None:
+            return is_contiguous(sizes, v.strides)
+        return is_contiguous(tuple(sizes[d] for d in order), tuple(v.strides[d] for d in order))
 
     def reshaped(self, v: View, shape: tuple) -> View:
         """x.reshape(batch, *shape): a view where the strides allow, else a copy."""
@@ -267,7 +273,7 @@ class _Flow:
         weight_grad = m.trainable_params > 0
         grad = x.grad or weight_grad
         rule = layer.autograd(m.input, m.output, input_grad=x.grad, weight_grad=weight_grad,
-                              contiguous=self.contiguous(x), inplace=self.runs_inplace(m))
+                              contiguous=self.contiguous(x, layer.contiguous_as), inplace=self.runs_inplace(m))
         low = self.low if rule.lower else None
         # autocast casts the input of a low-precision op: a new tensor, strides preserved
         xin = x if low is None or x.dtype == low else View(Storage(prod(x.shape), 0, low), x.shape, x.strides, x.grad)

@@ -37,6 +37,8 @@ class SelfAttention(Layer):
         n, d = shape
         return 4 * n * d * d + 2 * n * n * d
 
+    contiguous_as: ClassVar[tuple] = (1, 0, 2)
+
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
         # nn.MultiheadAttention's training path (F.multi_head_attention_forward, batch first):
         # in_proj runs on x transposed to [N, B, D], a copy, kept for in_proj's weight
@@ -52,10 +54,13 @@ class SelfAttention(Layer):
         if self.dropout > 0:
             raise NotImplementedError("the memory model has no rule for self_attention with dropout > 0 "
                                       "(scaled_dot_product_attention's math kernel)")
+        # `contiguous` (contiguous_as): x.transpose(0, 1) is contiguous, as attention's own
+        # transposed output is, so in_proj keeps x itself rather than a copy
         n, d = shape
-        kept = ((n * d, 0, "act"),) if weight_grad else ()
+        kept = ((n * d, 0, "act"),) if weight_grad and not contiguous else ()
         kept += ((3 * n * d, 0, "act"), (n * d, 0, "act"), (self.heads * n, 0, "fp32"))
-        return Autograd(extra=kept, weight=(3 * d * d if input_grad else 0) + d * d, layout="contiguous", lower=True)
+        return Autograd(input=weight_grad and contiguous, extra=kept, weight=(3 * d * d if input_grad else 0) + d * d,
+                        layout="tokens_first", lower=True)
 
     def backward_macs(self, shape, out, *, input_grad, weight_grad):
         # the projections' input and weight gradients, and both operands' gradients of QK^T and

@@ -47,7 +47,8 @@ class Autograd:
     dims: tuple = ()
     layout: str = "like"        # of a new output: "like" (TensorIterator: the input's dim order),
     #                             "suggest" (channels-last iff the input is: conv, batch norm, pools),
-    #                             "contiguous", "channels_last" (an NHWC tensor seen as [C, H, W])
+    #                             "contiguous", "channels_last" (an NHWC tensor seen as [C, H, W]),
+    #                             "tokens_first" ([B, N, D] stored as [N, B, D]: attention's output)
     lower: bool = False         # autocast runs it in the low precision (conv, linear): input and weight are cast
     promote: bool = False       # x op (fp32 tensor): the output is fp32 under autocast (scale, add)
 
@@ -84,6 +85,8 @@ class Layer(BaseModel):
     # `passes_input`: the output is either such a new tensor or the input itself (dropout and
     # stochastic depth in eval), so it is fresh exactly when the input was.
     fresh_output: ClassVar[bool] = False
+    # the dim order (batch = 0) whose contiguity `autograd`'s `contiguous` reports (None: as stored)
+    contiguous_as: ClassVar[tuple | None] = None
     runs_inplace: ClassVar[bool] = False
     passes_input: ClassVar[bool] = False
     # A layer whose one learned tensor is registered on the enclosing module under the
