@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Autograd, Layer, PosInt, Shape, need_tokens, register
+from netspec.layers.registry import Autograd, Layer, PosInt, Receptive, Shape, need_tokens, register
 
 
 @register("self_attention", shorthand="heads")
@@ -71,6 +71,9 @@ class SelfAttention(Layer):
 
     def param_tensors(self, shape: Shape) -> int:
         return 4 if self.bias else 2
+
+    def receptive(self, shape, out):
+        return Receptive(mix=(0,))   # every token attends to every token
 
     def build(self, shape: Shape):
         from netspec.modules import SelfAttention

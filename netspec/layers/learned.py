@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Autograd, Layer, PosInt, Shape, need_tokens, register
+from netspec.layers.registry import Autograd, Layer, PosInt, Receptive, Shape, need_tokens, register
 
 
 class Learned(Layer):
@@ -93,6 +93,9 @@ class ClassToken(Layer):
 
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
         return Autograd(layout="contiguous", promote=True)   # autocast runs cat in the widest dtype
+
+    def receptive(self, shape, out):
+        return Receptive(lost=(0,))  # a token prepended: positions shift by one
 
     def build(self, shape: Shape):
         import torch

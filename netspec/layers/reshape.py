@@ -141,6 +141,9 @@ class SelectToken(Layer):
     def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
         return Autograd(result="select", dims=(0, self.index % shape[0]))
 
+    def receptive(self, shape, out):
+        return Receptive(dims=(1,))  # one token: the token dim is gone, its field stays
+
     def build(self, shape: Shape):
         from netspec.modules import SelectToken
         return SelectToken(self.index)
