@@ -1,7 +1,7 @@
 """Random valid specs and random edits of specs, for differential and mutation fuzzing.
 
 `random_spec(r)` builds a spec while tracking the shape, so every layer is legal: stacks
-of every layer type (scale and add not yet), token specs (patch embedding, attention), blocks with arguments, repeats with overrides, grouped and dilated
+of every layer type, token specs (patch embedding, attention), blocks with arguments, repeats with overrides, grouped and dilated
 convs, residuals with each shortcut kind, concat, dense, gate, sequence, when, vars and
 expressions, random input sizes. `r` is a `Draw`: a `random.Random` (bench/fuzz.py) or
 hypothesis data (tests). `differential(spec)` compares the static analysis with the
@@ -98,11 +98,10 @@ class Gen:
 
     def zoo(self, shape) -> tuple[dict, tuple]:
         """One of the CNN-zoo leaf layers on [C, H, W], back on a [C, H, W] map."""
-        # TODO: scale and add, once the builder registers their bare parameters (Layer.bare_parameter)
         r = self.r
         c, h, w = shape
         kind = r.choice(["permute", "reshape", "layernorm", "groupnorm", "channel_shuffle",
-                         "stochastic_depth", "conv_transpose", "upsample"])
+                         "stochastic_depth", "conv_transpose", "upsample", "scale", "add"])
         self.used[kind] += 1
         divisor = r.choice([g for g in range(1, c + 1) if c % g == 0])
         if kind == "permute":  # to another order (maybe a layer over its last dim) and back
@@ -132,6 +131,11 @@ class Gen:
             return {"groupnorm": {"groups": divisor, "affine": r.chance(0.7)}}, shape
         if kind == "channel_shuffle":
             return {"channel_shuffle": divisor}, shape
+        if kind in ("scale", "add"):  # a learned tensor, registered under the layer's own name
+            fields = {"per": r.choice(["channels", "last", "sample"]), "init": r.choice([0.5, 1e-6, 2.0])}
+            if kind == "add" and r.chance(0.5):
+                fields["std"] = 0.02
+            return {kind: fields}, shape
         if kind == "stochastic_depth":
             return {"stochastic_depth": {"p": r.choice([0.0, 0.2, 0.5, 1.0]), "mode": r.choice(["row", "batch"])}}, shape
         if kind == "conv_transpose":
