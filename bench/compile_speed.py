@@ -41,6 +41,23 @@ def best_ms(fn, repeats=30) -> float:
     return min(times) * 1e3, statistics.median(times) * 1e3
 
 
+def huge_spec_rss(flags: list[str]) -> str:
+    """`netspec compile` of a 20-billion-parameter spec with `flags`, in a fresh process:
+    its exit code and peak RSS (bench/memory.py uses it too)."""
+    import json
+    huge = {"netspec": 1, "name": "huge", "input": [100_000],
+            "layers": [{"linear": 100_000}, {"linear": 100_000}], "expect": {"params": 20_000_200_000}}
+    path = os.path.join("/tmp", "netspec_huge.json")
+    with open(path, "w") as f:
+        json.dump(huge, f)
+    out = subprocess.run([sys.executable, "-c",
+                          "import resource, sys; from netspec.cli import main; rc = main(['compile', *sys.argv[1:]]);"
+                          "print('peak_rss_mib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024); sys.exit(rc)",
+                          path, *flags], capture_output=True, text=True, cwd=ROOT)
+    rss = [line for line in out.stdout.splitlines() if line.startswith("peak_rss_mib")]
+    return f"exit {out.returncode}, {rss[0] if rss else out.stderr.strip()}"
+
+
 def main() -> None:
     netspec.analyze(RESNEXT)  # warm imports
 
@@ -80,18 +97,8 @@ def main() -> None:
     a = netspec.analyze(thousand)
     print(f"4a. 1,000 repeated blocks ({len(a.layers):,} layers, {a.params:,} params): {time.perf_counter() - t:.3f} s  (target < 1 s)")
 
-    huge = {"netspec": 1, "name": "huge", "input": [100_000],
-            "layers": [{"linear": 100_000}, {"linear": 100_000}], "expect": {"params": 20_000_200_000}}
-    path = os.path.join("/tmp", "netspec_huge.json")
-    import json
-    with open(path, "w") as f:
-        json.dump(huge, f)
-    out = subprocess.run([sys.executable, "-c",
-                          "import resource, sys; from netspec.cli import main; rc = main(['compile', sys.argv[1], '--check-params']);"
-                          "print('peak_rss_mib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024); sys.exit(rc)", path],
-                         capture_output=True, text=True, cwd=ROOT)
-    rss = [line for line in out.stdout.splitlines() if line.startswith("peak_rss_mib")]
-    print(f"4b. 20-billion-parameter spec --check-params: exit {out.returncode}, {rss[0] if rss else out.stderr.strip()} (target < 1024)")
+    rss = huge_spec_rss(["--check-params"])
+    print(f"4b. 20-billion-parameter spec --check-params: {rss} (target < 1024)")
 
     specs = sorted(glob.glob(os.path.join(ROOT, "specs", "**", "*.yaml"), recursive=True))
     for cmd in (["check"], ["compile", "--json"]):

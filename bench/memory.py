@@ -17,14 +17,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "bench")]
 
 
 def zoo(args) -> None:
@@ -106,18 +104,8 @@ def cost() -> None:
 
 
 def huge() -> None:
-    spec = {"netspec": 1, "name": "huge", "input": [100_000],
-            "layers": [{"linear": 100_000}, {"linear": 100_000}], "expect": {"params": 20_000_200_000}}
-    path = "/tmp/netspec_huge.json"
-    with open(path, "w") as f:
-        json.dump(spec, f)
-    out = subprocess.run([sys.executable, "-c",
-                          "import resource, sys; from netspec.cli import main; rc = main(['compile', sys.argv[1], '--memory']);"
-                          "print('peak_rss_mib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024); sys.exit(rc)", path],
-                         capture_output=True, text=True, cwd=ROOT)
-    rss = [line for line in out.stdout.splitlines() if line.startswith("peak_rss_mib")]
-    print(f"4. 20-billion-parameter spec, compile --memory: exit {out.returncode}, "
-          f"{rss[0] if rss else out.stderr.strip()} (target < 1024)")
+    from compile_speed import huge_spec_rss
+    print(f"4. 20-billion-parameter spec, compile --memory: {huge_spec_rss(['--memory'])} (target < 1024)")
 
 
 if __name__ == "__main__":
