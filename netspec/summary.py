@@ -70,9 +70,10 @@ class _Figures:
     """Per-module figures of one table: a construct's are its subtree's sums."""
 
     def __init__(self, analysis: Analysis, columns=(), memory=None):
-        from netspec.receptive import fields
-
-        self.fields = fields(analysis) if "rf" in columns else {}
+        self.fields = {}
+        if "rf" in columns:  # only then: the receptive module is not imported for a plain table
+            from netspec.receptive import fields
+            self.fields = fields(analysis)
         self.memory = memory
         self.kept = memory.by_module() if memory is not None else {}
         self.backward = memory.layer_backward_macs if memory is not None else {}
