@@ -1,6 +1,6 @@
 """Issue 15's figures for the static training-step model (netspec/autograd.py).
 
-    python bench/memory.py [--fuzz 2000] [--skip-zoo]
+    python bench/memory.py [--fuzz 2000] [--skip-zoo] [SPEC ...]
 
 1. Saved-activation bytes, static vs measured (`saved_tensors_hooks`, each storage once,
    parameters and buffers excluded), fp32 and bf16 autocast, batch 2: every spec in specs/ at
@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "bench")]
@@ -36,7 +37,7 @@ def zoo(args) -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     exact = {"fp32": 0, "bf16": 0}
     macs_exact = total = 0
-    for path in sorted(SPECS.glob("*.yaml")):
+    for path in args.specs or sorted(SPECS.glob("*.yaml")):
         a = small(path)
         total += 1
         line = []
@@ -112,9 +113,12 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fuzz", type=int, default=2000, help="random specs (0: none)")
     p.add_argument("--skip-zoo", action="store_true")
+    p.add_argument("--skip-cost", action="store_true", help="skip parts 3 and 4")
+    p.add_argument("specs", nargs="*", type=Path, help="zoo specs (default: specs/*.yaml)")
     args = p.parse_args()
-    cost()
-    huge()
+    if not args.skip_cost:
+        cost()
+        huge()
     if not args.skip_zoo:
         zoo(args)
     if args.fuzz:
