@@ -12,6 +12,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").rglob("*.yaml"))
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pyproject's addopts): a worker per core, but at most one per 8 GiB of
+    memory (a worker grows to ~7 GiB of zoo models) and 4 in all (more buys little here)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(cores, 4, memory // (8 << 30)))
+
+
 @dataclass
 class Run:
     code: int
