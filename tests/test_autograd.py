@@ -3,7 +3,7 @@
 - the bytes of the tensors autograd saves for the backward (`saved_tensors_hooks`, each
   storage once, parameters and buffers excluded) equal `training_step(...).saved_bytes` on
   the zoo (one spec per family and every spec of its own structure, at small inputs; the
-  bench runs every member: bench/memory_exact.py) and on random specs, fp32 and bf16 autocast;
+  bench runs every member: bench/memory.py) and on random specs, fp32 and bf16 autocast;
 - backward MACs equal `FlopCounterMode` on a real backward (forward MACs too), where torch
   2.14's counter is right: it counts a grouped conv's weight gradient `groups` times (fixed
   upstream, pytorch#183405), so that excess is measured per layer against the same conv
@@ -40,7 +40,8 @@ def saved_bytes(model: torch.nn.Module, x: torch.Tensor, low: torch.dtype | None
         storage = t.untyped_storage()
         if storage.data_ptr() not in state:
             seen[storage.data_ptr()] = storage.nbytes()
-        return t
+        return t.detach()  # the tensor itself would tie a saved output to its own grad_fn: a cycle
+        #                   that gc cannot see, which kept every model and its activations alive
 
     cast = torch.autocast("cpu", dtype=low) if low else torch.autocast("cpu", enabled=False)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), cast:
