@@ -50,12 +50,9 @@ def huge_spec_rss(flags: list[str]) -> str:
     path = os.path.join("/tmp", "netspec_huge.json")
     with open(path, "w") as f:
         json.dump(huge, f)
-    out = subprocess.run([sys.executable, "-c",
-                          "import resource, sys; from netspec.cli import main; rc = main(['compile', *sys.argv[1:]]);"
-                          "print('peak_rss_mib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024); sys.exit(rc)",
-                          path, *flags], capture_output=True, text=True, cwd=ROOT)
-    rss = [line for line in out.stdout.splitlines() if line.startswith("peak_rss_mib")]
-    return f"exit {out.returncode}, {rss[0] if rss else out.stderr.strip()}"
+    from peak import run_netspec
+    run = run_netspec("compile", path, *flags)
+    return f"exit {run.code}, peak RSS {run.peak_mib:.0f} MiB"
 
 
 def main() -> None:

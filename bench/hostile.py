@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
 import netspec  # noqa: E402
+from peak import run_netspec  # noqa: E402
 from netspec.summary import as_json, render_table  # noqa: E402
 
 HEAD = "netspec: 1\nname: t\ninput: [3, 8, 8]\n"
@@ -79,13 +79,9 @@ def check_cost(folder: str, label: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
     size = os.path.getsize(path)
-    proc = subprocess.Popen([sys.executable, "-m", "netspec", "check", path], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
-    _, status, usage = os.wait4(proc.pid, 0)   # this child's own CPU time and peak RSS
-    code = os.waitstatus_to_exitcode(status)
-    verdict = "ok" if code == 0 else f"exit {code}"
-    print(f"3. {label} ({size / MiB:.2f} MiB): {usage.ru_utime + usage.ru_stime:.1f} s CPU, "
-          f"peak RSS {usage.ru_maxrss / 1024:.0f} MiB, {verdict}")
+    run = run_netspec("check", path)
+    verdict = "ok" if run.code == 0 else f"exit {run.code}"
+    print(f"3. {label} ({size / MiB:.2f} MiB): {run.cpu_s:.1f} s CPU, peak RSS {run.peak_mib:.0f} MiB, {verdict}")
 
 
 def main() -> None:
