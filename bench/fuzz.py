@@ -49,7 +49,7 @@ def _alarm(signum, frame):
     raise Hang()
 
 
-def run_differential(n: int, seed: int) -> dict:
+def run_differential(n: int, seed: int, trace=None) -> dict:
     from netspec.errors import SpecError
     # one case untimed first: torch imports parts of itself (dynamo, sympy) at the first
     # forward, and an import cut short by the per-case alarm leaves torch broken for good
@@ -59,6 +59,8 @@ def run_differential(n: int, seed: int) -> dict:
     counts, variety, examples = Counter(), Counter(), []
     for i in range(n):
         r = Draw(seed + i)
+        if trace:  # the seed is on disk before its case runs: a case that kills the process is named
+            print(seed + i, file=trace, flush=True)
         spec, used = random_spec(r)
         signal.alarm(LIMIT_S)
         try:
@@ -134,12 +136,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=0, help="differential cases")
     parser.add_argument("--mutate", type=int, default=0, help="mutation cases")
     parser.add_argument("--seed", type=int, default=0, help="first seed; case i uses seed + i (re-run one with --seed S --n 1)")
+    parser.add_argument("--trace", type=argparse.FileType("w"), help="write each differential case's seed here before it runs")
     args = parser.parse_args()
     import netspec.builder  # noqa: F401  (torch: imported before the per-case alarm, which must not cut an import)
     signal.signal(signal.SIGALRM, _alarm)
     if args.n:
         t = time.perf_counter()
-        result = run_differential(args.n, args.seed)
+        result = run_differential(args.n, args.seed, args.trace)
         c = result["counts"]
         print(f"differential: {args.n} cases in {time.perf_counter() - t:.0f} s: valid {c['valid']}, "
               f"mismatches {c['mismatches']}, crashes {c['crashes']}, hangs {c['hangs']}, "
