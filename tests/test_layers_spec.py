@@ -81,6 +81,8 @@ BAD = [
     ("  - flatten\n  - channel_shuffle: 3\n", "6:22", "layers[1].channel_shuffle", "needs input [channels, height, width], got [300]"),
     ("  - flatten\n  - layernorm: {over: channels}\n", "6:16", "layers[1].layernorm", "layernorm over channels needs input [channels, height, width]"),
     ("  - groupnorm: {groups: 2}\n", "5:25", "layers[0].groupnorm.groups", "2 does not divide channels 3"),
+    ("  - avgpool: global\n  - groupnorm: {groups: 3}\n", "6:25", "layers[1].groupnorm.groups",
+     "3 groups of 3 channels at [1, 1] normalize one value each, which is always 0"),  # found by bench/fuzz.py
     ("  - channel_shuffle: {groups: 2}\n", "5:31", "layers[0].channel_shuffle.groups", "2 does not divide channels 3"),
     ("  - permute: [0, 2]\n", "5:14", "layers[0].permute", "[0, 2] is not a permutation of the sample's 3 dimensions"),
     ("  - permute: {dims: [2, 2, 0]}\n", "5:21", "layers[0].permute.dims", "is not a permutation"),

@@ -101,6 +101,9 @@ class GroupNorm(Layer):
     def infer(self, shape: Shape) -> Shape:
         if shape[0] % self.groups:
             raise LayerError("groups", f"{self.groups} does not divide channels {shape[0]}")
+        if shape[0] // self.groups * prod(shape[1:]) == 1:  # x - mean(x) of one value is 0
+            raise LayerError("groups", f"{self.groups} groups of {shape[0]} channels at {list(shape[1:]) or 'no positions'} "
+                             "normalize one value each, which is always 0 (torch refuses it); use fewer groups")
         return shape
 
     def param_count(self, shape: Shape) -> int:
