@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 import netspec  # noqa: E402
 from netspec.analysis import analyze_graph  # noqa: E402
 from netspec.resolver import resolve  # noqa: E402
-from netspec.spec.load import _PARSED  # noqa: E402
+from netspec.document.load import _PARSED  # noqa: E402
 
 RESNEXT = os.path.join(ROOT, "specs", "resnext50.yaml")
 

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 def load(spec, overrides=()):
     """A path (YAML or JSON), a dict, or a Spec -> a validated `Spec`."""
-    from netspec.spec import load_spec
+    from netspec.document import load_spec
     return load_spec(spec, overrides)
 
 

@@ -100,7 +100,7 @@ def _training_step(analysis, args):
     """The static training-step model at --batch/--precision/--optimizer, each defaulting to
     the spec's `train:` section (its defaults without one)."""
     from netspec.autograd import training_step
-    from netspec.spec.train import TrainConfig
+    from netspec.document.train import TrainConfig
     train = getattr(analysis.spec, "train", None) or TrainConfig()
     optimizer = args.optimizer or (train.optimizer.name if train.optimizer.name != "sgd" else
                                    "sgd_momentum" if train.optimizer.momentum else "sgd")
@@ -123,7 +123,7 @@ def _check_params(analysis, path: str, quiet: bool) -> None:
 
 
 def cmd_schema(args) -> int:
-    from netspec.spec.schema import json_schema
+    from netspec.document.schema import json_schema
     text = json.dumps(json_schema(), indent=2)
     if args.out:
         try:

@@ -112,7 +112,7 @@ def _spec_field(analysis: Analysis, key: str):
 def _train(analysis: Analysis) -> dict:
     cfg = getattr(analysis.spec, "train", None)
     if cfg is None:
-        from netspec.spec.train import TrainConfig
+        from netspec.document.train import TrainConfig
         cfg = TrainConfig()
     return cfg.model_dump(mode="json")
 

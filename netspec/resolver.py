@@ -36,9 +36,9 @@ from netspec.constructs.sequence import Sequence
 from netspec.errors import SpecError, format_path
 from netspec.ir import Graph, Leaf, Node
 from netspec.layers import REGISTRY
-from netspec.spec import schema
-from netspec.spec.expr import Budget, Expr, ExprError, interpolate, is_expr_text, parse
-from netspec.spec.locate import did_you_mean, validation_error
+from netspec.document import schema
+from netspec.document.expr import Budget, Expr, ExprError, interpolate, is_expr_text, parse
+from netspec.document.locate import did_you_mean, validation_error
 
 MAX_ITEMS = 1_000_000  # items expanded (layers, constructs, calls, copies); a bigger spec is refused
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")

@@ -171,7 +171,7 @@ def test_flat_constructs_compile_without_graph_breaks():
 
 
 def test_every_construct_is_documented_and_registered_in_the_schema():
-    from netspec.spec.schema import STRUCTURAL
+    from netspec.document.schema import STRUCTURAL
     assert sorted(STRUCTURAL) == sorted(CONSTRUCTS)
     for tag, cls in CONSTRUCTS.items():
         assert cls.__doc__ and cls.__doc__.strip()

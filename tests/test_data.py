@@ -6,7 +6,7 @@ import torch
 
 from netspec.data.datasets import DataError, load_dataset
 from netspec.data.gpu_loader import DeviceLoader, channel_stats
-from netspec.spec.train import TrainConfig
+from netspec.document.train import TrainConfig
 
 
 def dataset(**doc):

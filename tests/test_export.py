@@ -111,7 +111,7 @@ def test_bad_arguments_are_one_line_exit_2(cli, tmp_path, argv, needle):
 def test_docs_onnxruntime_snippet_runs_as_written(cli, digits_ckpt, tmp_path, monkeypatch):
     """docs/deploy.md's five lines, on a digits image, agree with `netspec predict`."""
     from netspec.data.datasets import load_dataset
-    from netspec.spec.train import DigitsData
+    from netspec.document.train import DigitsData
 
     monkeypatch.chdir(tmp_path)
     assert cli("export", DIGITS, "--ckpt", digits_ckpt, "--format", "onnx").code == 0  # writes digits.onnx here

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from conftest import spec_text
-from netspec.spec import expr
-from netspec.spec.expr import MAX_STEPS, Budget, ExprError, interpolate, parse
+from netspec.document import expr
+from netspec.document.expr import MAX_STEPS, Budget, ExprError, interpolate, parse
 
 SCOPE = {"c": 64, "t": True, "f": False, "one": 1, "zero": 0, "x": 2.5, "k": [3, 1]}
 

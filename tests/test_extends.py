@@ -1,4 +1,4 @@
-"""`extends:` + `patch:` (netspec/spec/extends.py): merge rules, patch operations with
+"""`extends:` + `patch:` (netspec/document/extends.py): merge rules, patch operations with
 module-name addressing, `--set` by module name, located errors that point at the file a
 value came from, and the ElexNet study chain (d is specs/elexnet.yaml)."""
 from __future__ import annotations
@@ -293,7 +293,7 @@ def test_variant_files_validate_against_the_editor_schema_as_written():
 
     import jsonschema
 
-    from netspec.spec.load import read
+    from netspec.document.load import read
     validator = jsonschema.Draft202012Validator(json.loads((ROOT / "netspec.schema.json").read_text()))
     for v in "abcd":
         assert not list(validator.iter_errors(read(STUDY / f"{v}.yaml").data)), v

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import ROOT, spec_text
 from netspec.errors import SpecError, one_line
-from netspec.spec.load import MAX_DEPTH, MAX_INT, parse
+from netspec.document.load import MAX_DEPTH, MAX_INT, parse
 
 HEAD = "netspec: 1\nname: t\ninput: [3, 8, 8]\n"
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -92,7 +92,7 @@ def test_special_files_never_block_nor_read_unbounded(tmp_path, special):
 
 def test_a_file_that_grows_past_its_size_is_bounded(tmp_path, monkeypatch):
     """A regular file whose stat size is 0 but which reads on (procfs) is cut at the cap."""
-    from netspec.spec import load
+    from netspec.document import load
 
     path = tmp_path / "grows.yaml"
     path.write_text("a: 1\n" * 10)
@@ -222,7 +222,7 @@ def test_patch_lookups_read_each_name_a_bounded_number_of_times(write, monkeypat
     """2,000 `set`s by name on 2,000 named layers: each item's name is read O(1) times,
     not once per lookup (the linear scan per segment made it quadratic)."""
     import netspec
-    from netspec.spec import address
+    from netspec.document import address
 
     n = 2000
     write(HEAD + "layers:\n" + "".join(f"  - conv: {{out: 4, k: 1, name: c{i}}}\n" for i in range(n)), "base.yaml")
@@ -274,7 +274,7 @@ def test_sweep_out_onto_a_file(tmp_path, cli, write):
 
 # -- item 7: the decisions ---------------------------------------------------------------------------
 def test_expressions_take_ascii_digits_only():
-    from netspec.spec.expr import ExprError, parse as parse_expr
+    from netspec.document.expr import ExprError, parse as parse_expr
     assert parse_expr("${3 * 2}").evaluate({}) == 6
     for digits in ("\u0663", "\u06f3", "\u0969", "\uff13"):   # Arabic-Indic, Persian, Devanagari, fullwidth 3
         with pytest.raises(ExprError, match="unexpected"):

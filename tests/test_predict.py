@@ -11,7 +11,7 @@ from torchvision.io import write_png
 import netspec
 from conftest import ROOT
 from netspec.data.datasets import load_dataset
-from netspec.spec.train import DigitsData
+from netspec.document.train import DigitsData
 from netspec.train.evaluate import evaluate_checkpoint
 from netspec.train.loop import Job
 

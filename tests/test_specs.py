@@ -14,7 +14,7 @@ import netspec
 from conftest import ROOT, SPECS
 from netspec.analysis import check_expect
 from netspec.builder import cross_check
-from netspec.spec.schema import json_schema
+from netspec.document.schema import json_schema
 
 IDS = [str(p.relative_to(ROOT / "specs")) for p in SPECS]
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from netspec.spec.train import (DATASET_NAMES, OPTIMIZER_NAMES, SCHEDULE_NAMES, TrainConfig,
+from netspec.document.train import (DATASET_NAMES, OPTIMIZER_NAMES, SCHEDULE_NAMES, TrainConfig,
                                 field_reference)
 
 
@@ -64,7 +64,7 @@ def test_every_field_has_a_description():
 
 
 def test_config_module_does_not_import_torch():
-    code = "import sys, netspec.spec.train, netspec.train.commands; print('torch' in sys.modules)"
+    code = "import sys, netspec.document.train, netspec.train.commands; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

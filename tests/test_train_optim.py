@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from netspec.spec.train import TrainConfig
+from netspec.document.train import TrainConfig
 from netspec.train import checkpoint
 from netspec.train.optim import OPTIMIZERS, SCHEDULES, lr_factor, make_optimizer, param_groups
 
@@ -15,7 +15,7 @@ def cfg(**doc):
 
 
 def test_every_config_name_has_a_factory():
-    from netspec.spec.train import OPTIMIZER_NAMES, SCHEDULE_NAMES
+    from netspec.document.train import OPTIMIZER_NAMES, SCHEDULE_NAMES
     assert set(OPTIMIZERS) == set(OPTIMIZER_NAMES) and set(SCHEDULES) == set(SCHEDULE_NAMES)
 
 

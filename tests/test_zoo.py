@@ -134,7 +134,7 @@ def test_squeeze_excitation_is_a_gate():
 def test_family_members_differ_only_in_vars(base):
     """Families, not copies: a member file is `extends:` its family's base plus `vars`; it has no
     blocks or layers of its own, and resolved, only vars (and name, description, expect) differ."""
-    from netspec.spec.load import read
+    from netspec.document.load import read
     resolved_base = netspec.load(SPECS / f"{base}.yaml").source.data
     for member in FAMILIES[base]:
         raw = read(SPECS / f"{member}.yaml").data
@@ -222,7 +222,7 @@ def test_readme_table_matches_the_specs():
 def test_regnet_base_uses_the_checked_family_rules():
     """specs/regnet_y_400mf.yaml's vars are tests/families/regnet.yaml's (checked against all 15
     torchvision builders by tests/test_expr_families.py), plus the class count."""
-    from netspec.spec.load import read
+    from netspec.document.load import read
     family = read(Path(__file__).parent / "families" / "regnet.yaml").data["vars"]
     base = read(SPECS / "regnet_y_400mf.yaml").data["vars"]
     assert {k: v for k, v in base.items() if k != "classes"} == family
@@ -233,7 +233,7 @@ def test_mobilenet_v3_large_shares_the_small_blocks():
     """Large and Small are two tables of one InvertedResidual (no rule maps one onto the other):
     mobilenet_v3_large.yaml `extends:` the Small spec for its blocks and writes only its own
     table (`layers`), so the two cannot drift apart."""
-    from netspec.spec.load import read
+    from netspec.document.load import read
     raw = read(SPECS / "mobilenet_v3_large.yaml").data
     assert raw["extends"] == "mobilenet_v3_small.yaml"
     assert set(raw) <= {"extends", "name", "description", "layers", "expect"}, sorted(raw)

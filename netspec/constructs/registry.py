@@ -21,7 +21,7 @@ children register on the enclosing module, so a reference's keys such as Fire's
 Stages pass themselves in as a context, so this package imports no later stage:
 `r` (resolver), `a` (analysis walker), `p` (in-place planner), `b` (builder); see
 their methods there.
-Must not import torch at module level, nor netspec.spec, resolver, analysis or builder.
+Must not import torch at module level, nor netspec.document, resolver, analysis or builder.
 """
 from __future__ import annotations
 

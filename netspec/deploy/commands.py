@@ -95,7 +95,7 @@ def _export(args) -> int:
     import netspec
     from netspec.deploy import export as ex
     from netspec.deploy.predict import padded
-    from netspec.spec.train import TrainConfig
+    from netspec.document.train import TrainConfig
     from netspec.train.evaluate import normalization
     from netspec.weights import load_into
 

@@ -35,7 +35,7 @@ def add_command(sub) -> None:
 
 
 def _is_sweep_file(path: str) -> bool:
-    from netspec.spec.load import read
+    from netspec.document.load import read
     try:
         data = read(path).data
     except SpecError:

@@ -33,7 +33,7 @@ def check_plan(plan: Plan) -> None:
     """Load and analyse every configuration and check its dataset folder before anything
     trains (bad input: exit 2)."""
     import netspec
-    from netspec.spec import check_dataset_root
+    from netspec.document import check_dataset_root
 
     for c in plan.configs:
         for run in c.runs:

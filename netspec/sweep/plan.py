@@ -177,13 +177,13 @@ def plan_problem(grid: dict, seeds: list[int], common: list[str]) -> tuple[str, 
 
 
 def load_sweep_file(path: str, extra_grid: dict, seeds: list[int] | None, common: list[str], out: str | None) -> Plan:
-    from netspec.spec.load import read
-    from netspec.spec.locate import validation_error
+    from netspec.document.load import read
+    from netspec.document.locate import validation_error
 
     source = read(path)
     for key in source.data:  # suggest sweep fields, not spec fields
         if key not in SweepFile.model_fields:
-            from netspec.spec.locate import did_you_mean
+            from netspec.document.locate import did_you_mean
             raise source.error(f"unknown field '{key}'{did_you_mean(key, SweepFile.model_fields)}", (key,), on_key=True)
     try:
         sweep = SweepFile.model_validate(source.data)
@@ -225,7 +225,7 @@ def load_sweep_file(path: str, extra_grid: dict, seeds: list[int] | None, common
 
 def parse_grid(texts: list[str]) -> dict[str, list[tuple[str, Any]]]:
     """--grid PATH=V1,V2,... (the values are a YAML flow sequence without brackets)."""
-    from netspec.spec.load import parse
+    from netspec.document.load import parse
 
     grid = {}
     for text in texts:

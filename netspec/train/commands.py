@@ -21,7 +21,7 @@ from netspec.errors import one_line
 
 
 def _train_epilog() -> str:
-    from netspec.spec.train import field_reference
+    from netspec.document.train import field_reference
 
     lines = ["train section fields (set any with --set PATH=VALUE, e.g. --set train.optimizer.lr=0.05;",
              "a [name] marks the fields of that choice of optimizer/schedule/dataset):", ""]

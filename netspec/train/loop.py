@@ -30,7 +30,7 @@ from netspec.budget import DEFAULT_MAX_PARAMS, physical_memory, refuse_huge, ref
 from netspec.data.datasets import DataError, ImageData, load_dataset
 from netspec.data.gpu_loader import DeviceLoader
 from netspec.errors import EXIT_CHECK_FAILED, NetspecError
-from netspec.spec.train import TrainConfig, input_problem
+from netspec.document.train import TrainConfig, input_problem
 from netspec.train import checkpoint, distributed, optim
 from netspec.train.evaluate import check_classes, class_names, evaluate, load_weights, normalization
 from netspec.train.runs import Progress, RunFolder, default_run_dir, make_summary
@@ -72,7 +72,7 @@ class Job:
     @classmethod
     def from_spec(cls, spec, source: str = "SPEC", max_params: int = DEFAULT_MAX_PARAMS) -> "Job":
         import netspec
-        from netspec.spec import check_dataset_root
+        from netspec.document import check_dataset_root
 
         analysis = netspec.analyze(spec)
         check_dataset_root(spec)  # located at the field, before any data is read

@@ -6,7 +6,7 @@ Owns `OPTIMIZERS` and `SCHEDULES`: dicts from the `name` in the spec's
 are plain functions of the step (a `LambdaLR` stepped every batch), so their state is
 two integers and a resumed run lands on the same rate.
 
-Imports torch and netspec.spec.train. Must not import the loop, data or build.
+Imports torch and netspec.document.train. Must not import the loop, data or build.
 """
 from __future__ import annotations
 

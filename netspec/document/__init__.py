@@ -5,13 +5,13 @@ import os
 
 from pydantic import ValidationError
 
-from netspec.spec.extends import apply_sets, resolve_extends
-from netspec.spec.load import Source, from_data, read
-from netspec.spec.paths import absolute_paths, check_dataset_root
-from netspec.spec.locate import validation_error
-from netspec.spec.schema import Spec
-from netspec.spec.usage import check_vars
-from netspec.spec.train import input_problem
+from netspec.document.extends import apply_sets, resolve_extends
+from netspec.document.load import Source, from_data, read
+from netspec.document.paths import absolute_paths, check_dataset_root
+from netspec.document.locate import validation_error
+from netspec.document.schema import Spec
+from netspec.document.usage import check_vars
+from netspec.document.train import input_problem
 
 
 def load_spec(spec, overrides=()) -> Spec:

@@ -24,7 +24,7 @@ Inside a layer list a segment is an item's index (0-based, negative from the end
 its module `name`; an item's fields follow directly (`layers.conv1.k`; the type key may
 also be written, `layers.0.conv.k`); inside a construct, a name also finds children of
 its `body`, `post`, `shortcut` or `branches` (`layers.layer2.body.0.stride`,
-`layers.features.conv3.out`); netspec.spec.address finds what a PATH names.
+`layers.features.conv3.out`); netspec.document.address finds what a PATH names.
 
 Positions are kept per node: an error in a value that came from a base file, or from a
 patch, points at that file and line (`MergedSource`). The resolved document carries no
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspec.errors import SpecError
-from netspec.spec.address import Names, PathError, locate, plain_path, show
-from netspec.spec.load import Source, parse_override, read, set_label, set_plain, split_path
+from netspec.document.address import Names, PathError, locate, plain_path, show
+from netspec.document.load import Source, parse_override, read, set_label, set_plain, split_path
 
 MAX_CHAIN = 32                       # extends depth; deeper is surely a mistake
 MERGE_ENTRIES = ("vars", "blocks")   # merged one level: name -> definition
@@ -186,7 +186,7 @@ def _apply_patch(root: dict, patch: Any, source: Source, doc: "_Doc") -> None:
             raise source.error(f"a patch operation is a mapping with one key: {', '.join(OPS)}", where)
         (name, arg), = op.items()
         if name not in OPS:
-            from netspec.spec.locate import did_you_mean
+            from netspec.document.locate import did_you_mean
             raise source.error(f"unknown patch operation '{name}'{did_you_mean(name, OPS)}; operations: {', '.join(OPS)}",
                                where + (name,), on_key=True)
         where += (name,)

@@ -15,7 +15,7 @@ from typing import Any
 
 from netspec.constructs import CONSTRUCTS
 from netspec.layers import REGISTRY
-from netspec.spec.schema import INLINE_ITEMS
+from netspec.document.schema import INLINE_ITEMS
 
 # the item lists a name may be found in: every construct's slots, and `when:`'s else
 _CHILD_LISTS = tuple(dict.fromkeys([slot for cls in CONSTRUCTS.values() for slot in cls.slots] + ["else"]))
@@ -122,7 +122,7 @@ def _find(items: list, seg, trail: list, doc) -> int:
     if index is not None:
         return index
     names = [n for n in map(_item_name, items) if n]
-    from netspec.spec.locate import did_you_mean
+    from netspec.document.locate import did_you_mean
     shown = ", ".join(names[:20]) + (f" and {len(names) - 20:,} more" if len(names) > 20 else "")
     listed = f" (named items: {shown})" if names else " (no item here has a name; use an index)"
     raise PathError(f"{show(trail + [seg])}: no item named {seg!r} in {show(trail) or 'the document'}"

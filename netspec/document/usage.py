@@ -12,7 +12,7 @@ import re
 import warnings
 
 from netspec.errors import SpecError, SpecWarning
-from netspec.spec.expr import ExprError, parse
+from netspec.document.expr import ExprError, parse
 
 _EMBEDDED = re.compile(r"\$\{[^}]*\}")  # `${...}` inside a longer string (module names)
 
@@ -58,7 +58,7 @@ def check_vars(source) -> None:
         if name in used:
             continue
         if source.set_by(("vars", name)) is not None:
-            from netspec.spec.locate import did_you_mean
+            from netspec.document.locate import did_you_mean
             hint = did_you_mean(name, sorted(used & set(defined))) or did_you_mean(name, sorted(set(defined) - {name}))
             raise source.error(f"the spec uses no variable '{name}'{hint}; setting it would change nothing",
                                ("vars", name))

@@ -13,7 +13,7 @@ import typing
 from pydantic import BaseModel, RootModel, ValidationError
 
 from netspec.errors import SpecError
-from netspec.spec.load import Source
+from netspec.document.load import Source
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -24,7 +24,7 @@ def did_you_mean(word: str, choices) -> str:
 def _fields_for(path: tuple) -> set[str]:
     """The field names allowed at the mapping `path` points to, for suggestions: the
     schema's models walked along the path (every member of a union)."""
-    from netspec.spec.schema import Spec
+    from netspec.document.schema import Spec
     annotations = [Spec]
     for seg in path:
         annotations = [nxt for a in annotations for nxt in _step(a, seg)]

@@ -23,8 +23,8 @@ from pydantic_core import PydanticCustomError, core_schema
 
 from netspec.constructs import CONSTRUCTS
 from netspec.layers import REGISTRY
-from netspec.spec.expr import ExprError, parse
-from netspec.spec.train import TrainConfig
+from netspec.document.expr import ExprError, parse
+from netspec.document.train import TrainConfig
 
 EXPR_JSON = {"type": "string", "pattern": r"^\$", "description": "A reference `$name` or an expression `${...}`."}
 REQUIRED = "required"  # block argument without a default
@@ -230,7 +230,7 @@ class Expect(Closed):
     macs: Annotated[int, Field(ge=0)] | None = Field(None, description="Multiply-accumulates per sample.")
 
 
-# -- extends: and patch: (resolved on the raw document by spec/extends.py, before
+# -- extends: and patch: (resolved on the raw document by document/extends.py, before
 # validation; these models give editors their JSON Schema)
 PatchPath = Annotated[str, Field(min_length=1, description="Dotted path; in layer lists a segment is an index or a module name, e.g. layers.conv1.k.")]
 ItemOrItems = Annotated[Any, Field(description="An item, or a list of items.")]
