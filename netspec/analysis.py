@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netspec.errors import LayerError
-from netspec.ir import Graph, Item, Leaf
+from netspec.ir import Graph, Item, Leaf, Record, form, is_tensor, show
 from netspec.layers import Shape
 
 _MAX_ELEMENTS = 2**62  # a shape bigger than this is nonsense; refuse rather than overflow torch
@@ -20,9 +20,10 @@ _MAX_ELEMENTS = 2**62  # a shape bigger than this is nonsense; refuse rather tha
 
 @dataclass
 class Module:
-    """One analysed module: an IR item with its path, shapes and costs. A construct's
+    """One analysed module: an IR item with its path, values and costs. A construct's
     analysed children sit in its slots (an `auto` projection in a residual's `shortcut`).
-    A flat construct's path is its enclosing module's: it adds no level."""
+    A flat construct's path is its enclosing module's: it adds no level. `input` and
+    `output` are values (netspec.ir): a shape, a Record, or (a merge's input) a list."""
     node: Item
     path: str
     input: Shape
@@ -34,6 +35,7 @@ class Module:
     # a leaf that overwrites its input (ReLU(inplace=True)); a residual that adds the
     # shortcut into the body's output: what `build` does unless inplace=False (see _Planner)
     inplace: bool = False
+    wiring: object = None   # a graph's references resolved (netspec.constructs.graph.Wiring)
 
     @property
     def type(self) -> str:
@@ -48,8 +50,8 @@ class Module:
 class LayerRow:
     path: str
     type: str
-    input: list[int]
-    output: list[int]
+    input: list
+    output: list
     params: int
     trainable_params: int
     macs: int
@@ -63,7 +65,7 @@ class LayerRow:
 class Analysis:
     name: str
     input: list[int]
-    output: list[int]
+    output: list | dict      # the model's output as plain data (netspec.ir.form)
     params: int
     trainable_params: int
     macs: int
@@ -90,7 +92,7 @@ def analyze_graph(graph: Graph, source, spec=None) -> Analysis:
     walker = _Walker(source)
     tree = walker.module(graph.root, "", tuple(graph.input))
     _Planner().visit(tree, False)
-    return Analysis(graph.name, list(graph.input), list(tree.output), tree.params, tree.trainable_params,
+    return Analysis(graph.name, list(graph.input), form(tree.output), tree.params, tree.trainable_params,
                     tree.macs, walker.rows, tree, graph, spec)
 
 
@@ -113,23 +115,36 @@ class _Walker:
         where = node.src + ((field_name,) if field_name else ())
         return self.source.error(f"{message} (module {path or '<root>'})", where)
 
-    def module(self, node: Item, parent: str, shape: Shape) -> Module:
-        """Analyse `node` on input `shape`, inside the module at path `parent`."""
+    def module(self, node: Item, parent: str, shape, labels: list[str] | None = None) -> Module:
+        """Analyse `node` on input `shape` (a value: netspec.ir), inside the module at path
+        `parent`; `labels` name a merge's inputs for its messages."""
         if isinstance(node, Leaf):
-            return self.leaf(node, f"{parent}.{node.name}" if parent else node.name, shape)
+            return self.leaf(node, f"{parent}.{node.name}" if parent else node.name, shape, labels)
         path = parent if node.flat else f"{parent}.{node.name}" if parent else node.name
+        if not is_tensor(shape) and node.kind not in ("graph", "sequence"):
+            raise self.fail(node, path, f"{node.kind} needs a tensor, got {_kind(shape)} {show(shape)}")
         if not node.flat:
             self.registered(node, path)
         m = Module(node, path, shape, shape)
-        m.output = tuple(node.construct.infer(node, self, m, shape))
+        out = node.construct.infer(node, self, m, shape)
+        m.output = out if isinstance(out, Record) else tuple(out)
         return m
 
-    def leaf(self, node: Leaf, path: str, shape: Shape) -> Module:
+    def leaf(self, node: Leaf, path: str, shape, labels: list[str] | None = None) -> Module:
         layer = node.layer
+        fewest, most = layer.inputs
+        several = fewest != 1 or most != 1
+        if isinstance(shape, list) != several or not all(map(is_tensor, shape if isinstance(shape, list) else [shape])):
+            raise self.fail(node, path, _arity_problem(layer, shape))
+        if several and not fewest <= len(shape) <= (most or len(shape)):
+            raise self.fail(node, path, f"{layer.tag} takes {fewest}{'' if most == fewest else f' to {most}' if most else ' or more'} "
+                                        f"inputs, got {len(shape)}")
         try:
             out = tuple(layer.infer(shape))
         except LayerError as e:
-            raise self.fail(node, path, f"{e.message}; input is {list(shape)}", e.field) from None
+            seen = f"inputs are {', '.join(f'{n} {show(v)}' for n, v in zip(labels, shape))}" if labels and several else \
+                f"input is {show(shape)}"
+            raise self.fail(node, path, f"{e.message}; {seen}", e.field) from None
         n = 1
         for d in out:
             n *= d
@@ -138,7 +153,7 @@ class _Walker:
         self.registered(node, path)
         params = layer.param_count(shape)
         m = Module(node, path, shape, out, params, 0 if layer.frozen else params, layer.macs(shape, out))
-        self.rows.append(LayerRow(path, layer.tag, list(shape), list(out), m.params, m.trainable_params, m.macs))
+        self.rows.append(LayerRow(path, layer.tag, form(shape), list(out), m.params, m.trainable_params, m.macs))
         return m
 
     def adopt(self, m: Module, slot: str, child: Module) -> Module:
@@ -196,6 +211,24 @@ class _Planner:
             m.node.construct.plan(m, self, fresh)
 
 
+def _kind(value) -> str:
+    return "a list" if isinstance(value, list) or (isinstance(value, Record) and value.is_list) else "a record"
+
+
+def _arity_problem(layer, value) -> str:
+    """Why a leaf cannot take `value`: a tensor layer given several values or a record, a
+    merge given one tensor."""
+    if layer.inputs != (1, 1):
+        refs = f" and its {', '.join(layer.refs)}:" if layer.refs else ""
+        return (f"{layer.tag} takes several tensors: use it as a graph node's item, with from: [a, b, ...]{refs}"
+                if not layer.refs else f"{layer.tag} reads its {', '.join(layer.refs)}: from the enclosing graph: use "
+                                       f"it as a graph node's item (`{layer.tag}: {{{layer.refs[0]}: name}}`)")
+    if isinstance(value, list):
+        return f"{layer.tag} takes one tensor, got {len(value)} ({show(value)}); join them first (merge)"
+    return (f"{layer.tag} takes a tensor, got {_kind(value)} {show(value)}; read one of its fields "
+            f"(from: node.{next(iter(value), 'key')})")
+
+
 def check_expect(analysis: Analysis) -> list[str]:
     """Mismatches between `expect:` and the analysis, as 'what: expected X, got Y'."""
     expect = getattr(analysis.spec, "expect", None)
@@ -205,8 +238,20 @@ def check_expect(analysis: Analysis) -> list[str]:
     for key in ("params", "trainable_params", "macs", "output"):
         want = getattr(expect, key)
         got = getattr(analysis, key)
+        if key == "output" and want is not None:
+            want = _plain(want)
+            got = _plain(got)
         if want is not None and want != got:
-            fmt = (lambda v: f"{v:,}") if key != "output" else (lambda v: str(list(v)))
+            fmt = (lambda v: f"{v:,}") if key != "output" else str
             delta = f" (off by {got - want:+,})" if key != "output" else ""
             problems.append(f"{key}: expected {fmt(want)}, got {fmt(got)}{delta}")
     return problems
+
+
+def _plain(value) -> str:
+    """An output form as written in a spec: [10], {out: [21, 8, 8], aux: [21, 8, 8]}."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) + "}"
+    if value and isinstance(value[0], (list, dict)):
+        return "[" + ", ".join(_plain(v) for v in value) + "]"
+    return str(list(value))

@@ -268,16 +268,22 @@ class _Flow:
     def runs_inplace(self, m: Module) -> bool:
         return self.inplace and m.inplace
 
-    def leaf(self, m: Module, x: View) -> View:
+    def leaf(self, m: Module, x) -> View:
+        """A layer's step. `x` is a View, or a list of them for a layer of several inputs (a
+        merge; a resize *like* another tensor, whose second input gives only sizes)."""
         layer = m.node.layer
+        xs = x if isinstance(x, list) else [x]
+        x = xs[0]
         weight_grad = m.trainable_params > 0
-        grad = x.grad or weight_grad
-        rule = layer.autograd(m.input, m.output, input_grad=x.grad, weight_grad=weight_grad,
+        input_grad = tuple(v.grad for v in xs) if len(xs) > 1 else x.grad
+        grad = any(v.grad for v in xs) or weight_grad
+        rule = layer.autograd(m.input, m.output, input_grad=input_grad, weight_grad=weight_grad,
                               contiguous=self.contiguous(x, layer.contiguous_as), inplace=self.runs_inplace(m))
         low = self.low if rule.lower else None
         # autocast casts the input of a low-precision op: a new tensor, strides preserved
         xin = x if low is None or x.dtype == low else View(Storage(prod(x.shape), 0, low), x.shape, x.strides, x.grad)
-        act = low or x.dtype
+        # a merge's result takes the widest of its inputs' dtypes; a reference gives only sizes
+        act = low or (self.promote(*xs) if len(xs) > 1 and not layer.refs else x.dtype)
         if rule.result == "same":
             out = View(x.storage, x.shape, x.strides, grad)
         elif rule.result == "reshape":
@@ -288,14 +294,20 @@ class _Flow:
         elif rule.result == "select":     # x.select(sample dim, index): a view without that dim
             d = rule.dims[0] + 1
             out = View(x.storage, tuple(m.output), x.strides[:d] + x.strides[d + 1:], grad)
+        elif rule.result == "crop":       # a narrowed view: the same storage and strides
+            out = View(x.storage, tuple(m.output), x.strides, grad)
+        elif rule.layout == "cat":
+            out = self.cat(xs)
         else:
             out = self.new(tuple(m.output), "fp32" if rule.promote and self.low else act, grad, like=xin, layout=rule.layout)
         out.grad = grad
         if not grad:  # no graph: nothing kept, nothing computed backward
             return out
-        self.backward[m.path] = layer.backward_macs(m.input, m.output, input_grad=x.grad, weight_grad=weight_grad)
+        self.backward[m.path] = layer.backward_macs(m.input, m.output, input_grad=input_grad, weight_grad=weight_grad)
         if rule.input:
             self.save(m.path, xin.storage)
+        for i in rule.inputs_kept:
+            self.save(m.path, xs[i].storage)
         if rule.output:
             self.save(m.path, out.storage)
         if rule.weight and low is not None:

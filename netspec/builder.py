@@ -46,6 +46,20 @@ def _net_class(title: str) -> type[Net]:
     return _NETS[title]
 
 
+class Container(nn.Module):
+    """A module that only holds others: what a dotted name (`inner_blocks.0.0`) registers
+    its module in, as a reference's nn.ModuleList holds its blocks."""
+
+
+def lookup(owner, name: str):
+    """The owner's child at a (dotted) name, looked up at call time."""
+    if "." not in name:
+        return getattr(owner, name)
+    for part in name.split("."):
+        owner = getattr(owner, part)
+    return owner
+
+
 class Call:
     """Run the owner's child module `name` (looked up at call time, like self.conv1)."""
 
@@ -57,6 +71,27 @@ class Call:
     def __call__(self, owner, x):
         return getattr(owner, self.name)(x)
 
+    def module(self, owner):
+        return lookup(owner, self.name)
+
+
+class CallPath(Call):
+    """Call for a dotted name: the child inside containers."""
+
+    def __call__(self, owner, x):
+        return lookup(owner, self.name)(x)
+
+
+class CallSpread(Call):
+    """Run a child that takes several tensors (a merge) on the list a graph node gathered."""
+
+    def __call__(self, owner, xs):
+        return lookup(owner, self.name)(*xs)
+
+
+def _call(name: str) -> Call:
+    return CallPath(name) if "." in name else Call(name)
+
 
 class Bare:
     """A layer whose one tensor is the owner's parameter `name` (no module of its own)."""
@@ -67,7 +102,7 @@ class Bare:
         self.name, self.functional = name, functional
 
     def __call__(self, owner, x):
-        return self.functional(x, getattr(owner, self.name))
+        return self.functional(x, lookup(owner, self.name))
 
 
 class _Builder:
@@ -95,11 +130,12 @@ class _Builder:
             return Bare(node.name, module.functional)
         if isinstance(node, Leaf):
             _register(owner, node, self.leaf(m))
-            return Call(node.name)
+            layer = node.layer
+            return CallSpread(node.name) if layer.inputs != (1, 1) or layer.refs else _call(node.name)
         if node.flat:
             return node.construct.build(m, self, owner)
         _register(owner, node, self.module(m))
-        return Call(node.name)
+        return _call(node.name)
 
     def leaf(self, m: Module) -> nn.Module:
         layer = m.node.layer
@@ -121,6 +157,26 @@ class _Builder:
         net._run = node.construct.build(m, self, net)
         return net
 
+    # -- for constructs that run a chain's children one by one (a graph reading them) ------
+    def container(self, m: Module, children: list[Module]) -> nn.Module:
+        """An empty module for the chain m (children to be added with `step`), of the class
+        `module` would make."""
+        if all(_plain(c) for c in children):
+            return nn.Sequential()
+        return _net_class(m.node.construct.title)()
+
+    @staticmethod
+    def step_for(name: str) -> Call:
+        """The step that runs the owner's child `name` (dotted or not)."""
+        return _call(name)
+
+    def attach(self, owner: nn.Module, m: Module, module: nn.Module, steps: list) -> None:
+        """Register a filled container on `owner`; a Net runs `steps` when called itself."""
+        from netspec.constructs import Chain
+        if not isinstance(module, nn.Sequential):
+            module._run = Chain(steps)
+        _register(owner, m.node, module)
+
 
 def _plain(m: Module) -> bool:
     """A child an nn.Sequential can run: its own registered module."""
@@ -129,11 +185,16 @@ def _plain(m: Module) -> bool:
 
 
 def _register(owner: nn.Module, node, value) -> None:
+    *outer, name = node.name.split(".")
+    for part in outer:   # a dotted name: its containers, made on first use
+        if part not in owner._modules:
+            owner.add_module(part, Container())
+        owner = owner._modules[part]
     try:
         if isinstance(value, nn.Parameter):
-            owner.register_parameter(node.name, value)
+            owner.register_parameter(name, value)
         else:
-            owner.add_module(node.name, value)
+            owner.add_module(name, value)
     except KeyError as e:  # resolve refuses every name torch refuses; a newer torch may know more
         from netspec.errors import SpecError
         raise SpecError(f"module name {node.name!r} is refused by this torch version: {e.args[0]}") from None
@@ -161,9 +222,12 @@ def expected_tree(analysis: Analysis) -> dict[str, int]:
 
     def visit(m: Module, owner: str) -> None:
         node = m.node
+        if not (getattr(node, "flat", False) or node is analysis.tree.node):
+            for container in _containers(owner, m.path):   # a dotted name's
+                out.setdefault(container, 0)
         if isinstance(node, Leaf):
             if node.layer.bare_parameter:
-                out[owner] += m.params
+                out[m.path.rsplit(".", 1)[0] if "." in node.name else owner] += m.params
             else:
                 out[m.path] = m.params
             return
@@ -175,6 +239,13 @@ def expected_tree(analysis: Analysis) -> dict[str, int]:
 
     visit(analysis.tree, "")
     return out
+
+
+def _containers(owner: str, path: str) -> list[str]:
+    """The containers a dotted name makes between `owner` and the module at `path`."""
+    rest = path[len(owner) + 1:] if owner else path
+    parts = rest.split(".")
+    return [".".join(filter(None, (owner, *parts[:i]))) for i in range(1, len(parts))]
 
 
 def _prefixes(path: str) -> set[str]:
@@ -210,7 +281,17 @@ def cross_check(analysis: Analysis) -> list[str]:
     if trainable != analysis.trainable_params:
         problems.append(f"built module has {trainable:,} trainable parameters, analysis says {analysis.trainable_params:,}")
     with torch.no_grad():
-        out = model(torch.empty(2, *analysis.input, device="meta"))
-    if list(out.shape[1:]) != analysis.output:
-        problems.append(f"built module outputs {list(out.shape[1:])}, analysis says {analysis.output}")
+        out = output_form(model(torch.empty(2, *analysis.input, device="meta")))
+    if out != analysis.output:
+        problems.append(f"built module outputs {out}, analysis says {analysis.output}")
     return problems
+
+
+def output_form(out):
+    """A model's output as the analysis writes it (netspec.ir.form): each tensor's sample
+    shape, in the dicts and lists it comes in."""
+    if isinstance(out, dict):
+        return {k: output_form(v) for k, v in out.items()}
+    if isinstance(out, (list, tuple)):
+        return [output_form(v) for v in out]
+    return list(out.shape[1:])

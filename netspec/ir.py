@@ -2,11 +2,16 @@
 
 After resolve there are no blocks, repeats, variables or expressions left: only
 concrete layers (`Leaf`) inside constructs (`Node`: sequence, residual, concat, split,
-dense, gate — `netspec.constructs` owns each one's rules). A node's children sit in
+dense, gate, graph — `netspec.constructs` owns each one's rules). A node's children sit in
 named slots (a residual's `body`, `shortcut`, `post`); a `flat` node adds no module
 level: its children register on the enclosing module. `src` is the path of the spec
 node that produced the value, so later stages can point errors at the document.
-`str(graph)` prints it. Imports no torch.
+`str(graph)` prints it.
+
+Values flowing between modules, as the static stages see them: a tensor is its sample
+shape (a tuple of ints), a `Record` names several values (a dict in order, or a list),
+as a graph's outputs, torchvision's `{'out': ..., 'aux': ...}` or an FPN's feature maps;
+a leaf that takes several inputs (a merge) gets a plain list of shapes. Imports no torch.
 """
 from __future__ import annotations
 
@@ -44,6 +49,46 @@ class Node:
 Item = Union[Leaf, Node]
 
 
+class Record(dict):
+    """Named values in order (a dict), or with `is_list` a list of values (keys '0', '1', ...):
+    what a graph, or a block with `outputs:`, returns. A value is a tensor's shape (a tuple)
+    or a Record."""
+
+    __slots__ = ("is_list",)
+
+    def __init__(self, items=(), is_list: bool = False):
+        super().__init__(items)
+        self.is_list = is_list
+
+    @classmethod
+    def of_list(cls, values) -> "Record":
+        return cls(((str(i), v) for i, v in enumerate(values)), is_list=True)
+
+
+def is_tensor(value) -> bool:
+    return isinstance(value, tuple)
+
+
+def form(value):
+    """A value as plain data (JSON, `expect.output`): a tensor [C, H, W], a record
+    {name: form}, a list [form, ...]."""
+    if isinstance(value, Record):
+        return [form(v) for v in value.values()] if value.is_list else {k: form(v) for k, v in value.items()}
+    if isinstance(value, list):   # the inputs of a merge
+        return [form(v) for v in value]
+    return list(value)
+
+
+def show(value) -> str:
+    """A value for a table cell or a message: [3, 32, 32], {out: [21, 8, 8], aux: [...]}."""
+    if isinstance(value, Record):
+        inner = ", ".join(show(v) if value.is_list else f"{k}: {show(v)}" for k, v in value.items())
+        return f"[{inner}]" if value.is_list else "{" + inner + "}"
+    if isinstance(value, list):
+        return "(" + ", ".join(show(v) for v in value) + ")"
+    return str(list(value))
+
+
 @dataclass
 class Graph:
     name: str
@@ -65,6 +110,9 @@ def _dump(node: Item, depth: int, lines: list[str]) -> None:
         return
     args = ", ".join(f"{k}={v}" for k, v in node.construct.describe(node).items())
     lines.append(f"{pad}{label}: {node.kind}{f'({args})' if args else ''}")
+    notes = node.construct.notes(node)
     for slot, children in node.slots.items():
-        for child in children:
+        for i, child in enumerate(children):
+            if notes:
+                lines.append(f"{pad}  # {notes[i]}")
             _dump(child, depth + 1, lines)

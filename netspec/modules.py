@@ -103,3 +103,98 @@ class SelfAttention(nn.MultiheadAttention):
 
     def forward(self, x):
         return super().forward(x, x, x, need_weights=False)[0]
+
+
+class Merge(nn.Module):
+    """N tensors joined into one, folding left in the order given (netspec.layers.merge)."""
+
+    def __init__(self, op: str, dim: int, eps: float):
+        super().__init__()
+        self.op, self.dim, self.eps = op, dim, eps
+
+    def forward(self, *xs):
+        if self.op == "concat":
+            return torch.cat(xs, self.dim)
+        y = xs[0]
+        for x in xs[1:]:
+            if self.op in ("sum", "mean"):
+                y = y + x
+            elif self.op == "product":
+                y = y * x
+            elif self.op == "difference":
+                y = y - x
+            elif self.op == "quotient":
+                y = y / (x + self.eps) if self.eps else y / x
+            else:
+                y = torch.maximum(y, x)
+        return y / len(xs) if self.op == "mean" else y
+
+    def extra_repr(self) -> str:
+        return f"op={self.op}" + (f", dim={self.dim}" if self.op == "concat" else "") + (f", eps={self.eps}" if self.eps else "")
+
+
+class Reduce(nn.Module):
+    """A reduction over batched dims `dims` (netspec.layers.merge.Reduce)."""
+
+    def __init__(self, op: str, dims: tuple[int, ...], keepdim: bool, p: float):
+        super().__init__()
+        self.op, self.dims, self.keepdim, self.p = op, tuple(dims), keepdim, p
+
+    def forward(self, x):
+        if self.op == "mean":
+            return x.mean(self.dims, keepdim=self.keepdim)
+        if self.op == "sum":
+            return x.sum(self.dims, keepdim=self.keepdim)
+        if self.op == "max":
+            return x.amax(self.dims, keepdim=self.keepdim)
+        return torch.norm(x, p=self.p, dim=self.dims, keepdim=self.keepdim)
+
+    def extra_repr(self) -> str:
+        return f"op={self.op}, dims={list(self.dims)}, keepdim={self.keepdim}" + (f", p={self.p}" if self.op == "norm" else "")
+
+
+class ResizeLike(nn.Module):
+    """F.interpolate(x, size=like.shape[-2:]): the size is read at run time."""
+
+    def __init__(self, mode: str, align_corners: bool | None):
+        super().__init__()
+        self.mode, self.align_corners = mode, align_corners
+
+    def forward(self, x, like):
+        return nn.functional.interpolate(x, size=like.shape[-2:], mode=self.mode, align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}" + (f", align_corners={self.align_corners}" if self.align_corners is not None else "")
+
+
+class PadLike(nn.Module):
+    """F.pad of x up to like's height and width: centred (the smaller half before), or after."""
+
+    def __init__(self, center: bool, value: float):
+        super().__init__()
+        self.center, self.value = center, value
+
+    def forward(self, x, like):
+        dy, dx = like.shape[-2] - x.shape[-2], like.shape[-1] - x.shape[-1]
+        top, left = (dy // 2, dx // 2) if self.center else (0, 0)
+        return nn.functional.pad(x, [left, dx - left, top, dy - top], value=self.value)
+
+    def extra_repr(self) -> str:
+        return f"center={self.center}" + (f", value={self.value}" if self.value else "")
+
+
+class CropLike(nn.Module):
+    """x cut down to like's height and width: the centre (the smaller half dropped before), or
+    the top-left. A view."""
+
+    def __init__(self, center: bool):
+        super().__init__()
+        self.center = center
+
+    def forward(self, x, like):
+        h, w = like.shape[-2], like.shape[-1]
+        top, left = ((x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2) if self.center else (0, 0)
+        return x[:, :, top:top + h, left:left + w]
+
+    def extra_repr(self) -> str:
+        return f"center={self.center}"

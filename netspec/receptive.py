@@ -143,14 +143,19 @@ class _Walk:
             x = self.module(m, x)
         return x
 
-    def module(self, m: Module, x: Reach) -> Reach:
+    def module(self, m: Module, x):
         if isinstance(m.node, Leaf):
             y = self.leaf(m, x)
         else:
             y = m.node.construct.receptive(m, self, x)
         if isinstance(m.node, Leaf) or not m.node.flat:   # a flat construct's path is its parent's
-            self.fields[m.path] = Field(y.axes["h"], y.axes["w"], tuple("".join(sorted(d)) for d in y.dims))
+            self.seen(m, y)
         return y
+
+    def seen(self, m: Module, y) -> None:
+        """Record m's field (a value that is a record, as a graph's outputs, has none of its own)."""
+        if isinstance(y, Reach):
+            self.fields[m.path] = Field(y.axes["h"], y.axes["w"], tuple("".join(sorted(d)) for d in y.dims))
 
     def join(self, reaches: list[Reach], along: int | None = None) -> Reach:
         """Tensors added or multiplied (broadcast), or concatenated `along` a dim: each output
@@ -179,21 +184,26 @@ class _Walk:
                 axes[name] = replace(axes[name], bound=axes[name].bound or "a split of channels with unequal fields")
         return Reach(axes, x.dims, x.uniform)
 
-    def leaf(self, m: Module, x: Reach) -> Reach:
-        rule = m.node.layer.receptive(m.input, m.output)
+    def leaf(self, m: Module, x) -> Reach:
+        layer = m.node.layer
+        rule = layer.receptive(m.input, m.output)
+        shape = m.input
+        if isinstance(x, list):   # several inputs: a reference gives only sizes, a merge joins them
+            x = x[0] if layer.refs else self.join(x, along=rule.along)
+            shape = m.input[0]
         axes, dims = dict(x.axes), list(x.dims)
-        if rule.dims:
-            dims = [dims[d] for d in rule.dims]
-        if rule.reshape:
-            dims = _regroup(axes, dims, m.input, m.output, m.path)
-        for dim, k, s, p, d in rule.windows:
-            for name in dims[dim] - {MERGED}:
-                axes[name] = (axes[name].window(k, s, p, d, m.input[dim], m.output[dim]) if len(dims[dim]) == 1 else
-                              axes[name].whole(m.output[dim], f"{m.path} slides over merged dims"))
-        for dim in rule.mix:
+        for dim in rule.mix:   # before any new order of the dims: a reduction's go away after
             for name in dims[dim] - {MERGED}:
                 axes[name] = axes[name].whole()
             dims[dim] = frozenset()
+        if rule.dims:
+            dims = [dims[d] for d in rule.dims]
+        if rule.reshape:
+            dims = _regroup(axes, dims, shape, m.output, m.path)
+        for dim, k, s, p, d in rule.windows:
+            for name in dims[dim] - {MERGED}:
+                axes[name] = (axes[name].window(k, s, p, d, shape[dim], m.output[dim]) if len(dims[dim]) == 1 else
+                              axes[name].whole(m.output[dim], f"{m.path} slides over merged dims"))
         for dim in rule.lost:
             for name in dims[dim] - {MERGED}:
                 axes[name] = axes[name].whole(m.output[dim], f"{m.path} ({m.type}) is not tracked")

@@ -13,7 +13,9 @@ from every source, passes the one rule here:
 - a name (an item's `name:`, a branch key, `shortcut_name`, a block call's or named
   repeat's `name`) is letters, digits, `_` and `-`, starts with a letter or digit (`_x`
   is torch's, `-1` an index in PATHs) and is not an attribute of torch.nn.Module
-  (`forward`, `training`, ...): `name_problem` says why not;
+  (`forward`, `training`, ...): `name_problem` says why not. A dotted name
+  (`inner_blocks.0.0`, each part by that rule) registers the module in containers made on
+  the way, as a reference's ModuleLists hold theirs;
 - unnamed modules are named by their position among the modules registered on the same
   module; names are unique there, including the children of `flat` constructs (which
   register on the enclosing module) and names a construct claims (an `auto` shortcut's):
@@ -87,7 +89,11 @@ class _Resolver:
 
     def graph(self, input_shape) -> Graph:
         top = _Scope(self, self.globals, ())
-        root = top.sequence("", top.items(self.spec.layers, ("layers",)), ("layers",))
+        if self.spec.graph is not None:   # the model is one graph (its nodes register on the root)
+            root = CONSTRUCTS["graph"].resolve(self.spec.graph, top, ("graph",))
+            root.name = ""
+        else:
+            root = top.sequence("", top.items(self.spec.layers, ("layers",)), ("layers",))
         shape = tuple(input_shape or self.spec.input)
         return Graph(self.spec.name, shape, root)
 
@@ -124,6 +130,19 @@ class _Scope:
         block, call_path = self.stack[-1]
         return f" (in block '{block}' used at {format_path(self.res.source.locate(call_path)[0])})"
 
+    def line_of(self, path: tuple) -> str:
+        """'line N' of a document path (for messages that point at a second place)."""
+        _, position = self.res.source.locate(path)
+        return f"line {position[0]}" if position else format_path(path)
+
+    def warn(self, message: str, path: tuple) -> None:
+        from netspec.document.usage import warn
+        warn(self.error(message, path))
+
+    @staticmethod
+    def name_problem(value: str) -> str | None:
+        return name_problem(value)
+
     def value(self, raw, path: tuple):
         """Evaluate `$...` (parsed or not) anywhere inside `raw`."""
         try:
@@ -156,9 +175,11 @@ class _Scope:
         except ExprError as e:
             raise self.error(str(e), path) from None
         value = str(value)
-        problem = name_problem(value)
-        if problem:
-            raise self.error(f"module name {value!r} {problem}", path, on_key=on_key)
+        for part in value.split("."):   # a dotted name: each part is a module name
+            problem = name_problem(part)
+            if problem:
+                shown = repr(value) if part == value else f"{value!r}: part {part!r}"
+                raise self.error(f"module name {shown} {problem}", path, on_key=on_key)
         return value
 
     def flat(self, f, path: tuple) -> bool:
@@ -195,12 +216,20 @@ class _Scope:
         """Name the unnamed modules registered on `owner` by position, and refuse two
         modules of one name there (flat constructs' children register on `owner` too)."""
         seen: dict[str, tuple] = {}
+        containers: dict[str, tuple] = {}   # the containers dotted names make, and where
         position = 0
 
         def claim(name: str, src: tuple) -> None:
-            if name in seen:
-                first = format_path(self.res.source.locate(seen[name])[0]) or "the top level"
-                raise self.error(f"two modules named {name!r} in one module (the other: {first})", src)
+            parts = name.split(".")
+            prefixes = [".".join(parts[:i]) for i in range(1, len(parts))]
+            clash = name if name in seen or name in containers else next((p for p in prefixes if p in seen), None)
+            if clash is not None:
+                other = seen.get(clash) or containers.get(clash)
+                first = format_path(self.res.source.locate(other)[0]) or "the top level"
+                other = f"the container of dotted names at {first}" if clash not in seen else first
+                raise self.error(f"two modules named {clash!r} in one module (the other: {other})", src)
+            for prefix in prefixes:
+                containers.setdefault(prefix, src)
             seen[name] = src
 
         def visit(node: Node) -> None:

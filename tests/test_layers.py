@@ -68,6 +68,20 @@ SAMPLES = {
     "select_token": [({}, (5, 8)), ({"index": -1}, (3, 4)), ({"index": 2}, (3, 4))],
 }
 SAMPLES["gelu"].append(({}, (5, 8)))
+# layers of several inputs: a list of input shapes (a `like` reference is the last)
+SAMPLES.update({
+    "merge": [({"op": "sum"}, [(4, 5, 5), (4, 5, 5)]), ({"op": "product"}, [(4, 5, 5), (4, 1, 1)]),
+              ({"op": "difference"}, [(4, 1, 6), (4, 3, 1)]), ({"op": "quotient", "eps": 1e-6}, [(3, 4, 4), (3, 1, 1), (1, 4, 4)]),
+              ({"op": "mean"}, [(6,), (6,), (6,)]), ({"op": "max"}, [(2, 3, 3), (2, 3, 3)]),
+              ({"op": "concat"}, [(2, 3, 3), (5, 3, 3), (1, 3, 3)]), ({"op": "concat", "dim": -1}, [(3, 4), (3, 2)])],
+    "reduce": [({"op": "mean", "dims": [1, 2], "keepdim": True}, (4, 5, 6)), ({"op": "norm", "dims": [0, 1], "keepdim": True}, (5, 6, 8)),
+               ({"op": "max", "dims": [-1]}, (4, 5)), ({"op": "sum", "dims": [0]}, (3, 4, 4)), ({"op": "norm", "dims": [2], "p": 1.0}, (2, 3, 4))],
+    "resize": [({"like": "x"}, [(3, 4, 5), (7, 9, 11)]), ({"like": "x", "mode": "bilinear", "align_corners": False}, [(3, 8, 6), (1, 7, 3)]),
+               ({"like": "x", "mode": "bicubic", "align_corners": True}, [(2, 5, 5), (3, 6)])],
+    "pad": [({"like": "x"}, [(3, 4, 5), (2, 7, 9)]), ({"like": "x", "align": "start", "value": 1.5}, [(2, 3, 3), (1, 4, 6)])],
+    "crop": [({"like": "x"}, [(3, 9, 8), (1, 4, 5)]), ({"like": "x", "align": "start"}, [(2, 7, 7), (2, 6, 7)])],
+    "frozen_bn": [({}, (4, 3, 3)), ({"eps": 1e-3}, (2, 5, 5))],
+})
 SAMPLES["dropout"].append(({"p": 0.1}, (5, 8)))
 
 
@@ -98,12 +112,12 @@ def test_static_rules_match_built_module(tag, fields, shape):
     layer = REGISTRY[tag].model_validate(fields)
     out = layer.infer(shape)
     module = layer.build(shape).eval()
-    x = torch.randn(2, *shape)
+    xs = [torch.randn(2, *s) for s in shape] if isinstance(shape, list) else [torch.randn(2, *shape)]
     with FlopCounterMode(display=False) as counter, torch.no_grad(), counted_attention():
-        y = module(x)
+        y = module(*xs)
     assert tuple(y.shape[1:]) == tuple(out)
     assert layer.param_count(shape) == sum(p.numel() for p in module.parameters())
-    assert layer.macs(shape, out) * 2 * x.shape[0] == counter.get_total_flops(), "MACs per sample = FLOPs / 2 / batch"
+    assert layer.macs(shape, out) * 2 * 2 == counter.get_total_flops(), "MACs per sample = FLOPs / 2 / batch"
 
 
 @pytest.mark.parametrize("tag", sorted(REGISTRY))

@@ -141,6 +141,11 @@ class Construct(BaseModel):
         return out
 
     @classmethod
+    def notes(cls, node: Node) -> list[str]:
+        """One line per child for `resolve`, beside its name (a graph node's `from`), or []."""
+        return []
+
+    @classmethod
     def _adapter(cls, key: str) -> TypeAdapter:
         """A strict validator for one field (cached): an evaluated `$expression` is checked
         against the field's type as a literal would be."""

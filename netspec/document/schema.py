@@ -15,11 +15,14 @@ fields are errors). Must not import torch or any later stage.
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, RootModel, Tag,
                       create_model, field_validator, model_validator)
 from pydantic_core import PydanticCustomError, core_schema
+from typing_extensions import TypeAliasType
 
 from netspec.constructs import CONSTRUCTS
 from netspec.layers import REGISTRY
@@ -60,10 +63,23 @@ Name = Annotated[str, Field(json_schema_extra={"pattern": r"^([A-Za-z0-9_-]|\$\{
 
 
 # -- leaf layers: spec variants generated from the registry ----------------------------
+def _elements_take_exprs(annotation):
+    """`list[int]` -> `list[int | $expr]`, through unions and Annotated: a `$var` may stand for
+    one element (`reshape: [$dim, -1]`), evaluated and validated with the list in resolve."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is list and args:
+        return list[Annotated[_elements_take_exprs(args[0]), ExprOr()]]
+    if origin is Annotated:
+        return Annotated[(_elements_take_exprs(args[0]), *annotation.__metadata__)]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_elements_take_exprs(a) for a in args)]
+    return annotation
+
+
 def _spec_variant(cls):
     fields = {}
     for fname, info in cls.model_fields.items():
-        annotation = Annotated[(info.annotation, *info.metadata, ExprOr())] if fname != "name" \
+        annotation = Annotated[(_elements_take_exprs(info.annotation), *info.metadata, ExprOr())] if fname != "name" \
             else (Name | None)
         default = ... if info.is_required() else info.default
         fields[fname] = (annotation, Field(default, description=info.description))
@@ -124,7 +140,7 @@ def _construct_variant(cls):
         elif fname == "name":
             annotation = Name | None
         else:
-            annotation = Annotated[(info.annotation, *info.metadata, ExprOr())]
+            annotation = Annotated[(_elements_take_exprs(info.annotation), *info.metadata, ExprOr())]
         default = ... if info.is_required() else (info.default_factory if info.default_factory else info.default)
         field = Field(default_factory=default, description=info.description) if info.default_factory else \
             Field(default, description=info.description)
@@ -207,6 +223,8 @@ class Block(Closed):
 
     doc: str = Field("", description="What the block is (shown in summaries).")
     args: dict[str, Any] = Field(default_factory=dict, description="Argument name -> default value, or 'required'.")
+    inputs: list[str] | None = Field(None, description="Names of the block's inputs, for a block whose body is a graph that takes several (its nodes read them by name; a caller gives them with from: a list or a mapping). Written here or as the graph's own `inputs:`.")
+    outputs: str | list[str] | dict[str | int, str] | None = Field(None, description="What a graph body returns (a reference, a list, or a mapping: a record). Written here or as the graph's own `outputs:`.")
     body: list[Item] = Field(min_length=1, description="Items of the block; a body of one item becomes that item's module.")
 
     @model_validator(mode="before")
@@ -218,7 +236,30 @@ class Block(Closed):
             if len(constructs) == 1:
                 value = dict(value)
                 value["body"] = [{constructs[0]: value.pop(constructs[0])}]
+        # a block's `inputs:`/`outputs:` are its graph body's
+        if isinstance(value, dict) and ("inputs" in value or "outputs" in value):
+            body = value.get("body")
+            graph = body[0].get("graph") if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict) else None
+            if not isinstance(graph, dict):
+                key = "inputs" if "inputs" in value else "outputs"
+                raise PydanticCustomError("block_io", "a block with {key}: has a graph body (graph: {{nodes: ...}}), whose "
+                                          "nodes read the inputs by name", {"key": key})
+            value = dict(value)
+            graph = dict(graph)
+            for key in ("inputs", "outputs"):
+                if key in value:
+                    if key in graph:
+                        raise PydanticCustomError("block_io", "{key} is given twice, for the block and for its graph",
+                                                  {"key": key})
+                    graph[key] = value.pop(key)
+            value["body"] = [{"graph": graph}]
         return value
+
+
+OutputForm = TypeAliasType(
+    "OutputForm",
+    Union[Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)], dict[str, "OutputForm"],
+          Annotated[list["OutputForm"], Field(min_length=1)]])
 
 
 class Expect(Closed):
@@ -226,7 +267,7 @@ class Expect(Closed):
 
     params: Annotated[int, Field(ge=0)] | None = Field(None, description="Total parameter count.")
     trainable_params: Annotated[int, Field(ge=0)] | None = Field(None, description="Parameters with requires_grad.")
-    output: list[Annotated[int, Field(gt=0)]] | None = Field(None, description="Output shape without the batch dimension.")
+    output: "OutputForm | None" = Field(None, description="Output shape without the batch dimension: [C, H, W]; for a model that returns a record, a mapping of them ({out: [21, 520, 520], aux: [...]}); for a list, a list of them.")
     macs: Annotated[int, Field(ge=0)] | None = Field(None, description="Multiply-accumulates per sample.")
 
 
@@ -259,6 +300,9 @@ class InsertAfterOp(Closed):
 PatchOp = Union[SetOp, DeleteOp, ReplaceOp, InsertBeforeOp, InsertAfterOp]
 
 
+GraphSpec = CONSTRUCT_FIELDS["graph"]
+
+
 class Spec(Closed):
     """A netspec architecture."""
 
@@ -272,7 +316,8 @@ class Spec(Closed):
     input: list[Annotated[int, Field(gt=0)]] = Field(min_length=1, max_length=3, description="Input shape without the batch dimension, e.g. [3, 32, 32].")
     vars: dict[str, Any] = Field(default_factory=dict, description="Variables for $name / ${...}; later ones may use earlier ones.")
     blocks: dict[str, Block] = Field(default_factory=dict, description="Named, parameterised blocks usable like layers.")
-    layers: list[Item] = Field(min_length=1, description="The network, in order.")
+    layers: list[Item] | None = Field(None, min_length=1, description="The network, in order (or `graph:`).")
+    graph: "GraphSpec | None" = Field(None, description="The network as one graph of named nodes (instead of `layers:`): skips, merges, several outputs; its nodes register on the model itself.")
     expect: Expect | None = Field(None, description="Expected totals, checked by --check-params.")
     train: TrainConfig | None = Field(None, description="How `netspec train` trains this model.")
 
@@ -295,6 +340,14 @@ class Spec(Closed):
                 raise ValueError(f"block {name!r} has the name of a {kind}: `{name}` in a layer list means the "
                                  f"{kind}, so the block could never be used; rename it")
         return blocks
+
+    @model_validator(mode="after")
+    def _one_layout(self):
+        if self.layers is None and self.graph is None:
+            raise PydanticCustomError("layout", "missing required field 'layers' (the network, in order; or `graph:`, named nodes)")
+        if self.layers is not None and self.graph is not None:
+            raise PydanticCustomError("layout", "a spec has `layers:` or `graph:`, not both")
+        return self
 
     @property
     def source(self):

@@ -37,6 +37,7 @@ def names_in(value, out: set[str]) -> set[str]:
 
 def used_vars(data: dict) -> set[str]:
     used = names_in(data.get("layers"), set())
+    names_in(data.get("graph"), used)
     names_in(data.get("vars"), used)
     blocks = data.get("blocks")
     for block in (blocks.values() if isinstance(blocks, dict) else ()):

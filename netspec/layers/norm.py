@@ -1,5 +1,6 @@
 """Normalization layers: `bn` (BatchNorm1d or BatchNorm2d, chosen by the input's rank),
-`layernorm` (over the last dimension or the channels), `groupnorm`."""
+`frozen_bn` (torchvision's FrozenBatchNorm2d), `layernorm` (over the last dimension or the
+channels), `groupnorm`."""
 from __future__ import annotations
 
 from math import prod
@@ -40,6 +41,29 @@ class BatchNorm(Layer):
         from torch import nn
         cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
         return cls(shape[0], eps=self.eps, momentum=self.momentum, affine=self.affine)
+
+
+@register("frozen_bn")
+class FrozenBatchNorm(Layer):
+    """Batch normalization with fixed statistics and affine terms, all buffers (no
+    parameters, no num_batches_tracked): torchvision.ops.FrozenBatchNorm2d, which
+    detection backbones use and whose weights load only into it."""
+    fresh_output: ClassVar[bool] = True
+
+    eps: float = Field(1e-5, gt=0, description="Added to the running variance (eps).")
+
+    def infer(self, shape: Shape) -> Shape:
+        need_rank(shape, 3, "frozen_bn")
+        return shape
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        # x * scale + shift with scale, shift [1, C, 1, 1] made from the buffers each call: the
+        # product keeps scale for x's gradient; fp32 buffers make the result fp32 under autocast
+        return Autograd(extra=((0, shape[0], "fp32"),) if input_grad else (), promote=True, layout="like")
+
+    def build(self, shape: Shape):
+        from torchvision.ops import FrozenBatchNorm2d
+        return FrozenBatchNorm2d(shape[0], eps=self.eps)
 
 
 @register("layernorm")

@@ -7,7 +7,9 @@ knows about individual layer types: the spec schema, JSON Schema, analysis, buil
 summary and the every-layer test all iterate over `REGISTRY`.
 
 Shapes are tuples of ints without the batch dimension: (C, H, W), (features,) or
-tokens (N, D).
+tokens (N, D). A layer that takes several tensors (a merge; a resize *like* another
+tensor) says so in `inputs`; its rules then get a list of shapes, one per input, and its
+module's forward the tensors in that order. Only a graph node can feed it several.
 Must not import torch at module level, nor any later pipeline stage.
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Autograd:
     netspec.autograd, which counts the bytes once per storage, as autograd holds them)."""
 
     input: bool = False         # the input tensor itself
+    inputs_kept: tuple = ()     # a layer of several inputs: the indices of those it keeps
     output: bool = False        # the output tensor itself
     weight: int = 0             # elements of the weight it keeps: a parameter, counted only as
     #                             the low-precision copy autocast makes
@@ -42,13 +45,15 @@ class Autograd:
     #                             dtype: "act" (the computation's), "fp32" or "int64")
     result: str = "new"         # the output: "new", "same" (the input tensor: in place, or passed
     #                             through), "reshape" (a view where strides allow, else a copy),
+    #                             "crop" (a view of the input narrowed to the output's sizes),
     #                             "permute" (a view with `dims` reordered), "select" (a view
     #                             without sample dim dims[0]: x.select(dims[0] + 1, dims[1]))
     dims: tuple = ()
     layout: str = "like"        # of a new output: "like" (TensorIterator: the input's dim order),
     #                             "suggest" (channels-last iff the input is: conv, batch norm, pools),
     #                             "contiguous", "channels_last" (an NHWC tensor seen as [C, H, W]),
-    #                             "tokens_first" ([B, N, D] stored as [N, B, D]: attention's output)
+    #                             "tokens_first" ([B, N, D] stored as [N, B, D]: attention's output),
+    #                             "cat" (torch.cat: channels-last iff every input is, else contiguous)
     lower: bool = False         # autocast runs it in the low precision (conv, linear): input and weight are cast
     promote: bool = False       # x op (fp32 tensor): the output is fp32 under autocast (scale, add)
 
@@ -66,6 +71,9 @@ class Receptive:
     #                             pooling): the field along them becomes an upper bound
     dims: tuple = ()            # a new order of the sample dims (permute)
     reshape: bool = False       # the dims are regrouped (flatten, reshape)
+    along: int | None = None    # a layer of several inputs: their fields meet elementwise (None), or
+    #                             concatenated along this dim; a layer with a `like` reference
+    #                             reads only its first input (the reference gives sizes)
 
 
 class Layer(BaseModel):
@@ -94,6 +102,12 @@ class Layer(BaseModel):
     # module with one parameter `weight` and a method `functional(x, weight)`; the builder
     # registers the tensor on the owner and calls functional with it.
     bare_parameter: ClassVar[bool] = False
+    # How many tensors it takes, (fewest, most; None: any number): (1, 1) for all but merges
+    # (2, None) and layers with a reference field. `refs` are fields that name another value
+    # of the enclosing graph (`resize: {like: skip}`): its tensor is passed after the node's
+    # `from:` inputs, so the module computes sizes from it at run time.
+    inputs: ClassVar[tuple[int, int | None]] = (1, 1)
+    refs: ClassVar[tuple[str, ...]] = ()
 
     name: str | None = Field(None, description="Module name in the built model (a state_dict key segment); default: position in its container.")
     frozen: bool = Field(False, description="Freeze this layer's parameters (requires_grad=False); they count in params but not trainable_params.")
