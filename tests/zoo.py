@@ -252,18 +252,44 @@ def calibrate(model: torch.nn.Module, x: torch.Tensor) -> None:
 def undamp(model: torch.nn.Module, seed: int = 4) -> None:
     """Give every parameter filled with one constant other than 0 and 1 (the identity values
     of biases and norm scales) values uniform in [0.5, 1.5]: such a constant is a damping
-    factor (ConvNeXt's layer_scale, 1e-6), and at it the branch it scales cannot be seen."""
+    factor (ConvNeXt's layer_scale, 1e-6), and at it the branch it scales cannot be seen.
+    FrozenBatchNorm2d's buffers (identity statistics and affine terms) get random values
+    too: at identity a swapped mean and variance would go unseen."""
+    from torchvision.ops import FrozenBatchNorm2d
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             first = p.flatten()[0]
             if float(first) not in (0.0, 1.0) and bool((p == first).all()):
                 p.copy_(0.5 + torch.rand(p.shape, generator=g))
+        for m in model.modules():
+            if isinstance(m, FrozenBatchNorm2d):
+                for name in ("weight", "running_var"):
+                    getattr(m, name).copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+                for name in ("bias", "running_mean"):
+                    getattr(m, name).copy_(0.2 * torch.randn(m.weight.shape, generator=g))
 
 
-def relative(got: torch.Tensor, want: torch.Tensor) -> float:
-    """Max difference relative to the reference output's scale."""
+def relative(got, want) -> float:
+    """Max difference relative to the reference output's scale; for outputs that are dicts
+    (segmentation's {'out', 'aux'}, an FPN's feature maps) or lists, the largest over their
+    tensors, each relative to its own scale, after checking that the keys come in the same order."""
+    if isinstance(want, dict):
+        assert list(got) == list(want), f"output keys {list(got)} differ from the reference's {list(want)}"
+        return max(relative(got[k], want[k]) for k in want)
+    if isinstance(want, (list, tuple)):
+        assert len(got) == len(want), f"{len(got)} outputs, the reference has {len(want)}"
+        return max(relative(g, w) for g, w in zip(got, want))
     return float((got - want).abs().max() / want.abs().max().clamp_min(torch.finfo(want.dtype).tiny))
+
+
+def scale(y) -> float:
+    """The largest magnitude in an output (a tensor, or the tensors of a dict or list)."""
+    if isinstance(y, dict):
+        return max(scale(v) for v in y.values())
+    if isinstance(y, (list, tuple)):
+        return max(scale(v) for v in y)
+    return float(y.abs().max())
 
 
 def spec_model(path, ref: torch.nn.Module, input_shape=None, overrides=()) -> torch.nn.Module:
@@ -288,7 +314,7 @@ def parity(path, ref: torch.nn.Module, input_shape, batch: int = 2, overrides=()
         model.eval(), ref.eval()
         want = _logits(ref(x))
         out["eval"] = relative(_logits(model(x)), want)
-        out["scale"] = float(want.abs().max())
+        out["scale"] = scale(want)
         model.train(), ref.train()
         torch.manual_seed(3)
         want = _logits(ref(x))
