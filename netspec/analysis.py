@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netspec.errors import LayerError
-from netspec.ir import Graph, Item, Leaf, Record, form, is_tensor, show
+from netspec.ir import Graph, Item, Leaf, Record, form, is_tensor, show, show_form
 from netspec.layers import Shape
 
 _MAX_ELEMENTS = 2**62  # a shape bigger than this is nonsense; refuse rather than overflow torch
@@ -135,10 +135,11 @@ class _Walker:
         fewest, most = layer.inputs
         several = fewest != 1 or most != 1
         if isinstance(shape, list) != several or not all(map(is_tensor, shape if isinstance(shape, list) else [shape])):
-            raise self.fail(node, path, _arity_problem(layer, shape))
+            raise self.fail(node, path, _arity_problem(layer, shape, labels))
         if several and not fewest <= len(shape) <= (most or len(shape)):
-            raise self.fail(node, path, f"{layer.tag} takes {fewest}{'' if most == fewest else f' to {most}' if most else ' or more'} "
-                                        f"inputs, got {len(shape)}")
+            given = f"{fewest}{'' if most == fewest else f' to {most}' if most else ' or more'}"
+            how = " (from: [a, b, ...])" if not layer.refs else f" (from: and its {', '.join(layer.refs)})"
+            raise self.fail(node, path, f"{layer.tag} takes {given} inputs{how}, got {len(shape)}")
         try:
             out = tuple(layer.infer(shape))
         except LayerError as e:
@@ -215,9 +216,9 @@ def _kind(value) -> str:
     return "a list" if isinstance(value, list) or (isinstance(value, Record) and value.is_list) else "a record"
 
 
-def _arity_problem(layer, value) -> str:
-    """Why a leaf cannot take `value`: a tensor layer given several values or a record, a
-    merge given one tensor."""
+def _arity_problem(layer, value, labels=None) -> str:
+    """Why a leaf cannot take `value` (from the references `labels`): a tensor layer given
+    several values or a record, a merge given one tensor."""
     if layer.inputs != (1, 1):
         refs = f" and its {', '.join(layer.refs)}:" if layer.refs else ""
         return (f"{layer.tag} takes several tensors: use it as a graph node's item, with from: [a, b, ...]{refs}"
@@ -226,7 +227,7 @@ def _arity_problem(layer, value) -> str:
     if isinstance(value, list):
         return f"{layer.tag} takes one tensor, got {len(value)} ({show(value)}); join them first (merge)"
     return (f"{layer.tag} takes a tensor, got {_kind(value)} {show(value)}; read one of its fields "
-            f"(from: node.{next(iter(value), 'key')})")
+            f"(from: {labels[0] if labels else 'node'}.{next(iter(value), 'key')})")
 
 
 def check_expect(analysis: Analysis) -> list[str]:
@@ -239,19 +240,11 @@ def check_expect(analysis: Analysis) -> list[str]:
         want = getattr(expect, key)
         got = getattr(analysis, key)
         if key == "output" and want is not None:
-            want = _plain(want)
-            got = _plain(got)
+            want = show_form(want)
+            got = show_form(got)
         if want is not None and want != got:
             fmt = (lambda v: f"{v:,}") if key != "output" else str
             delta = f" (off by {got - want:+,})" if key != "output" else ""
             problems.append(f"{key}: expected {fmt(want)}, got {fmt(got)}{delta}")
     return problems
 
-
-def _plain(value) -> str:
-    """An output form as written in a spec: [10], {out: [21, 8, 8], aux: [21, 8, 8]}."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) + "}"
-    if value and isinstance(value[0], (list, dict)):
-        return "[" + ", ".join(_plain(v) for v in value) + "]"
-    return str(list(value))

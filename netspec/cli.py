@@ -73,8 +73,8 @@ def cmd_check(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from netspec.summary import COLUMNS, DEFAULT_COLUMNS, MEMORY_COLUMNS, as_json, render_table
-    columns = args.columns or (MEMORY_COLUMNS if args.memory else DEFAULT_COLUMNS)
+    from netspec.summary import COLUMNS, MEMORY_COLUMNS, as_json, render_table
+    columns = args.columns or (MEMORY_COLUMNS if args.memory else ())
     memory_wanted = args.memory or any(COLUMNS[c].needs_memory for c in columns)
     worst = EXIT_OK
     for path in args.specs:
@@ -85,7 +85,7 @@ def cmd_compile(args) -> int:
             if args.json:
                 print(as_json(analysis, file=path, memory=memory, receptive="rf" in columns))
             else:
-                render_table(analysis, sys.stdout, columns=columns, depth=args.depth, memory=memory)
+                render_table(analysis, sys.stdout, columns=args.columns, depth=args.depth, memory=memory)
             if args.check_params:
                 _check_params(analysis, path, quiet=args.json)
             _flush_warnings(True)
@@ -110,6 +110,7 @@ def _training_step(analysis, args):
 
 def _check_params(analysis, path: str, quiet: bool) -> None:
     from netspec.analysis import check_expect
+    from netspec.ir import show_form
     from netspec.builder import cross_check
     problems = check_expect(analysis)
     problems += [f"meta-device build: {p}" for p in cross_check(analysis)]
@@ -117,7 +118,7 @@ def _check_params(analysis, path: str, quiet: bool) -> None:
         raise CheckFailed("; ".join(problems), path)
     if not quiet:
         expect = analysis.spec.expect
-        checked = ", ".join(f"{k} {getattr(analysis, k):,}" if k != "output" else f"output {analysis.output}"
+        checked = ", ".join(f"{k} {getattr(analysis, k):,}" if k != "output" else f"output {show_form(analysis.output)}"
                             for k in ("params", "trainable_params", "macs", "output") if getattr(expect, k) is not None)
         print(f"{path}: check passed: {checked} as expected; meta-device build agrees (numel, output shape)")
 

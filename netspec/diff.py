@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspec.analysis import Analysis, Module
-from netspec.ir import Leaf
+from netspec.ir import Leaf, form
 
 
 @dataclass
@@ -225,6 +225,8 @@ def _delta(x: int, y: int, fmt=lambda v: f"{v:,}") -> str:
 
 
 def _show(value) -> str:
+    if isinstance(value, dict):   # a record's form: {out: [21, 8, 8], aux: [...]}
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(map(_show, value)) + "]"
     if value is None:
@@ -245,13 +247,13 @@ def _entry_text(e: Entry) -> str:
             what = " " + (", ".join(f"{k}={_show(v)}" for k, v in settings.items()) or "(defaults)")
         else:
             what = f" ({sum(1 for _ in _leaves(m))} layers)"
-        return f"{head}{what}  output {_show(list(m.output))}  params {m.params:,}  MACs {human(m.macs)}"
+        return f"{head}{what}  output {_show(form(m.output))}  params {m.params:,}  MACs {human(m.macs)}"
     parts = []
     if e.attributes:
         parts.append(", ".join(f"{k}: {_show(x)} -> {_show(y)}" for k, (x, y) in e.attributes.items()))
     a, b = e.a, e.b
     if a.output != b.output:
-        parts.append(f"output {_show(list(a.output))} -> {_show(list(b.output))}")
+        parts.append(f"output {_show(form(a.output))} -> {_show(form(b.output))}")
     if a.params != b.params:
         parts.append(f"params {_delta(a.params, b.params)}")
     if a.macs != b.macs:

@@ -105,6 +105,11 @@ def _dims(v) -> str:
 
 
 def _shape(shape) -> str:
+    """[3, 32, 32] -> 3×32×32; a record (a graph's outputs) -> out 21×8×8, aux 21×8×8."""
+    if isinstance(shape, dict):
+        return ", ".join(f"{k} {_shape(v)}" for k, v in shape.items())
+    if isinstance(shape, list) and shape and not isinstance(shape[0], int):
+        return ", ".join(_shape(v) for v in shape)
     return "×".join(map(str, shape))
 
 

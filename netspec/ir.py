@@ -79,6 +79,16 @@ def form(value):
     return list(value)
 
 
+def show_form(value) -> str:
+    """A value's plain form (`form`, `expect.output`) as written in a spec: [10],
+    {out: [21, 8, 8], aux: [21, 8, 8]}."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {show_form(v)}" for k, v in value.items()) + "}"
+    if value and isinstance(value[0], (list, dict)):
+        return "[" + ", ".join(show_form(v) for v in value) + "]"
+    return str(list(value))
+
+
 def show(value) -> str:
     """A value for a table cell or a message: [3, 32, 32], {out: [21, 8, 8], aux: [...]}."""
     if isinstance(value, Record):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from netspec.analysis import Analysis, Module
 from netspec.errors import one_line
-from netspec.ir import Leaf
+from netspec.ir import Leaf, form, show, show_form
 
 
 def human(n: float) -> str:
@@ -52,6 +52,7 @@ class Column:
 
 
 COLUMNS = {
+    "from": Column("from", False),
     "input": Column("input", False),
     "settings": Column("settings", False),
     "output": Column("output", False),
@@ -66,6 +67,27 @@ DEFAULT_COLUMNS = ("settings", "output", "params", "macs")
 MEMORY_COLUMNS = DEFAULT_COLUMNS + ("memory", "bwd_macs")
 
 
+def default_columns(analysis: Analysis, memory: bool = False) -> tuple[str, ...]:
+    """The table's columns when none are chosen: `from` first when the spec has a graph."""
+    columns = MEMORY_COLUMNS if memory else DEFAULT_COLUMNS
+    return ("from", *columns) if _sources(analysis.tree) else columns
+
+
+def _sources(tree: Module) -> dict[int, str]:
+    """What each graph node reads, as written (`lat4, up5`), by id() of its analysed module."""
+    out, stack = {}, [tree]
+    while stack:
+        m = stack.pop()
+        if m.wiring is not None:
+            notes = m.node.construct.notes(m.node)
+            for child, note in zip(m.slots["nodes"], notes):
+                node_id, source = note.split(" <- ", 1)
+                named = getattr(child.node, "name", None) == node_id   # else the id is worth showing
+                out[id(child)] = source if named else f"{node_id} <- {source}"
+        stack.extend(m.children)
+    return out
+
+
 class _Figures:
     """Per-module figures of one table: a construct's are its subtree's sums."""
 
@@ -75,6 +97,7 @@ class _Figures:
             from netspec.receptive import fields
             self.fields = fields(analysis)
         self.memory = memory
+        self.sources = _sources(analysis.tree) if "from" in columns else {}
         self.kept = memory.by_module() if memory is not None else {}
         self.backward = memory.layer_backward_macs if memory is not None else {}
 
@@ -87,10 +110,12 @@ class _Figures:
         return paths
 
     def cell(self, name: str, m: Module) -> str:
+        if name == "from":
+            return one_line(self.sources.get(id(m), ""))
         if name == "input":
-            return str(list(m.input))
+            return show(m.input)
         if name == "output":
-            return str(list(m.output))
+            return show(m.output)
         if name == "settings":
             if not isinstance(m.node, Leaf):
                 return ""
@@ -120,10 +145,10 @@ class _Figures:
 
     def footer(self, name: str, analysis: Analysis) -> str:
         m = self.memory
-        return {"input": str(analysis.input), "settings": "", "output": str(analysis.output),
+        return {"input": str(analysis.input), "settings": "", "output": show_form(analysis.output),
                 "params": f"{analysis.params:,}", "trainable": f"{analysis.trainable_params:,}",
                 "macs": human(analysis.macs), "bwd_macs": human(m.backward_macs) if m else "",
-                "memory": human_bytes(m.saved_bytes) if m else "", "rf": ""}[name]
+                "memory": human_bytes(m.saved_bytes) if m else "", "rf": "", "from": ""}[name]
 
 
 def _short(v) -> str:
@@ -168,9 +193,11 @@ def _rule(left: str, mid: str, right: str, fill: str, widths: list[int]) -> str:
     return left + mid.join(fill * (w + 2) for w in widths) + right
 
 
-def render_table(analysis: Analysis, out, columns=DEFAULT_COLUMNS, depth: int | None = None, memory=None) -> None:
+def render_table(analysis: Analysis, out, columns=None, depth: int | None = None, memory=None) -> None:
     """Write the table to the text stream `out`, then the totals (and, given the training-step
-    `memory` (netspec.autograd.Memory), what a training step holds and costs)."""
+    `memory` (netspec.autograd.Memory), what a training step holds and costs); `columns`
+    default to `default_columns`."""
+    columns = columns or default_columns(analysis, memory is not None)
     figures = _Figures(analysis, columns, memory)
     header = ("path", "type", *(COLUMNS[c].header for c in columns))
     right = (False, False, *(COLUMNS[c].right for c in columns))
@@ -188,7 +215,7 @@ def render_table(analysis: Analysis, out, columns=DEFAULT_COLUMNS, depth: int | 
     out.write(_rule("└", "┴", "┘", "─", widths) + "\n")
     out.write(f"params {analysis.params:,} ({human(analysis.params)})"
               f"{f', {frozen:,} frozen' if frozen else ''} · forward {analysis.macs:,} MACs ({human(analysis.macs)}; "
-              f"1 MAC = 2 FLOPs) per sample · output {analysis.output}\n")
+              f"1 MAC = 2 FLOPs) per sample · output {show_form(analysis.output)}\n")
     projected = auto_projections(analysis)
     if projected:
         out.write(one_line(f"shortcut: auto projected {len(projected)} residual{'s' if len(projected) > 1 else ''} "
@@ -247,8 +274,8 @@ def as_json(analysis: Analysis, file: str | None = None, memory=None, receptive:
     and, given `memory`, the training step."""
     figures = _Figures(analysis, ("rf",) if receptive else (), memory)
     data = {"file": file, **analysis.as_dict(), "auto_projections": auto_projections(analysis)}
-    data["modules"] = [{"path": r.module.path, "type": r.module.type, "input": list(r.module.input),
-                        "output": list(r.module.output), "params": r.module.params,
+    data["modules"] = [{"path": r.module.path, "type": r.module.type, "input": form(r.module.input),
+                        "output": form(r.module.output), "params": r.module.params,
                         "trainable_params": r.module.trainable_params, "macs": r.module.macs,
                         **({"settings": r.module.node.layer.settings()} if isinstance(r.module.node, Leaf) else {}),
                         **({"receptive_field": str(figures.fields[r.module.path])}

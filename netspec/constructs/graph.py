@@ -369,7 +369,7 @@ class Graph(Construct):
             spread = isinstance(child, Leaf) and (child.layer.inputs != (1, 1) or bool(refs))
             if spread:
                 x = (x if isinstance(access, list) else [x]) + [v for v, _ in refs]
-            labels = [str(ref) for ref in _refs(source) + s["refs"][i]] if spread else None
+            labels = [str(ref) for ref in _refs(source) + s["refs"][i]]
             cm = a.adopt(m, "nodes", a.module(child, m.path, x, labels))
             env[s["ids"][i]] = cm.output
             analysed[s["ids"][i]] = cm
@@ -377,7 +377,7 @@ class Graph(Construct):
         out, outputs = cls._fetch(a, node, m, s["outputs"], env, analysed, node.src + ("outputs",))
         m.wiring = Wiring(tuple(s["inputs"] or ()), wires, outputs)
         cls._taps_and_frees(m.wiring, analysed)
-        return out
+        return _as_record(out)
 
     @classmethod
     def _bind(cls, node, a, m, value) -> dict:
@@ -409,17 +409,17 @@ class Graph(Construct):
                      for k, s in source.items()}
             return Record((k, v) for k, (v, _) in pairs.items()), {k: acc for k, (_, acc) in pairs.items()}
         value, slot, keys = env[source.head], source.head, list(source.keys)
-        if keys and not isinstance(value, Record) and source.head in analysed:
-            tap, value = _tap(analysed[source.head], keys)
+        reached = analysed.get(source.head)   # the module whose children a key may name
+        if keys and not isinstance(value, Record) and reached is not None:
+            tap, tapped, reached = _tap(reached, keys)
             if tap:
-                slot = f"{source.head}:{'.'.join(tap)}"
-                keys = keys[len(tap):]
+                slot, value, keys = f"{source.head}:{'.'.join(tap)}", tapped, keys[len(tap):]
         for i, key in enumerate(keys):
             shown = ".".join((source.head, *source.keys[:len(source.keys) - len(keys) + i]))
             if not isinstance(value, Record):
-                children = _child_names(analysed.get(source.head)) if shown == source.head else []
+                children = _child_names(reached) if i == 0 else []
                 hint = f"; its named children: {', '.join(children)}" if children else \
-                    " (a chain's children are read by name: body.layer3)" if shown == source.head else ""
+                    " (a chain's children are read by name: body.layer3)" if i == 0 and shown == source.head else ""
                 raise _fail(a, m, f"{source}: {shown!r} is a tensor {show(value)}, not a record: it has no "
                                   f"field {key!r}{hint}", where)
             if key not in value:
@@ -583,9 +583,10 @@ def _child_names(module) -> list[str]:
     return [c.node.name for c in children] if children else []
 
 
-def _tap(module, keys: list) -> tuple[list, Any]:
-    """The longest run of `keys` naming nested children of chains from `module`, and that
-    child's output ([] and None when the first key names no child)."""
+def _tap(module, keys: list) -> tuple[list, Any, Any]:
+    """The longest run of `keys` naming nested children of chains from `module`: that path,
+    the last child's output and the last child ([], None and `module` when the first key
+    names no child)."""
     path, value = [], None
     for key in keys:
         children = _chain(module)
@@ -594,7 +595,7 @@ def _tap(module, keys: list) -> tuple[list, Any]:
             break
         path.append(key)
         module, value = match, match.output
-    return path, value
+    return path, value, module
 
 
 def _descend(module, x, taps: dict, run, seen):
