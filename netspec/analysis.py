@@ -55,6 +55,7 @@ class LayerRow:
     params: int
     trainable_params: int
     macs: int
+    runs: bool = True          # False: in a graph node that no output depends on
 
     def as_dict(self) -> dict:
         return {"path": self.path, "type": self.type, "output": self.output,
@@ -102,6 +103,7 @@ class _Walker:
     def __init__(self, source):
         self.source = source
         self.rows: list[LayerRow] = []
+        self.row_of: dict[int, LayerRow] = {}   # id() of a leaf's Module -> its row
         self.paths: set[str] = set()  # registered module paths: resolve names them uniquely, and
         # an `auto` projection (decided here) must not take a sibling's name either
 
@@ -155,7 +157,16 @@ class _Walker:
         params = layer.param_count(shape)
         m = Module(node, path, shape, out, params, 0 if layer.frozen else params, layer.macs(shape, out))
         self.rows.append(LayerRow(path, layer.tag, form(shape), list(out), m.params, m.trainable_params, m.macs))
+        self.row_of[id(m)] = self.rows[-1]
         return m
+
+    def idle(self, m: Module) -> None:
+        """m never runs (a graph node no output depends on, the tail of a chain read only at
+        its children): it costs no MACs (its own figure; its children are idled one by one)."""
+        m.macs = 0
+        row = self.row_of.get(id(m))
+        if row is not None:
+            row.macs, row.runs = 0, False
 
     def adopt(self, m: Module, slot: str, child: Module) -> Module:
         """Add an analysed child to m's slot and its costs to m's."""

@@ -15,6 +15,7 @@ Must not import torch (the analysis path stays torch-free).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from math import prod
 
@@ -180,6 +181,16 @@ class _Flow:
         self.backward: dict[str, int] = {}  # leaf path -> backward MACs per sample
         self.largest = 0
         self.path = ""
+        self.frozen = False                 # inside torch.no_grad(): nothing is kept, nothing runs backward
+
+    @contextmanager
+    def no_grad(self):
+        """Run what follows as under torch.no_grad() (a graph node read only for its size)."""
+        outer, self.frozen = self.frozen, True
+        try:
+            yield
+        finally:
+            self.frozen = outer
 
     # -- tensors ----------------------------------------------------------------------------
     def new(self, shape: tuple, dtype: str, grad: bool, like: View | None = None, layout: str = "contiguous") -> View:
@@ -222,7 +233,8 @@ class _Flow:
         return "fp32" if "fp32" in dtypes else dtypes.pop()
 
     def save(self, path: str, storage: Storage, what: str = "activation") -> None:
-        self.kept.setdefault(id(storage), Kept(path, storage, what))
+        if not self.frozen:
+            self.kept.setdefault(id(storage), Kept(path, storage, what))
 
     # -- modules ----------------------------------------------------------------------------
     def chain(self, modules: list[Module], x: View) -> View:
@@ -274,9 +286,10 @@ class _Flow:
         layer = m.node.layer
         xs = x if isinstance(x, list) else [x]
         x = xs[0]
+        data = xs[:len(xs) - len(layer.refs)]   # a `like` reference gives sizes, and no gradient flows to it
         weight_grad = m.trainable_params > 0
-        input_grad = tuple(v.grad for v in xs) if len(xs) > 1 else x.grad
-        grad = any(v.grad for v in xs) or weight_grad
+        input_grad = tuple(v.grad for v in data) if len(data) > 1 else x.grad
+        grad = (any(v.grad for v in data) or weight_grad) and not self.frozen
         rule = layer.autograd(m.input, m.output, input_grad=input_grad, weight_grad=weight_grad,
                               contiguous=self.contiguous(x, layer.contiguous_as), inplace=self.runs_inplace(m))
         low = self.low if rule.lower else None

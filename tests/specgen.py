@@ -3,7 +3,9 @@
 `random_spec(r)` builds a spec while tracking the shape, so every layer is legal: stacks
 of every layer type, token specs (patch embedding, attention), blocks with arguments, repeats with overrides, grouped and dilated
 convs, residuals with each shortcut kind, concat, dense, gate, sequence, when, vars and
-expressions, random input sizes. `r` is a `Draw`: a `random.Random` (bench/fuzz.py) or
+expressions, graphs (skips, merges, reduces, resize/pad/crop like another node, reads of a
+chain's children, blocks of several inputs, records, dotted names, `order`, `keys: index`,
+`when` nodes; whole models that return records), random input sizes. `r` is a `Draw`: a `random.Random` (bench/fuzz.py) or
 hypothesis data (tests). `differential(spec)` compares the static analysis with the
 module built on the meta device; `inplace_differential(spec)` the in-place build with the
 out-of-place one. `mutate(r, data)` is one random edit of a document.
@@ -11,6 +13,7 @@ out-of-place one. `mutate(r, data)` is one random edit of a document.
 from __future__ import annotations
 
 import copy
+import json
 import random
 from collections import Counter
 from math import floor, prod
@@ -179,7 +182,7 @@ class Gen:
         r = self.r
         kinds = ["conv", "conv", "bn", "act", "pool", "zoo"]
         if depth < 2:
-            kinds += ["residual", "concat", "split", "dense", "gate", "sequence", "block", "repeat", "when"]
+            kinds += ["residual", "concat", "split", "dense", "gate", "sequence", "block", "repeat", "when", "graph"]
         kind = r.choice(kinds)
         c, h, w = shape
         if kind == "conv":
@@ -348,6 +351,118 @@ class Gen:
             self.used["named repeat"] += 1
         return item, (out * 2, oh, ow)
 
+    # -- graphs --------------------------------------------------------------------------
+    MERGES = ["sum", "product", "difference", "quotient", "mean", "max"]
+
+    def graph(self, shape, depth, outputs: bool = False):
+        """A graph over [C, H, W] values: each node reads one or more values above it. With
+        `outputs`, it returns a record of some of them (a whole model's graph)."""
+        r = self.r
+        values = [("input", tuple(shape))]   # (reference, shape) of every value a node may read
+        nodes, present = {}, []
+        for k in range(r.int(2, 6)):
+            node_id = f"n{k}"
+            node, out, taps = self.graph_node(values, node_id, depth)
+            nodes[node_id] = node
+            if out is not None:   # None: left out by its when
+                values.append((node_id, out))
+                values.extend(taps)
+                present.append((node_id, out))
+        if not present:
+            item, out = self.item(shape, depth + 1)
+            nodes["last"] = {"from": "input", **_as_node(item)}
+            present.append(("last", out))
+        fields = {"nodes": nodes}
+        if outputs:
+            chosen = r.choice([present, present[-2:], present[-1:]])
+            fields["outputs"] = {f"o{i}": ref for i, (ref, _) in enumerate(chosen)}
+            out = {f"o{i}": v for i, (_, v) in enumerate(chosen)}
+        else:
+            fields["outputs"], out = present[-1]
+        if r.chance(0.3):
+            fields["order"] = r.choice([list(reversed(nodes)), list(nodes)[1:2]])
+            self.used["graph order"] += 1
+        if r.chance(0.2) and '"flat": true' not in json.dumps(nodes):   # a flat node's children are numbered too
+            fields["keys"] = "index"
+            self.used["graph keys index"] += 1
+        return {"graph": fields}, out
+
+    def graph_node(self, values, node_id, depth):
+        """One node: its item, what it reads, its output, and the children other nodes may read."""
+        r = self.r
+        maps = [(ref, v) for ref, v in values if len(v) == 3]
+        ref, shape = maps[-1] if r.chance(0.5) else r.choice(maps)
+        c, h, w = shape
+        kind = r.choice(["item", "item", "merge", "concat", "like", "reduce", "tap", "fuse", "when"])
+        self.used[f"graph {kind}"] += 1
+        if kind == "merge":
+            same = [ref2 for ref2, v in maps if v == shape or v == (c, 1, 1)]
+            if len(same) < 2:
+                item, out = self.item(shape, depth + 1)
+                return {"from": ref, **_as_node(item)}, out, []
+            picks = [ref] + [r.choice(same) for _ in range(r.int(1, 2))]
+            op = r.choice(self.MERGES)
+            fields = {"op": op, "eps": 0.5} if op == "quotient" and r.chance(0.5) else op
+            return {"from": picks, "merge": fields}, shape, []
+        if kind == "concat":
+            joined = [ref2 for ref2, v in maps if v[1:] == shape[1:]]
+            picks = [ref] + [r.choice(joined) for _ in range(r.int(1, 2))]
+            total = sum(next(v for ref2, v in maps if ref2 == p)[0] for p in picks)
+            return {"from": picks, "merge": {"op": "concat"}}, (total, h, w), []
+        if kind == "like":
+            other_ref, other = r.choice(maps)
+            op = "resize" if (other[1] - h) * (other[2] - w) < 0 or r.chance(0.5) else \
+                "pad" if other[1] >= h and other[2] >= w else "crop"
+            fields = {"like": other_ref}
+            if op == "resize":
+                fields["mode"] = r.choice(["nearest", "bilinear"])
+            else:
+                fields["align"] = r.choice(["center", "start"])
+            self.used[op] += 1
+            return {"from": ref, op: fields}, (c, other[1], other[2]), []
+        if kind == "reduce":
+            op = r.choice(["mean", "sum", "max", "norm"])
+            dims = r.choice([[1, 2], [0], [-1], [0, 2]])
+            out = tuple(1 if d in [x % 3 for x in dims] else n for d, n in enumerate(shape))
+            return {"from": ref, "reduce": {"op": op, "dims": dims, "keepdim": True}}, out, []
+        if kind == "tap":   # a chain whose named children other nodes read
+            body, taps, cur = [], [], shape
+            for j in range(r.int(2, 4)):
+                item, cur = self.item(cur, 2)
+                if isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item.values())), dict) and \
+                        next(iter(item)) not in ("repeat", "when") and "name" not in next(iter(item.values())):
+                    next(iter(item.values()))["name"] = f"t{j}"
+                    taps.append((f"{node_id}.t{j}", cur))
+                body.append(item)
+            node = {"from": ref, "body": body}
+            if r.chance(0.3):
+                node["name"] = f"stage.{node_id}"   # a dotted name: containers on the way
+                self.used["dotted name"] += 1
+            return node, cur, [t for t in taps if len(t[1]) == 3]
+        if kind == "fuse":   # a block of two inputs (by name or by position) whose body is a graph
+            self.define_fuse()
+            other_ref, other = r.choice([(ref2, v) for ref2, v in maps if v[0] == c])
+            source = {"b": other_ref, "a": ref} if r.chance(0.5) else [ref, other_ref]
+            return {"from": source, "fuse": {"c": c}}, shape, []
+        if kind == "when":   # left out when false (nothing reads it then)
+            item, out = self.item(shape, depth + 1)
+            holds = r.chance(0.5)
+            return {"when": holds if r.chance(0.5) else "${width == 2}" if holds else "${width > 2}",
+                    "from": ref, **_as_node(item)}, out if holds else None, []
+        item, out = self.item(shape, depth + 1)
+        return {"from": ref, **_as_node(item)}, out, []
+
+    def define_fuse(self):
+        """A block of inputs a and b (the same channels): relu(a) + resize(b like a) * sigmoid(conv(pool(b)))."""
+        self.blocks["fuse"] = {
+            "args": {"c": "required"}, "inputs": ["a", "b"], "outputs": "out",
+            "graph": {"nodes": {
+                "ra": {"from": "a", "relu": None},
+                "gb": {"from": "b", "body": [{"avgpool": "global"}, {"conv": {"out": "$c", "k": 1}}, "sigmoid"]},
+                "up": {"from": "b", "resize": {"like": "a"}},
+                "g": {"from": ["up", "gb"], "merge": "product"},
+                "out": {"from": ["ra", "g"], "merge": "sum"}}}}
+
     def define_unit(self):
         self.blocks["unit"] = {
             "args": {"c": "required", "stride": 1},
@@ -360,6 +475,16 @@ class Gen:
 # `width` is 2 however it is written: the expression language's functions, conditional and range sums
 WIDTH_2 = [2, "${round(log(base + 1, 2))}", "${2 if base > 2 and not base == 5 else 3}",
            "${sum(1 for j in range(base) if j % 2 == 0)}", "${abs(floor(-base / 2)) ** 1}", "${int(ceil(base ** 0.5))}"]
+
+
+def _as_node(item) -> dict:
+    """A chain item written as a graph node's item: a layer name, or its one-key mapping
+    (`repeat:`/`when:` items go in a body)."""
+    if isinstance(item, str):
+        return {item: None}
+    if "repeat" in item or "when" in item:
+        return {"body": [item]}
+    return dict(item)
 
 
 def random_spec(r: Draw) -> tuple[dict, Counter]:
@@ -375,6 +500,13 @@ def random_spec(r: Draw) -> tuple[dict, Counter]:
     if r.chance(0.15):
         return tokens_spec(g, vars_), g.used
     shape = (r.int(1, 8), r.int(1, 20), r.int(1, 20))
+    if r.chance(0.1):   # the whole model is a graph that returns a record
+        graph, _ = g.graph(shape, 0, outputs=True)
+        g.used["graph model"] += 1
+        spec = {"netspec": 1, "name": "fuzz", "input": list(shape), "vars": vars_, "graph": graph["graph"]}
+        if g.blocks:
+            spec["blocks"] = g.blocks
+        return spec, g.used
     layers, out = g.items(shape, 0, r.int(1, 6))
     layers += [r.choice(["flatten", {"avgpool": "global"}])]
     if layers[-1] != "flatten":
@@ -443,7 +575,8 @@ def differential(spec: dict) -> list[str]:
     model = netspec.build(analysis, device="meta").eval()
     seen = {}
     modules = dict(model.named_modules())
-    rows = [row for row in analysis.layers if row.path in modules]   # a bare parameter has no module
+    # a bare parameter has no module; a graph node that no output depends on never runs
+    rows = [row for row in analysis.layers if row.path in modules and row.runs]
     hooks = [modules[row.path].register_forward_hook(
         lambda m, i, o, path=row.path: seen.__setitem__(path, list(o.shape[1:]))) for row in rows]
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -454,8 +587,9 @@ def differential(spec: dict) -> list[str]:
     for row in rows:
         if seen.get(row.path) != row.output:
             problems.append(f"{row.path}: analysis {row.output}, module {seen.get(row.path)}")
-    if list(out.shape[1:]) != analysis.output:
-        problems.append(f"output: analysis {analysis.output}, module {list(out.shape[1:])}")
+    from netspec.builder import output_form
+    if output_form(out) != analysis.output:
+        problems.append(f"output: analysis {analysis.output}, module {output_form(out)}")
     numel = sum(p.numel() for p in model.parameters())
     if numel != analysis.params:
         problems.append(f"params: analysis {analysis.params}, module {numel}")
@@ -500,7 +634,7 @@ def _inplace_vs_not(analysis, x) -> list[str]:
         given = x.clone().requires_grad_()
         kept = given.detach().clone()
         try:
-            out = model(given)
+            out = torch.cat([t.flatten() for t in tensors(model(given))])   # a record's tensors in order
             (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         except RuntimeError as e:
             return [f"inplace={inplace}: {str(e).splitlines()[0]}"]
@@ -521,6 +655,15 @@ def _inplace_vs_not(analysis, x) -> list[str]:
         problems.append(f"{ROUNDING}parameter gradients differ by {rel:.2g} of their scale" if rel <= 1e-6
                         else "parameter gradients differ")
     return problems
+
+
+def tensors(out) -> list:
+    """The tensors of a model's output: itself, or those of its dict or list, in order."""
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in tensors(v)]
+    if isinstance(out, (list, tuple)):
+        return [t for v in out for t in tensors(v)]
+    return [out]
 
 
 # a parameter gradient off by rounding only (seen with attention on tokens: autograd sums a

@@ -24,6 +24,7 @@ Values no later node reads are dropped as soon as their last reader has run.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -126,7 +127,10 @@ class NodeWire:
     source: Any             # Access, list[Access] or dict[str, Access]
     refs: list              # Access of each reference field (`like:`), passed after the source
     spread: bool            # the module takes its inputs as separate tensors (a merge)
+    live: bool = True       # some output depends on it (else it never runs)
+    grad: bool = True       # gradients flow through it (else it runs without autograd: a `like` reference)
     taps: dict = field(default_factory=dict)   # child path (tuple of names) -> slot of its output
+    run: Any = None         # with taps: its ChainRun
     free: tuple = ()        # slots no later node reads: dropped once this node has run
 
 
@@ -219,7 +223,7 @@ class Graph(Construct):
         ctx = (None, known, ids, where, absent)
         settings["outputs"] = cls._outputs(r, f.outputs, path + ("outputs",), ctx, previous)
         settings["order"] = cls._order(r, f.order, path + ("order",), settings["ids"], ids, absent)
-        cls._warn_unread(r, settings)
+        settings["live"] = cls._live(r, settings)
         return r.node(cls, f, path, {"nodes": children}, settings)
 
     @staticmethod
@@ -237,7 +241,7 @@ class Graph(Construct):
             nodes = r.items(spec.body, npath + ("body",))
         else:
             nodes = r.item(spec.item.root, npath, None)
-        name = r.name(spec.name, npath + ("name",), dotted=True) if spec.name is not None else None
+        name = r.name(spec.name, npath + ("name",)) if spec.name is not None else None
         single = len(nodes) == 1 and not (isinstance(nodes[0], Node) and nodes[0].flat)
         if len(nodes) == 1 and isinstance(nodes[0], Node) and nodes[0].flat:
             if name is not None:
@@ -316,15 +320,18 @@ class Graph(Construct):
         return first + [i for i in range(len(present)) if i not in first]
 
     @classmethod
-    def _warn_unread(cls, r, s) -> None:
-        """A node that no output depends on runs for nothing: say so (a warning)."""
+    def _live(cls, r, s) -> list[bool]:
+        """Which nodes some output depends on. The others never run (their modules are built,
+        so weights still load): a warning says so."""
         read = {ref.head for ref in _refs(s["outputs"])}
         for i in range(len(s["ids"]) - 1, -1, -1):
             if s["ids"][i] in read:
                 read |= {ref.head for ref in _refs(s["sources"][i]) + s["refs"][i]}
         for node_id, npath in zip(s["ids"], s["paths"]):
             if node_id not in read:
-                r.warn(f"node {node_id!r} reaches no output of the graph (its result is unused)", npath)
+                r.warn(f"node {node_id!r} reaches no output of the graph, so it is never run (its modules are "
+                       f"kept, with their parameters)", npath)
+        return [node_id in read for node_id in s["ids"]]
 
     @classmethod
     def claimed_names(cls, node):
@@ -370,13 +377,24 @@ class Graph(Construct):
             if spread:
                 x = (x if isinstance(access, list) else [x]) + [v for v, _ in refs]
             labels = [str(ref) for ref in _refs(source) + s["refs"][i]]
-            cm = a.adopt(m, "nodes", a.module(child, m.path, x, labels))
+            cm = a.module(child, m.path, x, labels)
+            if not s["live"][i]:   # never run: it costs no MACs
+                for module in _subtree(cm):
+                    a.idle(module)
+            a.adopt(m, "nodes", cm)
             env[s["ids"][i]] = cm.output
             analysed[s["ids"][i]] = cm
-            wires.append(NodeWire(s["ids"][i], access, [acc for _, acc in refs], spread))
+            wires.append(NodeWire(s["ids"][i], access, [acc for _, acc in refs], spread, live=s["live"][i]))
         out, outputs = cls._fetch(a, node, m, s["outputs"], env, analysed, node.src + ("outputs",))
         m.wiring = Wiring(tuple(s["inputs"] or ()), wires, outputs)
-        cls._taps_and_frees(m.wiring, analysed)
+        read = cls._taps_and_frees(m.wiring, analysed)
+        for wire in wires:
+            if wire.taps:   # a chain read at its children stops after the last one read, unless its output is
+                wire.run = chain_run(analysed[wire.id], wire.taps, wire.id in read)
+                if not wire.run.whole:
+                    _idle_tail(a, wire.run)
+                    _resum(analysed[wire.id])
+        m.macs = sum(child.macs for child in m.slots["nodes"])
         return _as_record(out)
 
     @classmethod
@@ -433,32 +451,37 @@ class Graph(Construct):
     def _taps_and_frees(cls, w: Wiring, analysed) -> None:
         """Which children each node exposes (taps), and after which node each slot is last read."""
         last: dict[str, int] = {}
-        for i, wire in enumerate(w.nodes):
-            for acc in accesses(wire.source) + wire.refs:
-                last[acc.slot] = i
-                if ":" in acc.slot:
-                    owner, path = acc.slot.split(":", 1)
-                    w.nodes[[n.id for n in w.nodes].index(owner)].taps[tuple(path.split("."))] = acc.slot
-        for acc in accesses(w.outputs):
-            last[acc.slot] = len(w.nodes)
+        index = {wire.id: i for i, wire in enumerate(w.nodes)}
+        reads = [(i, acc) for i, wire in enumerate(w.nodes) if wire.live for acc in accesses(wire.source) + wire.refs]
+        for i, acc in reads + [(len(w.nodes), acc) for acc in accesses(w.outputs)]:
+            last[acc.slot] = i
             if ":" in acc.slot:
                 owner, path = acc.slot.split(":", 1)
-                w.nodes[[n.id for n in w.nodes].index(owner)].taps[tuple(path.split("."))] = acc.slot
+                w.nodes[index[owner]].taps[tuple(path.split("."))] = acc.slot
+        # gradients flow through a node that an output reads by data edges; one read only as a `like`
+        # reference gives sizes: it runs without autograd (nothing kept for a backward that never comes)
+        needed = {acc.slot.split(":")[0] for acc in accesses(w.outputs)}
+        for wire in reversed(w.nodes):
+            if wire.live and wire.id in needed:
+                needed |= {acc.slot.split(":")[0] for acc in accesses(wire.source)}
+        for wire in w.nodes:
+            wire.grad = wire.id in needed
         frees: dict[int, list[str]] = {}
         for slot, i in last.items():
             if i < len(w.nodes):
                 frees.setdefault(i, []).append(slot)
         for i, wire in enumerate(w.nodes):
             wire.free = tuple(frees.get(i, ()))
-        produced = {INPUT, *w.inputs, *(n.id for n in w.nodes), *(s for n in w.nodes for s in n.taps.values())}
+        produced = {INPUT, *w.inputs, *(n.id for n in w.nodes if n.live), *(s for n in w.nodes for s in n.taps.values())}
         w.unused = tuple(slot for slot in produced if slot not in last)
+        return set(last)
 
     # -- in-place decisions ----------------------------------------------------------------
     @classmethod
     def _uses(cls, w: Wiring) -> dict[str, int]:
         uses: dict[str, int] = {}
         for wire in w.nodes:
-            for acc in accesses(wire.source) + wire.refs:
+            for acc in accesses(wire.source) + wire.refs if wire.live else ():
                 uses[acc.slot] = uses.get(acc.slot, 0) + 1
         for acc in accesses(w.outputs):
             uses[acc.slot] = uses.get(acc.slot, 0) + 1
@@ -474,9 +497,9 @@ class Graph(Construct):
         for wire, child in zip(w.nodes, children):
             src = wire.source
             own = isinstance(src, Access) and not src.keys and src.slot in by_id and not wire.spread and \
-                uses[src.slot] == 1 and p.fresh(by_id[src.slot])
+                uses.get(src.slot) == 1 and p.fresh(by_id[src.slot])
             if wire.taps:
-                _plan_tapped(child, p, own, set(wire.taps))
+                _plan_chain(wire.run, p, own)
             else:
                 p.visit(child, own)
 
@@ -490,30 +513,34 @@ class Graph(Construct):
 
     # -- the memory model and the receptive walk ------------------------------------------
     @classmethod
-    def walk(cls, m, x, run, seen):
+    def walk(cls, m, x, run, seen, context=lambda wire: nullcontext()):
         """The graph run over the stages' own values: `run(child, value)` runs a node's
         module; a node whose children are read runs them one by one (`seen` is told of each
-        chain it walked through)."""
+        chain it walked through); each node runs inside `context(its wire)`."""
         w = m.wiring
         env = {INPUT: x, **_bound(w.inputs, x)}
         for child, wire in zip(m.slots["nodes"], w.nodes):
+            if not wire.live:
+                continue
             xin = gather(wire.source, env)
             if wire.spread:
                 xin = (xin if isinstance(wire.source, list) else [xin]) + [gather(acc, env) for acc in wire.refs]
             elif isinstance(wire.source, dict):
                 xin = Record(xin)
-            if wire.taps:
-                y, captured = _descend(child, xin, wire.taps, run, seen)
-                env.update(captured)
-            else:
-                y = run(child, xin)
+            with context(wire):
+                if wire.taps:
+                    captured = {}
+                    y = _execute(wire.run, xin, run, seen, captured)
+                    env.update(captured)
+                else:
+                    y = run(child, xin)
             env[wire.id] = y
         out = gather(w.outputs, env)
         return _as_record(out)
 
     @classmethod
     def autograd(cls, m, f, x):
-        return cls.walk(m, x, f.module, lambda seq, y: None)
+        return cls.walk(m, x, f.module, lambda seq, y: None, lambda wire: nullcontext() if wire.grad else f.no_grad())
 
     @classmethod
     def receptive(cls, m, f, x):
@@ -526,9 +553,10 @@ class Graph(Construct):
         steps = [None] * len(children)
         for i in m.node.settings["order"]:   # the order the modules register in
             wire, child = w.nodes[i], children[i]
-            steps[i] = _build_tapped(b, child, owner, wire.taps) if wire.taps else b.step(child, owner)
-        program = tuple((step, wire.id if wire.id not in w.unused else None, wire.source, tuple(wire.refs), wire.spread,
-                         bool(wire.taps), wire.free) for step, wire in zip(steps, w.nodes))
+            steps[i] = _build_tapped(b, wire.run, owner) if wire.taps else b.step(child, owner)
+        import torch
+        program = tuple((step if wire.grad else NoGrad(step, torch.no_grad), wire.id, wire.source, tuple(wire.refs),
+                         wire.spread, bool(wire.taps), wire.free) for step, wire in zip(steps, w.nodes) if wire.live)
         return GraphStep(program, w.inputs, w.outputs, w.unused)
 
 
@@ -565,6 +593,15 @@ def _as_record(out):
     return out
 
 
+def _subtree(module) -> list:
+    out, stack = [], [module]
+    while stack:
+        m = stack.pop()
+        out.append(m)
+        stack.extend(m.children)
+    return out
+
+
 def _chain(module) -> list | None:
     """The children of a chain (a sequence module; flat sequences inside it are seen through), or None."""
     if getattr(module.node, "kind", None) != "sequence":
@@ -598,65 +635,98 @@ def _tap(module, keys: list) -> tuple[list, Any, Any]:
     return path, value, module
 
 
-def _descend(module, x, taps: dict, run, seen):
-    """Run a chain's children one by one, keeping the outputs `taps` names (child path ->
-    slot); a child with taps inside is walked into the same way."""
-    captured = {}
-
-    def go(mod, x, prefix):
-        for child in _chain(mod):
-            path = prefix + (child.node.name,)
-            if any(len(t) > len(path) and t[:len(path)] == path for t in taps):
-                x = go(child, x, path)
-                seen(child, x)
-            else:
-                x = run(child, x)
-            if path in taps:
-                captured[taps[path]] = x
-        return x
-
-    y = go(module, x, ())
-    seen(module, y)
-    return y, captured
+@dataclass
+class ChainRun:
+    """How a graph node whose chain's children are read runs: the children that run, in
+    order (a prefix: after the last child read, a chain whose own output nobody reads
+    stops), each with the run of its own children when they are read too, and the slot
+    its output goes to when it is read."""
+    module: Any
+    steps: list             # (child, ChainRun | None, slot | None)
+    whole: bool             # runs to its end: its own output is read
 
 
-def _plan_tapped(module, p, fresh: bool, taps: set) -> None:
-    """In-place decisions inside a chain whose children's outputs are also read elsewhere:
-    a read output is never overwritten by the child after it."""
-    p.fresh_input[id(module)] = fresh
-
-    def go(mod, fresh, prefix):
-        for child in _chain(mod):
-            path = prefix + (child.node.name,)
-            if any(len(t) > len(path) and t[:len(path)] == path for t in taps):
-                p.fresh_input[id(child)] = fresh
-                fresh = go(child, fresh, path)
-            else:
-                p.visit(child, fresh)
-                fresh = p.fresh(child)
-            if path in taps:
-                fresh = False
-        return fresh
-
-    go(module, fresh, ())
+def chain_run(module, taps: dict, whole: bool, prefix: tuple = ()) -> ChainRun:
+    children = _chain(module)
+    under = lambda path: any(len(t) > len(path) and t[:len(path)] == path for t in taps)  # noqa: E731
+    last = len(children) - 1 if whole else \
+        max((i for i, c in enumerate(children) if prefix + (c.node.name,) in taps or under(prefix + (c.node.name,))),
+            default=-1)
+    steps = []
+    for i, child in enumerate(children[:last + 1]):
+        path = prefix + (child.node.name,)
+        inner = chain_run(child, taps, whole or i < last or path in taps, path) if under(path) else None
+        steps.append((child, inner, taps.get(path)))
+    return ChainRun(module, steps, whole)
 
 
-def _build_tapped(b, module, owner, taps: dict, prefix: tuple = ()) -> "TapStep":
-    """Build a chain whose children's outputs are read (registered as `b.module` would),
-    and the step that runs it child by child, returning (output, {slot: value})."""
+def _idle_tail(a, cr: ChainRun) -> None:
+    """The analysis of a chain that stops early: what never runs costs no MACs."""
+    ran = {id(child) for child, _, _ in cr.steps}
+    for child in _chain(cr.module):
+        if id(child) not in ran:
+            for module in _subtree(child):
+                a.idle(module)
+    for _, inner, _ in cr.steps:
+        if inner is not None and not inner.whole:
+            _idle_tail(a, inner)
+
+
+def _resum(module) -> int:
+    """A construct's MACs are its children's: again, after some were idled."""
+    if module.children:
+        module.macs = sum(_resum(child) for child in module.children)
+    return module.macs
+
+
+def _execute(cr: ChainRun, x, run, seen, captured: dict):
+    """A chain run over the stages' values (`run(child, x)`; `seen` is told of each chain
+    walked through to its end)."""
+    for child, inner, slot in cr.steps:
+        x = _execute(inner, x, run, seen, captured) if inner is not None else run(child, x)
+        if slot is not None:
+            captured[slot] = x
+    if cr.whole:
+        seen(cr.module, x)
+    return x if cr.whole else None
+
+
+def _plan_chain(cr: ChainRun, p, fresh: bool) -> bool:
+    """In-place decisions inside a chain run: a child's output that is read elsewhere is
+    never overwritten by the child after it. Children that never run are planned too (they
+    are built)."""
+    p.fresh_input[id(cr.module)] = fresh
+    for child, inner, slot in cr.steps:
+        fresh = _plan_chain(inner, p, fresh) if inner is not None else (p.visit(child, fresh), p.fresh(child))[1]
+        if slot is not None:
+            fresh = False
+    ran = {id(child) for child, _, _ in cr.steps}
+    for child in _chain(cr.module):
+        if id(child) not in ran:
+            p.visit(child, False)
+    return fresh
+
+
+def _build_tapped(b, cr: ChainRun, owner) -> "TapStep":
+    """Build a chain whose children's outputs are read (registered as `b.module` would: every
+    child, run or not), and the step that runs it: (output, {slot: value})."""
+    module = cr.module
     children = _chain(module)
     container = b.container(module, children)
+    inner_of = {id(child): inner for child, inner, _ in cr.steps if inner is not None}
+    slot_of = {id(child): slot for child, _, slot in cr.steps}
+    ran = {id(child) for child, _, _ in cr.steps}
     program, run = [], []
     for child in children:
-        path = prefix + (child.node.name,)
-        if any(len(t) > len(path) and t[:len(path)] == path for t in taps):
-            inner = _build_tapped(b, child, container, taps, path)
-            program.append((None, inner, taps.get(path)))
-            run.append(inner.call)
+        if id(child) in inner_of:
+            inner = _build_tapped(b, inner_of[id(child)], container)
+            step, call = None, inner.call
         else:
-            step = b.step(child, container)
-            program.append((step, None, taps.get(path)))
-            run.append(step)
+            inner, step = None, b.step(child, container)
+            call = step
+        run.append(call)
+        if id(child) in ran:
+            program.append((step, inner, slot_of[id(child)]))
     b.attach(owner, module, container, run)
     return TapStep(module.node.name, tuple(program), b.step_for(module.node.name))
 
@@ -678,7 +748,19 @@ class TapStep:
             x = inner.run(module, x, captured) if inner is not None else step(module, x)
             if slot is not None:
                 captured[slot] = x
-        return x
+        return x   # (after a chain that stops early, a value nothing reads)
+
+
+class NoGrad:
+    """A node read only for its size (`like:`): it runs without autograd."""
+    __slots__ = ("step", "no_grad")
+
+    def __init__(self, step, no_grad):
+        self.step, self.no_grad = step, no_grad
+
+    def __call__(self, owner, x):
+        with self.no_grad():
+            return self.step(owner, x)
 
 
 class GraphStep:
@@ -704,8 +786,7 @@ class GraphStep:
                 env.update(captured)
             else:
                 y = step(owner, xin)
-            if node_id is not None:   # None: nothing reads it
-                env[node_id] = y
+            env[node_id] = y
             for slot in free:
                 del env[slot]
         return gather(self.outputs, env)
