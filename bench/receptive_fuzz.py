@@ -17,7 +17,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import netspec  # noqa: E402
 from netspec.receptive import fields  # noqa: E402
 from specgen import Draw, random_spec  # noqa: E402
-from test_receptive import centre, check, outputs  # noqa: E402
+from test_receptive import check, tracked  # noqa: E402
 
 
 def main() -> int:
@@ -29,8 +29,7 @@ def main() -> int:
     failed = []
     for seed in range(args.n):
         a = netspec.analyze(random_spec(Draw(seed))[0])
-        static, shapes = fields(a), outputs(a)
-        paths = [p for p, f in static.items() if centre(f, shapes[p]) is not None]
+        static, paths = fields(a), tracked(a)
         try:
             check(a, paths, exact=None, weights="random")
         except AssertionError as e:

@@ -692,7 +692,7 @@ def with_clashing_name(r: Draw, spec: dict) -> dict:
     """The spec with one module name made to clash with a sibling's (its name or position) or
     to be one torch refuses, as a name or a shortcut_name."""
     spec = copy.deepcopy(spec)
-    places = _named_items(spec["layers"], [])
+    places = _named_items(spec.get("layers") or spec["graph"], [])
     if not places:
         return spec
     items, i = r.choice(places)
