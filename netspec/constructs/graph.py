@@ -166,6 +166,7 @@ class Graph(Construct):
 
     slots = ("nodes",)
     numbered = ()     # every node is named (its id, its position with keys: index, or its own name)
+    plain = ("outputs", "inputs", "order")   # references and names
     title = "Graph"
 
     nodes: dict[str, Any] = Field(min_length=1, description="Node id -> an item (layer, block call, construct) with optional `from:` (what it reads: a reference, a list, or a mapping of a block's inputs; default the node above), `when:` (false leaves the node out) and `name:` (its module name; dotted names make containers), or `body: [...]`.")

@@ -45,6 +45,8 @@ class Construct(BaseModel):
     slots: ClassVar[tuple[str, ...]] = ("body",)
     numbered: ClassVar[tuple[str, ...]] = ("body",)
     title: ClassVar[str] = ""  # the built module's class name in print(model)
+    # fields written as they are, never as `$expressions` (a graph's references and names)
+    plain: ClassVar[tuple[str, ...]] = ()
 
     name: str | None = Field(None, description="Module name (a state_dict key segment); default: position in its container.")
     flat: bool = Field(False, description="Add no module level: the children register on the enclosing module "

@@ -139,6 +139,8 @@ def _construct_variant(cls):
             annotation = Annotated[(annotation, *info.metadata)] if info.metadata else annotation
         elif fname == "name":
             annotation = Name | None
+        elif fname in cls.plain:
+            annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         else:
             annotation = Annotated[(_elements_take_exprs(info.annotation), *info.metadata, ExprOr())]
         default = ... if info.is_required() else (info.default_factory if info.default_factory else info.default)
