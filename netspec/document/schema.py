@@ -58,8 +58,8 @@ class Closed(BaseModel):
 
 # resolve checks every module name by one rule (netspec.resolver.name_problem), with a
 # message that says why; the pattern is only a hint for editors
-Name = Annotated[str, Field(json_schema_extra={"pattern": r"^([A-Za-z0-9_-]|\$\{[^}]*\})+$"},
-                            description="Module name (a state_dict key segment). May embed ${...}, e.g. denselayer${i + 1}.")]
+Name = Annotated[str, Field(json_schema_extra={"pattern": r"^([A-Za-z0-9_.-]|\$\{[^}]*\})+$"},
+                            description="Module name (a state_dict key segment; dots make containers: inner_blocks.0.0). May embed ${...}, e.g. denselayer${i + 1}.")]
 
 
 # -- leaf layers: spec variants generated from the registry ----------------------------
@@ -357,6 +357,33 @@ class Spec(Closed):
         return self._source
 
 
+def _graph_node_schema(defs: dict) -> dict:
+    """A graph node: an item's key (or `body:`) beside the node's own `from`, `when`, `name`."""
+    ref = {"type": "string", "description": "A reference: a node above, `input`, a declared input; `node.key` reads a "
+                                            "record's field or a chain's named child."}
+    own = {"from": {"description": "What the node reads (default: the node above).",
+                    "anyOf": [ref, {"type": "array", "items": ref, "minItems": 1},
+                              {"type": "object", "additionalProperties": ref, "minProperties": 1}]},
+           "when": {"description": "false leaves the node out.", "anyOf": [{"type": "boolean"}, {"enum": [0, 1]}, EXPR_JSON]},
+           "name": {"type": "string", "description": "Module name (default: the node's id); dots make containers."}}
+    item_defs = {tag: model.__name__ for tag, model in [*LAYER_ITEMS.items(), *STRUCTURAL.items()]}
+    alternatives = [{"type": "string", "description": "A layer type or block name with default arguments."},
+                    {"type": "object", "properties": {**own, "body": {"type": "array", "items": {"$ref": "#/$defs/Item"}}},
+                     "required": ["body"], "additionalProperties": False}]
+    for tag, name in item_defs.items():
+        alternatives.append({"type": "object", "properties": {**own, tag: defs[name]["properties"][tag]},
+                             "required": [tag], "additionalProperties": False})
+    repeat = dict(defs["Repeat"]["properties"])
+    alternatives.append({"type": "object", "properties": {**repeat, **own}, "required": ["repeat", "body"],
+                         "additionalProperties": False})
+    alternatives.append({"type": "object", "description": "A block call beside from/when/name.", "properties": own,
+                         "minProperties": 1, "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+                         "propertyNames": {"not": {"enum": [*REGISTRY, *STRUCTURAL, "repeat", "body", "else"]}}})
+    return {"title": "GraphNode", "description": "A node of a graph: an item (a layer, block call or construct) with "
+                                                 "optional `from`, `when` and `name`, or `body: [...]`.",
+            "anyOf": alternatives}
+
+
 def json_schema() -> dict:
     schema = Spec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -382,9 +409,11 @@ def json_schema() -> dict:
     for key, item_model in STRUCTURAL.items():
         block["properties"][key] = {"$ref": f"#/$defs/{item_model.model_fields[key].annotation.__name__}"}
     block["oneOf"] = [{"required": [key]} for key in ("body", *STRUCTURAL)]
-    # a spec that extends a base may leave out what the base gives
+    # a spec that extends a base may leave out what the base gives; the network is `layers` or `graph`
     schema["if"] = {"required": ["extends"]}
-    schema["else"] = {"required": schema.pop("required")}
+    schema["else"] = {"required": schema.pop("required"), "oneOf": [{"required": ["layers"]}, {"required": ["graph"]}]}
+    defs["GraphFields"]["properties"]["nodes"]["additionalProperties"] = {"$ref": "#/$defs/GraphNode"}
+    defs["GraphNode"] = _graph_node_schema(defs)
     post = defs["ResidualFields"]["properties"]["post"]  # `post: relu` is a list of one
     defs["ResidualFields"]["properties"]["post"] = {"description": post.pop("description", ""),
                                                     "anyOf": [{k: v for k, v in post.items() if k != "default"},
