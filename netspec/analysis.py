@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netspec.errors import LayerError
+from netspec.errors import LayerError, SpecError
 from netspec.ir import Graph, Item, Leaf, Record, form, is_tensor, show, show_form
 from netspec.layers import Shape
 
@@ -91,10 +91,47 @@ class Analysis:
 
 def analyze_graph(graph: Graph, source, spec=None) -> Analysis:
     walker = _Walker(source)
-    tree = walker.module(graph.root, "", tuple(graph.input))
+    try:
+        tree = walker.module(graph.root, "", tuple(graph.input))
+    except SpecError as e:
+        if e.sizes and len(graph.input) == 3:   # two tensors of unequal sizes meet: which input sizes work?
+            e.message += working_sizes(graph, source)
+        raise
     _Planner().visit(tree, False)
     return Analysis(graph.name, list(graph.input), form(tree.output), tree.params, tree.trainable_params,
                     tree.macs, walker.rows, tree, graph, spec)
+
+
+def working_sizes(graph: Graph, source, seconds: float = 2.0) -> str:
+    """Where tensors meet at unequal sizes (a U-Net's skip at an odd input): the square input
+    sizes near the given one at which the spec analyses, as a hint ("multiples of 16: 560 or
+    576"). Each analysis is milliseconds; the search stops after `seconds`."""
+    import time
+    c, h, w = graph.input
+    side = max(h, w)
+    start, good = time.perf_counter(), []
+    for step in range(1, 129):
+        for s in (side - step, side + step):
+            if s < 1 or (good and abs(s - side) > abs(good[0] - side) + 256):
+                continue
+            try:
+                _Walker(source).module(graph.root, "", (c, s, s))
+                good.append(s)
+            except SpecError:
+                pass
+        if len([g for g in good if g < side]) >= 2 and len([g for g in good if g > side]) >= 2:
+            break
+        if time.perf_counter() - start > seconds:
+            break
+    if not good:
+        return ""
+    below, above = max((g for g in good if g < side), default=None), min((g for g in good if g > side), default=None)
+    near = " or ".join(str(g) for g in (below, above) if g is not None)
+    ordered = sorted(good)
+    steps = {b - a for a, b in zip(ordered, ordered[1:])}
+    period = ordered[0] if len(steps) == 1 and ordered[0] % next(iter(steps)) == 0 and len(ordered) > 2 else None
+    rule = f"H and W must be multiples of {next(iter(steps))}: " if period else "input sizes that work nearby: "
+    return f"; at this input size the tensors that meet differ ({rule}{near}, e.g. --input {c},{below or above},{below or above})"
 
 
 class _Walker:
@@ -147,7 +184,9 @@ class _Walker:
         except LayerError as e:
             seen = f"inputs are {', '.join(f'{n} {show(v)}' for n, v in zip(labels, shape))}" if labels and several else \
                 f"input is {show(shape)}"
-            raise self.fail(node, path, f"{e.message}; {seen}", e.field) from None
+            error = self.fail(node, path, f"{e.message}; {seen}", e.field)
+            error.sizes = several and not layer.refs   # tensors that meet (a merge): other input sizes may work
+            raise error from None
         n = 1
         for d in out:
             n *= d

@@ -74,6 +74,7 @@ class SpecError(NetspecError):
         self.line = line
         self.col = col
         self.on_key = on_key  # point at the key (e.g. an unknown field), not its value
+        self.sizes = False    # tensors of unequal sizes meet: the analysis names input sizes that work
 
     def located(self, file: str | None, position: tuple[int, int] | None) -> "SpecError":
         if self.file is None:

@@ -246,3 +246,28 @@ def test_compiles_without_graph_breaks(write):
     x = torch.randn(2, 3, 16, 16)
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     assert torch.equal(compiled(x)["out"], model(x)["out"])
+
+
+def test_a_size_mismatch_names_the_input_sizes_that_work(cli, write):
+    """A U-Net-like join at an odd input: the error says which sizes work."""
+    path = write("netspec: 1\nname: u\ninput: [3, 37, 37]\ngraph:\n  nodes:\n    e1: {conv: {out: 4, k: 3, padding: 1}}\n"
+                 "    d1: {maxpool: 2}\n    e2: {conv: {out: 4, k: 3, padding: 1}}\n    d2: {maxpool: 2}\n"
+                 "    u2: {conv_transpose: {out: 4, k: 2, stride: 2}}\n    j2: {from: [u2, e2], merge: concat}\n"
+                 "    u1: {conv_transpose: {out: 4, k: 2, stride: 2}}\n    j1: {from: [u1, e1], merge: concat}\n")
+    run = cli("check", path)
+    assert run.code == 2 and "(H and W must be multiples of 4: 36 or 40, e.g. --input 3,36,36)" in run.err, run.err
+    assert cli("check", path, "--set", "input=[3,40,40]").code == 0
+
+
+def test_the_editor_schema_knows_graph_nodes(write):
+    import jsonschema
+    from ruamel.yaml import YAML
+
+    from netspec.document.schema import json_schema
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for text in (FPN, BLOCKS):
+        assert not list(validator.iter_errors(YAML(typ="safe").load(text)))
+    for wrong in ("lat2: {from: body.r2, conv: {out: 8, k: 1, kernel: 3, name: inner_blocks.0.0}}",
+                  "lat2: {form: body.r2, conv: {out: 8, k: 1, name: inner_blocks.0.0}}"):
+        doc = YAML(typ="safe").load(FPN.replace("lat2: {from: body.r2, conv: {out: 8, k: 1, name: inner_blocks.0.0}}", wrong))
+        assert list(validator.iter_errors(doc)), wrong
