@@ -74,6 +74,8 @@ class Analysis:
     tree: Module
     graph: Graph
     spec: object = None
+    buffers: int = 0         # elements of the built model's buffers (Layer.buffers: running statistics, index tables)
+    buffer_bytes: int = 0
 
     def tree_leaves(self):
         stack = [self.tree]
@@ -85,7 +87,8 @@ class Analysis:
 
     def as_dict(self) -> dict:
         return {"name": self.name, "input": self.input, "output": self.output, "params": self.params,
-                "trainable_params": self.trainable_params, "macs": self.macs,
+                "trainable_params": self.trainable_params, "buffers": self.buffers, "buffer_bytes": self.buffer_bytes,
+                "macs": self.macs,
                 "layers": [row.as_dict() for row in self.layers]}
 
 
@@ -98,8 +101,15 @@ def analyze_graph(graph: Graph, source, spec=None) -> Analysis:
             e.message += working_sizes(graph, source)
         raise
     _Planner().visit(tree, False)
-    return Analysis(graph.name, list(graph.input), form(tree.output), tree.params, tree.trainable_params,
-                    tree.macs, walker.rows, tree, graph, spec)
+    analysis = Analysis(graph.name, list(graph.input), form(tree.output), tree.params, tree.trainable_params,
+                        tree.macs, walker.rows, tree, graph, spec)
+    buffers = [b for m in analysis.tree_leaves() for b in m.node.layer.buffers(m.input)]
+    analysis.buffers = sum(n for n, _ in buffers)
+    analysis.buffer_bytes = sum(n * BUFFER_BYTES[dtype] for n, dtype in buffers)
+    return analysis
+
+
+BUFFER_BYTES = {"fp32": 4, "int64": 8}
 
 
 def working_sizes(graph: Graph, source, seconds: float = 2.0) -> str:

@@ -118,6 +118,7 @@ class Memory:
     largest_activation_bytes: int
     backward_macs: int                        # per sample
     layer_backward_macs: dict[str, int] = field(default_factory=dict)
+    buffers_bytes: int = 0                    # the model's buffers (running statistics, index tables)
 
     @property
     def saved_bytes(self) -> int:
@@ -135,7 +136,7 @@ class Memory:
     def peak_bytes(self) -> int:
         """Estimate of a training step's peak: the model's state, everything autograd keeps,
         and the largest activation's gradient pair in flight during the backward."""
-        return (self.params_bytes + self.grads_bytes + self.optimizer_bytes + self.saved_bytes
+        return (self.params_bytes + self.buffers_bytes + self.grads_bytes + self.optimizer_bytes + self.saved_bytes
                 + 2 * self.largest_activation_bytes)
 
     def by_module(self) -> dict[str, int]:
@@ -146,7 +147,7 @@ class Memory:
 
     def as_dict(self) -> dict:
         return {"batch": self.batch, "precision": self.precision, "optimizer": self.optimizer,
-                "params_bytes": self.params_bytes, "grads_bytes": self.grads_bytes,
+                "params_bytes": self.params_bytes, "buffers_bytes": self.buffers_bytes, "grads_bytes": self.grads_bytes,
                 "optimizer_bytes": self.optimizer_bytes, "saved_bytes": self.saved_bytes,
                 "activation_bytes": self.activation_bytes, "weight_copy_bytes": self.weight_copy_bytes,
                 "peak_bytes": self.peak_bytes, "backward_macs": self.backward_macs}
@@ -167,7 +168,7 @@ def training_step(analysis: Analysis, batch: int = 1, precision: str = "fp32", o
     n_tensors = sum(m.node.layer.param_tensors(m.input) for m in analysis.tree_leaves() if not m.node.layer.frozen)
     state = OPTIMIZER_STATE[optimizer] * trainable * 4 + (4 * n_tensors if optimizer.startswith("adam") else 0)
     return Memory(batch, precision, optimizer, list(flow.kept.values()), analysis.params * 4, trainable * 4, state,
-                  flow.largest, sum(flow.backward.values()), flow.backward)
+                  flow.largest, sum(flow.backward.values()), flow.backward, analysis.buffer_bytes)
 
 
 class _Flow:

@@ -271,7 +271,7 @@ def tree_mismatches(analysis: Analysis, model: nn.Module) -> list[str]:
 
 def cross_check(analysis: Analysis) -> list[str]:
     """Build on the meta device (no memory) and compare with the static analysis:
-    parameter count (sum of numel) and the forward output shape."""
+    parameter count (sum of numel), buffers (elements and bytes) and the forward output shape."""
     model = build_analysis(analysis, "meta").eval()
     problems = []
     numel = sum(p.numel() for p in model.parameters())
@@ -280,6 +280,10 @@ def cross_check(analysis: Analysis) -> list[str]:
         problems.append(f"built module has {numel:,} parameters, analysis says {analysis.params:,}")
     if trainable != analysis.trainable_params:
         problems.append(f"built module has {trainable:,} trainable parameters, analysis says {analysis.trainable_params:,}")
+    buffers = [(b.numel(), b.numel() * b.element_size()) for b in model.buffers()]
+    if (sum(n for n, _ in buffers), sum(b for _, b in buffers)) != (analysis.buffers, analysis.buffer_bytes):
+        problems.append(f"built module has {sum(n for n, _ in buffers):,} buffer elements ({sum(b for _, b in buffers):,} "
+                        f"bytes), analysis says {analysis.buffers:,} ({analysis.buffer_bytes:,} bytes)")
     with torch.no_grad():
         out = output_form(model(torch.empty(2, *analysis.input, device="meta")))
     if out != analysis.output:

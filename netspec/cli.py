@@ -120,7 +120,7 @@ def _check_params(analysis, path: str, quiet: bool) -> None:
         expect = analysis.spec.expect
         checked = ", ".join(f"{k} {getattr(analysis, k):,}" if k != "output" else f"output {show_form(analysis.output)}"
                             for k in ("params", "trainable_params", "macs", "output") if getattr(expect, k) is not None)
-        print(f"{path}: check passed: {checked} as expected; meta-device build agrees (numel, output shape)")
+        print(f"{path}: check passed: {checked} as expected; meta-device build agrees (numel, buffers, output shape)")
 
 
 def cmd_schema(args) -> int:

@@ -213,8 +213,9 @@ def render_table(analysis: Analysis, out, columns=None, depth: int | None = None
         out.write("".join(_cells(r, widths, right) + "\n" for r in table[start:start + 4096]))
     out.write(_rule("├", "┼", "┤", "─", widths) + "\n" + _cells(footer, widths, right) + "\n")
     out.write(_rule("└", "┴", "┘", "─", widths) + "\n")
+    buffers = f" · buffers {analysis.buffers:,} ({human_bytes(analysis.buffer_bytes)})" if analysis.buffers else ""
     out.write(f"params {analysis.params:,} ({human(analysis.params)})"
-              f"{f', {frozen:,} frozen' if frozen else ''} · forward {analysis.macs:,} MACs ({human(analysis.macs)}; "
+              f"{f', {frozen:,} frozen' if frozen else ''}{buffers} · forward {analysis.macs:,} MACs ({human(analysis.macs)}; "
               f"1 MAC = 2 FLOPs) per sample · output {show_form(analysis.output)}\n")
     projected = auto_projections(analysis)
     if projected:
@@ -239,7 +240,8 @@ def memory_lines(analysis: Analysis, memory) -> str:
     copies = f", autocast weight copies {human_bytes(m.weight_copy_bytes)}" if m.weight_copy_bytes else ""
     fwd_bwd = analysis.macs + m.backward_macs
     return (f"training step at batch {m.batch}, {m.precision}, {m.optimizer.replace('_', ' with ')}: "
-            f"parameters {human_bytes(m.params_bytes)} · gradients {human_bytes(m.grads_bytes)} · optimizer state "
+            f"parameters {human_bytes(m.params_bytes)}"
+            f"{f' · buffers {human_bytes(m.buffers_bytes)}' if m.buffers_bytes else ''} · gradients {human_bytes(m.grads_bytes)} · optimizer state "
             f"{human_bytes(m.optimizer_bytes)} · kept for backward {human_bytes(m.saved_bytes)} (activations "
             f"{human_bytes(m.activation_bytes)}{copies}) · peak ≈ {human_bytes(m.peak_bytes)}\n"
             f"backward {m.backward_macs:,} MACs ({human(m.backward_macs)}) per sample (input and weight gradients); "

@@ -141,8 +141,8 @@ def test_set_overrides_and_input(cli, write):
     assert run.code == 0
     report = json.loads(run.out)
     assert report["output"] == [6, 14, 14] and report["input"] == [3, 16, 16]
-    assert set(report) == {"file", "name", "input", "output", "params", "trainable_params", "macs", "layers", "modules",
-                           "auto_projections"}
+    assert set(report) == {"file", "name", "input", "output", "params", "trainable_params", "buffers", "buffer_bytes",
+                           "macs", "layers", "modules", "auto_projections"}
     assert set(report["layers"][0]) == {"path", "type", "output", "params", "macs"}
     bad = cli("compile", path, "--set", "vars.c=zero")
     assert bad.code == 2 and "'zero'" in bad.err

@@ -108,3 +108,27 @@ def test_receptive_field_column(cli):
     assert rows["layer2"] == str(want["layer2"]) == "r 99x99 s 8"
     data = json.loads(cli("compile", SPECS / "resnet18.yaml", "--json", "--columns", "rf").out)
     assert next(m for m in data["modules"] if m["path"] == "layer4")["receptive_field"] == "r 435x435 s 32"
+
+
+def test_buffers_are_counted_apart_from_params(cli, monkeypatch):
+    """Buffers (BatchNorm's running statistics, FrozenBatchNorm2d's tensors) are state that does
+    not train: counted apart from params, in elements and bytes, in the table's totals, --json,
+    --memory's model state, and cross-checked against the built module's buffers."""
+    import torchvision
+
+    from netspec.builder import cross_check
+    from netspec.layers.norm import BatchNorm
+
+    a = netspec.analyze(SPECS / "resnet18.yaml")
+    ref = list(torchvision.models.resnet18().buffers())
+    assert a.buffers == sum(b.numel() for b in ref) == 9_620
+    assert a.buffer_bytes == sum(b.numel() * b.element_size() for b in ref)
+    assert f"· buffers 9,620 (37.66 KiB) · forward" in cli("compile", SPECS / "resnet18.yaml").out
+    assert "· buffers" not in cli("compile", SPECS / "lenet.yaml").out   # none: not shown
+    data = json.loads(cli("compile", SPECS / "resnet18.yaml", "--json", "--memory").out)
+    assert (data["buffers"], data["buffer_bytes"], data["memory"]["buffers_bytes"]) == (9_620, a.buffer_bytes, a.buffer_bytes)
+    assert "parameters 44.59 MiB · buffers 37.66 KiB · gradients" in cli("compile", SPECS / "resnet18.yaml", "--memory").out
+    frozen = netspec.analyze(ROOT / "specs" / "fcn_resnet50.yaml")
+    assert frozen.buffers > 0 and not cross_check(frozen)
+    monkeypatch.setattr(BatchNorm, "buffers", lambda self, shape: ())   # a rule that forgets them is caught
+    assert any("buffer elements" in p for p in cross_check(netspec.analyze(SPECS / "resnet18.yaml")))

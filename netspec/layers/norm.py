@@ -37,6 +37,9 @@ class BatchNorm(Layer):
     def param_tensors(self, shape: Shape) -> int:
         return 2 if self.affine else 0
 
+    def buffers(self, shape: Shape) -> tuple:
+        return ((shape[0], "fp32"), (shape[0], "fp32"), (1, "int64"))   # running_mean, running_var, num_batches_tracked
+
     def build(self, shape: Shape):
         from torch import nn
         cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
@@ -60,6 +63,9 @@ class FrozenBatchNorm(Layer):
         # x * scale + shift with scale, shift [1, C, 1, 1] made from the buffers each call: the
         # product keeps scale for x's gradient; fp32 buffers make the result fp32 under autocast
         return Autograd(extra=((0, shape[0], "fp32"),) if input_grad else (), promote=True, layout="like")
+
+    def buffers(self, shape: Shape) -> tuple:
+        return ((shape[0], "fp32"),) * 4   # weight, bias, running_mean, running_var
 
     def build(self, shape: Shape):
         from torchvision.ops import FrozenBatchNorm2d

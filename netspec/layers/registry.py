@@ -131,6 +131,11 @@ class Layer(BaseModel):
     def param_count(self, shape: Shape) -> int:
         return 0
 
+    def buffers(self, shape: Shape) -> tuple:
+        """The built module's buffers (state that is not trained: BatchNorm's running statistics,
+        an index table), as (elements, dtype) each; dtype "fp32" or "int64"."""
+        return ()
+
     def macs(self, shape: Shape, out: Shape) -> int:
         """Multiply-accumulates per sample (counted for conv and linear layers, as
         torch's FlopCounterMode does: its FLOPs / 2)."""
