@@ -153,12 +153,18 @@ class _Walker:
         self.row_of: dict[int, LayerRow] = {}   # id() of a leaf's Module -> its row
         self.paths: set[str] = set()  # registered module paths: resolve names them uniquely, and
         # an `auto` projection (decided here) must not take a sibling's name either
+        self.owned: dict[str, str] = {}   # path -> the layer type that registers a tensor there (Layer.owned)
 
-    def registered(self, node: Item, path: str) -> None:
+    def registered(self, node: Item, path: str, owner_of: str | None = None) -> None:
         if path in self.paths:
-            raise self.fail(node, path, f"two modules at {path!r}: a shortcut: auto projection takes the name of "
-                                        f"another module there (give shortcut_name another name)")
+            tag = owner_of or self.owned.get(path)
+            why = (f"{tag} registers {path.rsplit('.', 1)[-1]!r} on its enclosing module, which has one already "
+                   f"(give each {tag} a module of its own, e.g. a named sequence)") if tag else \
+                "a shortcut: auto projection takes the name of another module there (give shortcut_name another name)"
+            raise self.fail(node, path, f"two modules at {path!r}: {why}")
         self.paths.add(path)
+        if owner_of:
+            self.owned[path] = owner_of
 
     def fail(self, node: Item, path: str, message: str, field_name: str | None = None):
         where = node.src + ((field_name,) if field_name else ())
@@ -202,7 +208,12 @@ class _Walker:
             n *= d
         if n > _MAX_ELEMENTS or any(d <= 0 for d in out):
             raise self.fail(node, path, f"output shape {list(out)} is not a usable tensor")
-        self.registered(node, path)
+        if layer.owns_tensors:   # its tensors register on the enclosing module, under their own names
+            host = path.rsplit(".", 1)[0] if "." in path else ""
+            for name in layer.owned(shape):
+                self.registered(node, f"{host}.{name}" if host else name, layer.tag)
+        else:
+            self.registered(node, path)
         params = layer.param_count(shape)
         m = Module(node, path, shape, out, params, 0 if layer.frozen else params, layer.macs(shape, out))
         self.rows.append(LayerRow(path, layer.tag, form(shape), list(out), m.params, m.trainable_params, m.macs))

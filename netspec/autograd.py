@@ -285,6 +285,8 @@ class _Flow:
         """A layer's step. `x` is a View, or a list of them for a layer of several inputs (a
         merge; a resize *like* another tensor, whose second input gives only sizes)."""
         layer = m.node.layer
+        if layer.replays:   # its ops one by one (attention's parts: what they keep depends on strides)
+            return layer.replay(self, m, x)
         xs = x if isinstance(x, list) else [x]
         x = xs[0]
         data = xs[:len(xs) - len(layer.refs)]   # a `like` reference gives sizes, and no gradient flows to it
@@ -329,3 +331,48 @@ class _Flow:
         for per_sample, fixed, dtype in rule.extra:
             self.save(m.path, Storage(per_sample, fixed, act if dtype == "act" else dtype))
         return out
+
+    # -- single ops, for layers and constructs that replay theirs (Layer.replays, partition) ----
+    def permuted(self, v: View, dims: tuple) -> View:
+        """v.permute(0, *(d + 1 for d in dims)): a view (dims are sample dims)."""
+        order = (0, *(d + 1 for d in dims))
+        return View(v.storage, tuple(v.shape[d] for d in dims), tuple(v.strides[d] for d in order), v.grad)
+
+    def selected(self, v: View, dim: int, index: int) -> View:
+        """v.select(dim + 1, index): a view without sample dim `dim`."""
+        return View(v.storage, v.shape[:dim] + v.shape[dim + 1:], v.strides[:dim + 1] + v.strides[dim + 2:], v.grad)
+
+    def contiguous_copy(self, v: View) -> View:
+        """v.contiguous(): v itself, or a contiguous copy."""
+        return v if self.contiguous(v) else self.new(v.shape, v.dtype, v.grad)
+
+    def cast(self, v: View) -> View:
+        """What autocast hands a lower-precision op: v, or its copy in the low dtype (strides kept
+        when v is dense, as Tensor.to keeps them; else contiguous)."""
+        if self.low is None or v.dtype == self.low:
+            return v
+        sizes = (self.batch, *v.shape)
+        dense = v.strides == dense_strides(sizes, order_of(sizes, v.strides))
+        return View(Storage(prod(v.shape), 0, self.low), v.shape,
+                    v.strides if dense else dense_strides(sizes, tuple(range(len(sizes)))), v.grad)
+
+    def folded(self, v: View, keep: int = 2) -> View:
+        """v.reshape(-1, *v.shape[-keep:]), the batch and the dims before the last `keep` folded
+        into one (as matmul and attention fold them): v where the strides allow (ATen's
+        computeStride), else a contiguous copy."""
+        sizes = (self.batch, *v.shape)
+        if view_strides(sizes, v.strides, (prod(sizes[:-keep]), *sizes[-keep:])) is not None:
+            return v
+        return self.new(v.shape, v.dtype, v.grad)
+
+    def matmul(self, path: str, a: View, b: View) -> View:
+        """a @ b over equal leading dims ([..., n, m] @ [..., m, p]), as at::matmul runs it under
+        autocast: each operand folded to [batch * ..., rows, cols], bmm keeping each for the
+        other's gradient, the result a view of bmm's new contiguous output."""
+        a, b = self.cast(a), self.cast(b)
+        fa, fb = self.folded(a), self.folded(b)
+        if b.grad:
+            self.save(path, fa.storage)
+        if a.grad:
+            self.save(path, fb.storage)
+        return self.new((*a.shape[:-1], b.shape[-1]), a.dtype, a.grad or b.grad)

@@ -105,6 +105,19 @@ class Bare:
         return self.functional(x, lookup(owner, self.name))
 
 
+class Owned:
+    """A layer whose tensors are its owner's (`Layer.owns_tensors`): run there (the owner's
+    container `host` for a dotted name)."""
+
+    __slots__ = ("host", "functional")
+
+    def __init__(self, host: str | None, functional):
+        self.host, self.functional = host, functional
+
+    def __call__(self, owner, x):
+        return self.functional(x, lookup(owner, self.host) if self.host else owner)
+
+
 class _Builder:
     """The builder's face towards constructs (their `build` sees it as `b`)."""
 
@@ -128,6 +141,10 @@ class _Builder:
             del module.weight           # the owner holds it; a stale copy would survive assign=True
             _register(owner, node, weight)
             return Bare(node.name, module.functional)
+        if isinstance(node, Leaf) and node.layer.owns_tensors:
+            module = self.leaf(m)
+            _move_into(_host(owner, node), module)
+            return Owned(node.name.rsplit(".", 1)[0] if "." in node.name else None, module.functional)
         if isinstance(node, Leaf):
             _register(owner, node, self.leaf(m))
             layer = node.layer
@@ -181,15 +198,32 @@ class _Builder:
 def _plain(m: Module) -> bool:
     """A child an nn.Sequential can run: its own registered module."""
     node = m.node
-    return not node.layer.bare_parameter if isinstance(node, Leaf) else not node.flat
+    return not (node.layer.bare_parameter or node.layer.owns_tensors) if isinstance(node, Leaf) else not node.flat
 
 
-def _register(owner: nn.Module, node, value) -> None:
-    *outer, name = node.name.split(".")
-    for part in outer:   # a dotted name: its containers, made on first use
+def _host(owner: nn.Module, node) -> nn.Module:
+    """The module a (dotted) name registers on: the owner, or its containers, made on first use."""
+    for part in node.name.split(".")[:-1]:
         if part not in owner._modules:
             owner.add_module(part, Container())
         owner = owner._modules[part]
+    return owner
+
+
+def _move_into(host: nn.Module, module: nn.Module) -> None:
+    """Register a module's own parameters, buffers (persistent or not) and children on `host`,
+    leaving the module empty (an `owns_tensors` layer's)."""
+    for name, p in module._parameters.items():
+        host.register_parameter(name, p)
+    for name, b in module._buffers.items():
+        host.register_buffer(name, b, persistent=name not in module._non_persistent_buffers_set)
+    for name, child in module._modules.items():
+        host.add_module(name, child)
+    module._parameters.clear(), module._buffers.clear(), module._modules.clear()
+
+
+def _register(owner: nn.Module, node, value) -> None:
+    owner, name = _host(owner, node), node.name.rsplit(".", 1)[-1]
     try:
         if isinstance(value, nn.Parameter):
             owner.register_parameter(name, value)
@@ -226,8 +260,15 @@ def expected_tree(analysis: Analysis) -> dict[str, int]:
             for container in _containers(owner, m.path):   # a dotted name's
                 out.setdefault(container, 0)
         if isinstance(node, Leaf):
+            host = m.path.rsplit(".", 1)[0] if "." in node.name else owner
             if node.layer.bare_parameter:
-                out[m.path.rsplit(".", 1)[0] if "." in node.name else owner] += m.params
+                out[host] += m.params
+            elif node.layer.owns_tensors:
+                for name, (kind, params) in node.layer.owned(m.input).items():
+                    if kind == "module":
+                        out[f"{host}.{name}" if host else name] = params
+                    elif kind == "parameter":
+                        out[host] += params
             else:
                 out[m.path] = m.params
             return
@@ -238,6 +279,18 @@ def expected_tree(analysis: Analysis) -> dict[str, int]:
             visit(child, owner)
 
     visit(analysis.tree, "")
+    return out
+
+
+def owned_modules(analysis: Analysis) -> set[str]:
+    """Paths of the modules `owns_tensors` layers register on their enclosing modules (Swin-v2's
+    `attn.cpb_mlp`)."""
+    out = set()
+    for m in analysis.tree_leaves():
+        layer = m.node.layer
+        if layer.owns_tensors:
+            host = m.path.rsplit(".", 1)[0] if "." in m.path else ""
+            out |= {f"{host}.{name}" if host else name for name, (kind, _) in layer.owned(m.input).items() if kind == "module"}
     return out
 
 
@@ -258,7 +311,8 @@ def tree_mismatches(analysis: Analysis, model: nn.Module) -> list[str]:
     a leaf's torch module may have children of its own, as nn.MultiheadAttention's out_proj:
     they count in the leaf)."""
     expected = expected_tree(analysis)
-    leaves = {m.path for m in analysis.tree_leaves() if not m.node.layer.bare_parameter}
+    leaves = {m.path for m in analysis.tree_leaves() if not (m.node.layer.bare_parameter or m.node.layer.owns_tensors)}
+    leaves |= owned_modules(analysis)
     built = {}
     for path, module in model.named_modules(remove_duplicate=False):
         if _prefixes(path) & leaves:   # inside a leaf

@@ -6,7 +6,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from netspec.layers.registry import Autograd, Layer, PosInt, Receptive, Shape, register
+from netspec.errors import LayerError
+from netspec.layers.registry import Autograd, Layer, NonNegPair, PosInt, Receptive, Shape, register
 
 
 @register("linear", shorthand="out")
@@ -16,8 +17,15 @@ class Linear(Layer):
 
     out: PosInt = Field(description="Output features (out_features).")
     bias: bool = Field(True, description="Add a learnable bias.")
+    bias_zeroed: NonNegPair | None = Field(None, description="[start, stop]: bias elements start..stop-1 act as zeros in every forward (a copy of the bias is zeroed; the parameter keeps its values), as torchvision's Swin-v2 treats its qkv bias' key part: [dim, 2 * dim].")
 
     def infer(self, shape: Shape) -> Shape:
+        if self.bias_zeroed is not None:
+            start, stop = self.bias_zeroed
+            if not self.bias:
+                raise LayerError("bias_zeroed", "zeroes part of the bias: give bias: true")
+            if not start < stop <= self.out:
+                raise LayerError("bias_zeroed", f"[{start}, {stop}] is not a range of the {self.out} bias elements")
         return (*shape[:-1], self.out)
 
     def param_count(self, shape: Shape) -> int:
@@ -46,4 +54,7 @@ class Linear(Layer):
 
     def build(self, shape: Shape):
         from torch import nn
+        if self.bias_zeroed is not None:
+            from netspec.modules import LinearZeroedBias
+            return LinearZeroedBias(shape[-1], self.out, zeroed=tuple(self.bias_zeroed))
         return nn.Linear(shape[-1], self.out, bias=self.bias)

@@ -102,6 +102,14 @@ class Layer(BaseModel):
     # module with one parameter `weight` and a method `functional(x, weight)`; the builder
     # registers the tensor on the owner and calls functional with it.
     bare_parameter: ClassVar[bool] = False
+    # A layer whose tensors belong to its enclosing module, beside its siblings (Swin's
+    # `attn.relative_position_bias_table` next to `attn.qkv`): `build` returns a module whose
+    # own parameters, buffers and children the builder registers on the enclosing module under
+    # their own names (`owned` lists them), and whose `functional(x, owner)` runs it there.
+    owns_tensors: ClassVar[bool] = False
+    # A layer whose training step the memory model replays op by op (`replay`, instead of the
+    # `autograd` rule): attention's parts, whose saved tensors depend on their input's strides
+    replays: ClassVar[bool] = False
     # How many tensors it takes, (fewest, most; None: any number): (1, 1) for all but merges
     # (2, None) and layers with a reference field. `refs` are fields that name another value
     # of the enclosing graph (`resize: {like: skip}`): its tensor is passed after the node's
@@ -131,6 +139,11 @@ class Layer(BaseModel):
     def param_count(self, shape: Shape) -> int:
         return 0
 
+    def owned(self, shape: Shape) -> dict:
+        """What an `owns_tensors` layer registers on its enclosing module: name -> (kind:
+        "parameter", "buffer" or "module", parameters in it)."""
+        return {}
+
     def buffers(self, shape: Shape) -> tuple:
         """The built module's buffers (state that is not trained: BatchNorm's running statistics,
         an index table), as (elements, dtype) each; dtype "fp32" or "int64"."""
@@ -152,6 +165,11 @@ class Layer(BaseModel):
         `contiguous`: its input is contiguous;
         `inplace`: the builder runs it in place. Default: nothing kept, a new output."""
         return Autograd()
+
+    def replay(self, f, m, x):
+        """A `replays` layer's training step over the memory model's tensors (netspec.autograd's
+        _Flow `f`, its single ops; `m` the analysed module, `x` its input view): its output view."""
+        raise NotImplementedError(f"layer '{self.tag}' has no replay")
 
     def param_tensors(self, shape: Shape) -> int:
         """How many parameter tensors it has (optimizers keep per-tensor state such as Adam's step)."""

@@ -1,5 +1,5 @@
 """Layers that only move or pass data: `flatten`, `reshape`, `permute`, `channel_shuffle`,
-`select_token`, `identity`, `dropout`, `stochastic_depth`."""
+`space_to_depth`, `select_token`, `identity`, `dropout`, `stochastic_depth`."""
 from __future__ import annotations
 
 from math import prod
@@ -123,6 +123,33 @@ class ChannelShuffle(Layer):
     def build(self, shape: Shape):
         from netspec.modules import ChannelShuffle
         return ChannelShuffle(self.groups)
+
+
+@register("space_to_depth", shorthand="k")
+class SpaceToDepth(Layer):
+    """A channels-last map [H, W, C] to [H/k, W/k, k*k*C]: each k x k block's pixels side by side
+    in the last dim, the row offset varying fastest, as torchvision's Swin PatchMerging gathers
+    them (x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2], concatenated); H and W
+    that k does not divide are padded with zeros at the bottom and right first."""
+    fresh_output: ClassVar[bool] = True   # torch.cat: a new tensor; its backward keeps nothing
+
+    k: PosInt = Field(2, description="Block size (Swin's patch merging: 2).")
+
+    def infer(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise LayerError(None, f"space_to_depth needs a channels-last map [height, width, channels], got {list(shape)}")
+        h, w, c = shape
+        return (-(-h // self.k), -(-w // self.k), self.k * self.k * c)
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        return Autograd(layout="contiguous")
+
+    def receptive(self, shape, out):
+        return Receptive(windows=((0, self.k, self.k, 0, 1), (1, self.k, self.k, 0, 1)))
+
+    def build(self, shape: Shape):
+        from netspec.modules import SpaceToDepth
+        return SpaceToDepth(self.k)
 
 
 @register("select_token", shorthand="index")
