@@ -198,7 +198,7 @@ class _Builder:
 def _plain(m: Module) -> bool:
     """A child an nn.Sequential can run: its own registered module."""
     node = m.node
-    return not (node.layer.bare_parameter or node.layer.owns_tensors) if isinstance(node, Leaf) else not node.flat
+    return node.layer.own_module if isinstance(node, Leaf) else not node.flat
 
 
 def _host(owner: nn.Module, node) -> nn.Module:
@@ -311,7 +311,7 @@ def tree_mismatches(analysis: Analysis, model: nn.Module) -> list[str]:
     a leaf's torch module may have children of its own, as nn.MultiheadAttention's out_proj:
     they count in the leaf)."""
     expected = expected_tree(analysis)
-    leaves = {m.path for m in analysis.tree_leaves() if not (m.node.layer.bare_parameter or m.node.layer.owns_tensors)}
+    leaves = {m.path for m in analysis.tree_leaves() if m.node.layer.own_module}
     leaves |= owned_modules(analysis)
     built = {}
     for path, module in model.named_modules(remove_duplicate=False):

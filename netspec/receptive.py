@@ -198,6 +198,7 @@ class _Walk:
             dims[dim] = frozenset()
         if rule.dims:
             dims = [dims[d] for d in rule.dims]
+            shape = tuple(shape[d] for d in rule.dims)   # a reshape after it regroups the new order
         if rule.reshape:
             dims = _regroup(axes, dims, shape, m.output, m.path)
         for dim, k, s, p, d in rule.windows:

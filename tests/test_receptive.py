@@ -100,7 +100,7 @@ def tracked(analysis) -> list[str]:
     while stack:
         m = stack.pop()
         stack.extend(m.children)
-        if isinstance(m.node, Leaf) and m.node.layer.bare_parameter:
+        if isinstance(m.node, Leaf) and not m.node.layer.own_module:
             bare.add(m.path)
     return [p for p, f in fields(analysis).items() if p not in bare and centre(f, shapes[p]) is not None]
 

@@ -103,6 +103,14 @@ TORCHVISION = {
     "vit_l_16": ("vit_l_16", {}, "ViT_L_16_Weights"),
     "vit_l_32": ("vit_l_32", {}, "ViT_L_32_Weights"),
     "vit_h_14": ("vit_h_14", {}, "ViT_H_14_Weights.IMAGENET1K_SWAG_LINEAR_V1"),
+    # windowed attention: Swin (v1 at 224, v2 at 256) and MaxViT
+    "swin_t": ("swin_t", {}, "Swin_T_Weights"),
+    "swin_s": ("swin_s", {}, "Swin_S_Weights"),
+    "swin_b": ("swin_b", {}, "Swin_B_Weights"),
+    "swin_v2_t": ("swin_v2_t", {}, "Swin_V2_T_Weights"),
+    "swin_v2_s": ("swin_v2_s", {}, "Swin_V2_S_Weights"),
+    "swin_v2_b": ("swin_v2_b", {}, "Swin_V2_B_Weights"),
+    "maxvit_t": ("maxvit_t", {}, "MaxVit_T_Weights"),
 }
 
 # Where a published num_params is of another structure than the spec's: the torchvision kwargs
@@ -133,6 +141,8 @@ FAMILIES = {
     # EfficientNetV2
     "efficientnet_v2_s": ["efficientnet_v2_m", "efficientnet_v2_l"],
     "vit_b_16": ["vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"],
+    "swin_t": ["swin_s", "swin_b"],
+    "swin_v2_t": ["swin_v2_s", "swin_v2_b"],   # swin_v2_t.yaml: swin_t.yaml with Swin-v2's blocks
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
@@ -146,6 +156,7 @@ OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "go
 OUTPUTS_IN_CI += ["convnext_tiny", "efficientnet_v2_s"]   # ConvNeXt, EfficientNetV2
 
 OUTPUTS_IN_CI += ["vit_b_16", "vit_b_32"]
+OUTPUTS_IN_CI += ["swin_t", "swin_v2_t", "maxvit_t"]   # at 64: Swin's padded and shifted windows; MaxViT's 2x2 groups
 
 # specs whose image size is a variable as well as the input (a ViT's pos_embedding is declared for
 # (image // patch)^2 + 1 tokens): at another size, torchvision builds with image_size and the spec
@@ -158,7 +169,12 @@ ZERO_INIT = IMAGE_VAR
 
 
 def at_size(name: str, size: int) -> tuple[dict, list[str]]:
-    """torchvision keyword arguments and netspec --set overrides for spec `name` at size x size."""
+    """torchvision keyword arguments and netspec --set overrides for spec `name` at size x size.
+    MaxViT's 7x7 groups need a multiple of 224: elsewhere it gets the largest group size that
+    divides its smallest map (size / 32; torchvision's partition_size)."""
+    if name == "maxvit_t" and size % 224:
+        part = max(p for p in range(1, size // 32 + 1) if (size // 32) % p == 0)
+        return {"input_size": (size, size), "partition_size": part}, [f"input=[3,{size},{size}]", f"vars.partition={part}"]
     if name not in IMAGE_VAR:
         return {}, []
     return {"image_size": size}, [f"input=[3,{size},{size}]", f"vars.image={size}"]
@@ -169,11 +185,20 @@ def reference(name: str, device: str = "cpu", **extra) -> torch.nn.Module:
     `extra` keyword arguments over the table's."""
     builder, kwargs, _ = TORCHVISION[name]
     torch.manual_seed(0)
+    build = maxvit_t if name == "maxvit_t" else getattr(tvm, builder)
     with _meta_safe() if device == "meta" else contextlib.nullcontext(), torch.device(device):
-        model = getattr(tvm, builder)(weights=None, **{**kwargs, **extra})
+        model = build(weights=None, **{**kwargs, **extra})
     if name in ZERO_INIT and device != "meta":
         fill_zeros(model)
     return model
+
+
+def maxvit_t(weights=None, partition_size: int = 7, **kwargs) -> torch.nn.Module:
+    """torchvision's maxvit_t, with the partition size as an argument (its builder fixes 7, which
+    needs inputs of 224 or a multiple): the builder's own arguments to torchvision's _maxvit."""
+    from torchvision.models.maxvit import _maxvit
+    return _maxvit(stem_channels=64, block_channels=[64, 128, 256, 512], block_layers=[2, 2, 5, 2], head_dim=32,
+                   stochastic_depth_prob=0.2, partition_size=partition_size, weights=weights, progress=False, **kwargs)
 
 
 def fill_zeros(model: torch.nn.Module) -> torch.nn.Module:

@@ -172,7 +172,7 @@ class MergeHeads(_Replayed):
 
     def receptive(self, shape, out):
         r = len(shape) - 3
-        return Receptive(dims=(*range(r), r + 1, r), lost=(r + 1,))
+        return Receptive(dims=(*range(r), r + 1, r, r + 2), reshape=True)   # the transpose, then H and Dh merged
 
     def build(self, shape: Shape):
         from netspec.modules import MergeHeads
@@ -275,6 +275,11 @@ class Attend(_Replayed):
         return self.position_bias == "none" and not self.cosine and self.shift is None and self.dropout == 0 \
             and self.scaled == "q"
 
+    def fixed_macs(self, shape: Shape, *, weight_grad: bool) -> tuple[int, int]:
+        if self.position_bias != "mlp":
+            return (0, 0)
+        return (self._mlp_macs(shape), self._table() * self.mlp * (2 + 2 * self._sizes(shape)[1]) if weight_grad else 0)
+
     def backward_macs(self, shape, out, *, input_grad, weight_grad):
         # each matmul's operands that need a gradient (q, k, v: when the input does; the weights
         # when anything before the softmax trains); the bias MLP's weight gradients and its
@@ -282,8 +287,7 @@ class Attend(_Replayed):
         rows, h, n, d = self._sizes(shape)
         per = rows * h * n * n * d
         weights = input_grad or (weight_grad and not self.fused)
-        mlp = self._table() * self.mlp * (2 + 2 * h) if weight_grad and self.position_bias == "mlp" else 0
-        return per * (3 * input_grad + weights) + mlp
+        return per * (3 * input_grad + weights) + self.fixed_macs(shape, weight_grad=weight_grad)[1]
 
     def receptive(self, shape, out):
         r = len(shape) - 4
@@ -301,7 +305,7 @@ class Attend(_Replayed):
         fixed = lambda size, dtype: self._fixed(f, size, dtype)   # noqa: E731  (a tensor without batch dim)
         if self.cosine:
             qn, kn = self._normalized(f, path, q), self._normalized(f, path, k)
-            logits = f.matmul(path, qn, f.permuted(kn, (*range(r), r + 2, r + 1)))
+            logits = f.matmul(path, qn, f.permuted(kn, (*range(r + 1), r + 2, r + 1)))
             scale = fixed(h, "fp32")   # clamp(logit_scale).exp(): exp keeps its result, the product each factor
             if weight_grad or logits.grad:
                 f.save(path, scale.storage)
@@ -313,7 +317,7 @@ class Attend(_Replayed):
                 q = f.new(q.shape, q.dtype, q.grad, like=q, layout="like")
             else:
                 k = f.new(k.shape, k.dtype, k.grad, like=k, layout="like")
-            logits = f.matmul(path, q, f.permuted(k, (*range(r), r + 2, r + 1)))
+            logits = f.matmul(path, q, f.permuted(k, (*range(r + 1), r + 2, r + 1)))
         if self.position_bias != "none":
             bias = self._bias_replay(f, path, h, n, weight_grad)
             logits = f.new(logits.shape, f.promote(logits, bias), grad, like=logits, layout="like")

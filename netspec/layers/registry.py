@@ -70,7 +70,7 @@ class Receptive:
     lost: tuple = ()            # dims whose positions are not tracked (upsampling, uneven adaptive
     #                             pooling): the field along them becomes an upper bound
     dims: tuple = ()            # a new order of the sample dims (permute)
-    reshape: bool = False       # the dims are regrouped (flatten, reshape)
+    reshape: bool = False       # the dims (in that new order) are regrouped (flatten, reshape)
     along: int | None = None    # a layer of several inputs: their fields meet elementwise (None), or
     #                             concatenated along this dim; a layer with a `like` reference
     #                             reads only its first input (the reference gives sizes)
@@ -107,6 +107,12 @@ class Layer(BaseModel):
     # own parameters, buffers and children the builder registers on the enclosing module under
     # their own names (`owned` lists them), and whose `functional(x, owner)` runs it there.
     owns_tensors: ClassVar[bool] = False
+    @property
+    def own_module(self) -> bool:
+        """Is the built layer a module at its own path (not a bare parameter, nor tensors of its
+        enclosing module)?"""
+        return not (self.bare_parameter or self.owns_tensors)
+
     # A layer whose training step the memory model replays op by op (`replay`, instead of the
     # `autograd` rule): attention's parts, whose saved tensors depend on their input's strides
     replays: ClassVar[bool] = False
@@ -151,8 +157,14 @@ class Layer(BaseModel):
 
     def macs(self, shape: Shape, out: Shape) -> int:
         """Multiply-accumulates per sample (counted for conv and linear layers, as
-        torch's FlopCounterMode does: its FLOPs / 2)."""
+        torch's FlopCounterMode does: its FLOPs / 2). A part that runs once per batch
+        (Swin-v2's position-bias MLP) counts as at batch 1 (`fixed_macs` says how much)."""
         return 0
+
+    def fixed_macs(self, shape: Shape, *, weight_grad: bool) -> tuple[int, int]:
+        """(forward, backward) MACs of `macs` and `backward_macs` that run once per batch
+        whatever its size (a position-bias MLP over offsets, not samples)."""
+        return (0, 0)
 
     def build(self, shape: Shape):
         raise NotImplementedError(f"layer '{self.tag}' has no builder")

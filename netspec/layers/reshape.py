@@ -145,7 +145,8 @@ class SpaceToDepth(Layer):
         return Autograd(layout="contiguous")
 
     def receptive(self, shape, out):
-        return Receptive(windows=((0, self.k, self.k, 0, 1), (1, self.k, self.k, 0, 1)))
+        # the channels hold the block's k*k pixels: positions along them are not tracked
+        return Receptive(windows=((0, self.k, self.k, 0, 1), (1, self.k, self.k, 0, 1)), lost=(2,))
 
     def build(self, shape: Shape):
         from netspec.modules import SpaceToDepth
