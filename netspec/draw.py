@@ -155,14 +155,22 @@ def _summary(m) -> str:
 
 
 def _short(m) -> str:
+    if m.type == "partition":   # what it groups: "attention on 7×7 windows, shift 3"
+        g = m.node.construct.grouping(m)
+        tokens = g.layout == "tokens"
+        window, shift = (str(g.window[1]), str(g.shift[1])) if tokens else ("×".join(map(str, g.window)), _dims(list(g.shift)))
+        attention = any(leaf.type in ("attend", "self_attention") for leaf in _leaves(m))
+        return (f"{'attention on ' if attention else ''}{window} {'grid' if g.grid else 'windows'}"
+                + (f", shift {shift}" if any(g.shift) else ""))
     return f"{m.type} {_settings(m.node.layer)}".strip() if isinstance(m.node, Leaf) else m.type
 
 
 def _main(m) -> list:
-    """The layers that carry the weights, in order; a gate (squeeze-excitation) stands for its own."""
+    """The layers that carry the weights, in order; a gate (squeeze-excitation) and a partition
+    (windowed attention) stand for their own."""
     if isinstance(m.node, Leaf):
         return [m] if _FAMILY.get(m.type) in ("conv", "linear") else []
-    if m.type == "gate":
+    if m.type in ("gate", "partition"):
         return [m]
     return [x for c in m.children for x in _main(c)]
 
@@ -244,12 +252,12 @@ class _Layout:
             inner = self.column(m.children, inner_level)
         if m.node.flat or not m.path:
             return inner
-        title = f"{_name(m)} · {kind}" + (f" · {_si(m.params)} params" if m.params else "")
+        title = f"{_name(m)} · {_short(m) if kind == 'partition' else kind}" + (f" · {_si(m.params)} params" if m.params else "")
         return self.framed(inner, title, m.path)
 
     def folded(self, m) -> _Block:
         inside = _summary(m)
-        lines = [f"{_name(m)}: {m.type}", f"x × ({inside})" if m.type == "gate" else inside,
+        lines = [f"{_name(m)}: {_short(m) if m.type == 'partition' else m.type}", f"x × ({inside})" if m.type == "gate" else inside,
                  f"{_costs(m)} · {_si(m.macs)} MACs"]
         return _box(lines, "folded", m.path)
 

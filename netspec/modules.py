@@ -300,7 +300,7 @@ class Attend(nn.Module):
         return self.functional(x, self)
 
     def functional(self, x, owner):
-        q, k, v = x.select(-4, 0), x.select(-4, 1), x.select(-4, 2)
+        q, k, v = x.unbind(-4)   # one node: its backward stacks the three gradients, in no order of arrival
         if self.fused:
             shape = q.shape
             if q.dim() > 4:   # the kernel takes [batch, heads, tokens, width]
