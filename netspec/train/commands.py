@@ -88,25 +88,31 @@ def _fail(error) -> int:
     return getattr(error, "exit_code", 2)
 
 
+def _check_arguments(args) -> bool:
+    """Refuse contradicting arguments, each as one line naming the argument; -> whether a SPEC was given."""
+    from netspec.errors import SpecError
+
+    if args.resume and args.out:
+        raise SpecError("continues a run in its own folder; leave out --out", file=f"--resume {args.resume}")
+    if args.resume and not os.path.isfile(os.path.join(args.resume, "last.pt")):
+        raise SpecError("no last.pt there to continue from", file=f"--resume {args.resume}")
+    if args.resume and args.init:
+        raise SpecError("--init starts a run from weights; --resume continues one from its last.pt: use one",
+                        file=f"--resume {args.resume}")
+    if args.spec is not None:
+        return True
+    if not args.resume:
+        raise SpecError("needs a SPEC (or --resume DIR: the run folder holds its spec) (netspec train --help)",
+                        file="netspec train")
+    args.spec = os.path.join(args.resume, "spec.yaml")  # the resolved spec, --set values in it
+    return False
+
+
 def _train(args) -> int:
     from netspec.errors import NetspecError
 
-    if args.resume and args.out:
-        print("error: --resume continues in its own folder; leave out --out", file=sys.stderr)
-        return 2
-    if args.resume and not os.path.isfile(os.path.join(args.resume, "last.pt")):
-        print(one_line(f"error: --resume {args.resume}: no last.pt there to continue from"), file=sys.stderr)
-        return 2
-    spec_given = args.spec is not None
-    if not spec_given:
-        if not args.resume:
-            print("error: netspec train needs a SPEC (or --resume DIR: the run folder holds its spec)", file=sys.stderr)
-            return 2
-        args.spec = os.path.join(args.resume, "spec.yaml")  # the resolved spec, --set values in it
-    if args.resume and args.init:
-        print("error: --init starts a run from weights; --resume continues one from its last.pt: use one", file=sys.stderr)
-        return 2
     try:
+        spec_given = _check_arguments(args)
         init = read_weights(args)  # a bad source fails before the data is loaded
         job = _load_job(args)
         from netspec.train.loop import fit
