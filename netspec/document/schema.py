@@ -226,7 +226,7 @@ class Expect(Closed):
 
     params: Annotated[int, Field(ge=0)] | None = Field(None, description="Total parameter count.")
     trainable_params: Annotated[int, Field(ge=0)] | None = Field(None, description="Parameters with requires_grad.")
-    output: list[Annotated[int, Field(gt=0)]] | None = Field(None, description="Output shape without the batch dimension.")
+    output: list[Annotated[int, Field(gt=0)]] | None = Field(None, min_length=1, description="Output shape without the batch dimension.")
     macs: Annotated[int, Field(ge=0)] | None = Field(None, description="Multiply-accumulates per sample.")
 
 
