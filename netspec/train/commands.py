@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 
 from netspec.budget import DEFAULT_MAX_PARAMS, max_params
@@ -128,7 +129,13 @@ def _train(args) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C
         print("aborted", file=sys.stderr)
         return 130
-    if "run_dir" in summary:  # rank 0 only
+    if summary.get("complete"):  # --resume of a finished run: nothing was done
+        more = [*_resume_command(args, spec_given), "--resume", summary["run_dir"], "--set",
+                f"train.epochs={2 * summary['epochs']}"]
+        print(one_line(f"{summary['run_dir']}: complete, {_plural(summary['epochs'], 'epoch')} trained (test accuracy "
+                       f"{100 * (summary.get('test_acc') or 0):.2f}%); nothing was changed. To train it further, give it "
+                       f"more epochs: {shlex.join(more)}"), flush=True)
+    elif "run_dir" in summary:  # rank 0 only
         acc, best = summary["test_acc"], summary["best_test_acc"]
         print(one_line(f"{summary['name']}: test accuracy {100 * acc:.2f}% (best {100 * best:.2f}% at epoch "
                        f"{summary['best_epoch']}), {_plural(summary['epochs'], 'epoch')}, {summary['images_per_s']:,.0f} images/s, "
