@@ -31,7 +31,8 @@ def _train_epilog() -> str:
         lines.append(f"      {desc}")
     lines += ["", "Several processes: torchrun --nproc_per_node=N -m netspec train SPEC",
               "(train.batch_size is the global batch; each process takes batch_size/N).",
-              "Exit codes: 0 trained, 1 training failed (NaN loss, out of memory), 2 invalid input,",
+              "Exit codes: 0 trained (or --resume of a finished run: nothing to do), 1 training failed (NaN loss,",
+              "out of memory), 2 invalid input or a run folder that cannot be written (a full disk) or is in use,",
               "130 stopped by Ctrl-C/SIGTERM after saving a resumable checkpoint."]
     return "\n".join(lines)
 
