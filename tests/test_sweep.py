@@ -235,27 +235,17 @@ def test_parallel_sweep_stopped_by_sigterm_resumes(sweep_dir, write):
 
 # -- issue 23 -------------------------------------------------------------------------------------------
 def test_a_second_sweep_on_one_out_is_refused(cli, sweep_dir, fits):
-    """Another sweep holds OUT (a real process: its lock goes with it): one line naming its pid
-    and command, nothing trained; once it is gone, the sweep runs."""
-    import os
-    import subprocess
-    import sys
+    """Another sweep holds OUT: one line naming its pid and command, nothing trained; once it
+    is gone (its lock goes with its process), the sweep runs."""
+    from train_helpers import lock_held_elsewhere
 
     out = sweep_dir / "out"
-    os.makedirs(out)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; from netspec.locks import FolderLock; "
-                               f"FolderLock({str(out)!r}, 'sweep folder').acquire(['netspec', 'sweep', 'x.yaml']); "
-                               "print('held', flush=True); time.sleep(60)"],
-                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
+    out.mkdir()
+    with lock_held_elsewhere(out, ["netspec", "sweep", "x.yaml"]) as pid:
         r = cli("sweep", sweep_dir / "sweep.yaml", "--out", out, "--quiet")
-        assert r.code == 2 and fits == [] and not (out / "runs" / "0.02_seed0").exists()
-        assert r.err == f"error: sweep folder {out} is in use by pid {holder.pid} (netspec sweep x.yaml); wait for it " \
-                        f"to end, or use another folder\n"
-    finally:
-        holder.kill()
-        holder.wait()
+    assert r.code == 2 and fits == [] and not (out / "runs" / "0.02_seed0").exists()
+    assert r.err == f"error: sweep folder {out} is in use by pid {pid} (netspec sweep x.yaml); wait for it to end, " \
+                    f"or use another folder\n"
     r = cli("sweep", sweep_dir / "tiny.yaml", "--out", out, "--quiet", "--set", "train.epochs=1")
     assert r.code == 0, r.err
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
+import os
 import sys
 
 import pytest
 
-from conftest import ROOT
 from netspec.locks import LOCK_FILE, FolderLock
-from train_helpers import tiny_spec
+from train_helpers import lock_held_elsewhere, tiny_spec
 
 
 @pytest.fixture
@@ -72,7 +71,7 @@ def test_a_run_folder_being_trained_is_refused(cli, tiny, finished):
     with FolderLock(finished, "run folder").acquire(["netspec", "train", "a b.yaml"]):
         for argv in (["--resume", finished], [tiny, "--out", finished]):
             line = _one_line(cli("train", *argv, "--quiet"))
-            assert line == f"error: run folder {finished} is in use by pid {__import__('os').getpid()} " \
+            assert line == f"error: run folder {finished} is in use by pid {os.getpid()} " \
                            f"(netspec train 'a b.yaml'); wait for it to end, or use another folder"
     assert _files(finished) == before
     assert cli("train", "--resume", finished, "--quiet").code == 0   # released: it goes on
@@ -81,16 +80,8 @@ def test_a_run_folder_being_trained_is_refused(cli, tiny, finished):
 def test_the_lock_goes_with_its_process(cli, tiny, finished):
     """A holder killed with SIGKILL leaves no stale lock."""
     (finished / "summary.json").unlink()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from netspec.locks import FolderLock; "
-                               f"FolderLock({str(finished)!r}, 'run folder').acquire(['netspec', 'train']); "
-                               "print('held', flush=True); time.sleep(60)"],
-                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
-        assert f"is in use by pid {holder.pid} (netspec train)" in _one_line(cli("train", "--resume", finished))
-    finally:
-        holder.kill()
-        holder.wait()
+    with lock_held_elsewhere(finished, ["netspec", "train"]) as pid:
+        assert f"is in use by pid {pid} (netspec train)" in _one_line(cli("train", "--resume", finished))
     assert cli("train", "--resume", finished, "--quiet").code == 0
 
 
