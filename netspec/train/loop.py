@@ -99,10 +99,13 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
         device: str | None = None, quiet: bool = False, command: list[str] | None = None,
         resume_command: list[str] | None = None, on_step: Callable[[int, int], None] | None = None) -> dict:
     """Train `job`; returns the summary (also written to OUT/summary.json). `command`
-    is recorded in the run folder; `resume_command` + `--resume DIR` is the command an
-    interrupted run tells to continue with (default `netspec train`: the run folder holds
-    the spec). `on_step(epoch, step)` is called after every optimizer step (tests use it
-    to interrupt a run at a chosen point)."""
+    is recorded in the run folder (and names this process to another refused there);
+    `resume_command` + `--resume DIR` is the command an interrupted run tells to continue
+    with (default `netspec train`: the run folder holds the spec). `out` must not hold a
+    run already. `resume` of a finished run changes nothing and returns its summary with
+    `complete: True`; with more train.epochs than it had, the run goes on. `on_step(epoch,
+    step)` is called after every optimizer step (tests use it to interrupt a run at a
+    chosen point)."""
     threads = torch.get_num_threads()
     try:
         with contextlib.ExitStack() as held, _quiet_torch():
