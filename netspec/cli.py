@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import sys
 import warnings
 
@@ -247,9 +248,26 @@ COMMANDS = {"compile": _add_compile, "check": _add_check, "schema": _add_schema,
 NO_SET = ("schema",)  # commands that read no spec
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors raised as one line naming the argument, exit 2, like every
+    other error (argparse's own prints the usage block first). Every subcommand's parser
+    is one of these."""
+
+    command = "netspec"  # the subcommand's prog, once known (argparse reports unknown options at the top)
+
+    def error(self, message: str):
+        named = re.match(r"argument (\S+): (.*)", message, re.S)
+        if named:  # "argument -o/--out: ..." -> "--out: error: ..."
+            raise SpecError(named.group(2), file=named.group(1).split("/")[-1])
+        unknown = re.match(r"unrecognized arguments: (.*)", message, re.S)
+        if unknown:
+            raise SpecError(f"no such option ({self.command} --help lists them)", file=unknown.group(1).split()[0])
+        raise SpecError(f"{message} ({self.prog} --help)", file=self.prog)
+
+
 def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser: every subcommand, or only the one `argv` names."""
-    parser = argparse.ArgumentParser(prog="netspec", description="Neural-network architectures as data.")
+    parser = _Parser(prog="netspec", description="Neural-network architectures as data.")
     from netspec import __version__
     parser.add_argument("--version", action="version", version=f"netspec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -257,6 +275,8 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     adders = [COMMANDS[named]] if named in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for add in adders:
         add(sub)
+    if named in COMMANDS:
+        parser.command = f"netspec {named}"
     for name, action in sub.choices.items():
         if name not in NO_SET:
             action.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",

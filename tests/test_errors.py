@@ -49,6 +49,7 @@ EXPECTED = {
     "empty.yaml": ("1:1", "", "the file is empty"),
     "bad_utf8.yaml": ("4:10", "", "not valid UTF-8"),
     "timestamp.yaml": ("6:18", "expect.params", "YAML value of type timestamp is not allowed"),
+    "expect_output_empty.yaml": ("5:18", "expect.output", "at least 1 item"),   # was exit 1: "expected [], got [4]"
     "omap.yaml": ("4:7", "vars", "YAML tag !!omap is not allowed"),   # crashed the round-trip loader
     "empty_value.yaml": ("3:7", "input", "Input should be a valid list, got None"),
     # errors inside a `repeat:` item used to point at its count

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from netspec.errors import EXIT_CHECK_FAILED, NetspecError, SpecError
+from netspec.locks import FolderLock
 from netspec.sweep.plan import Plan, Run
 from netspec.sweep.tables import pct, write_results
 
@@ -47,14 +48,23 @@ def _plan_record(run: Run) -> dict:
     return {"spec": os.path.abspath(run.config.spec), "overrides": run.overrides, "seed": run.seed}
 
 
-def run_sweep(plan: Plan, device: str | None = None, quiet: bool = False, log=print, jobs: int = 1) -> int:
+def run_sweep(plan: Plan, device: str | None = None, quiet: bool = False, log=print, jobs: int = 1,
+              command: list[str] | None = None) -> int:
+    """Train the plan's runs not done yet; the sweep's folder is locked to this process
+    meanwhile (`command` names it to a second sweep refused there)."""
     check_plan(plan)
     try:
         plan.out.mkdir(parents=True, exist_ok=True)
         (plan.out / "runs").mkdir(exist_ok=True)
+        lock = FolderLock(plan.out, "sweep folder").acquire(command or ["netspec", "sweep", plan.name])
     except OSError as e:
         reason = "it is a file" if plan.out.is_file() or (plan.out / "runs").is_file() else e.strerror or str(e)
         raise SpecError(f"cannot use {plan.out} as the sweep's folder: {reason}", file="--out") from None
+    with lock:
+        return _run_sweep(plan, device, quiet, log, jobs)
+
+
+def _run_sweep(plan: Plan, device: str | None, quiet: bool, log, jobs: int) -> int:
     runs = plan.runs
     for run in runs:  # what is already there
         record = run.folder / "sweep.json"
@@ -110,7 +120,7 @@ def _train(run: Run, device: str | None, quiet: bool, what: str, log) -> None:
     resume = _prepare(run, what, log)
     try:
         fit(job, out=None if resume else run.folder, resume=resume, device=device, quiet=quiet,
-            command=_train_command(run, None))
+            command=train_command(run, None))
     except NetspecError as e:
         if getattr(e, "exit_code", 2) in _STOP_CODES:
             raise
@@ -119,7 +129,7 @@ def _train(run: Run, device: str | None, quiet: bool, what: str, log) -> None:
     _trained(run, what, log)
 
 
-def _train_command(run: Run, device: str | None) -> list[str]:
+def train_command(run: Run, device: str | None) -> list[str]:
     """The `netspec train` command line of a run (what its run folder records)."""
     return ["netspec", "train", run.config.spec, *[a for o in run.overrides for a in ("--set", o)],
             *(["--device", device] if device else [])]
@@ -170,7 +180,7 @@ class _Pool:
 
     def _start(self, run: Run, what: str) -> None:
         resume = _prepare(run, what, self.log)
-        command = [sys.executable, "-m", *_train_command(run, self.device), "--quiet",
+        command = [sys.executable, "-m", *train_command(run, self.device), "--quiet",
                    *(["--resume", str(resume)] if resume else ["--out", str(run.folder)])]
         with open(run.folder / "train.log", "a") as log_file:  # the child keeps its own handle
             self.running[subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)] = (run, what)

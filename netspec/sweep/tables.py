@@ -11,8 +11,11 @@ import csv
 import math
 import os
 import statistics
+import textwrap
+import warnings
 from pathlib import Path
 
+from netspec.errors import one_line
 from netspec.sweep.plan import Plan, axis_names
 
 
@@ -109,8 +112,8 @@ def _write_md(plan: Plan, rows: list[dict], classes: list[str]) -> None:
         lines += [plan.description, ""]
     done = sum(r["done"] for r in rows)
     total = sum(r["seeds"] for r in rows)
-    lines += [f"{done} of {total} runs done. Test accuracy is the last evaluation, mean ± std over seeds; "
-              "images/s is training throughput (mean over seeds); wall is the sum over seeds.", ""]
+    lines += [*_every_run(plan), f"{done} of {total} runs done. Test accuracy is the last evaluation, mean ± std "
+              "over seeds; images/s is training throughput (mean over seeds); wall is the sum over seeds.", ""]
     head = (["variant"] if multi_variant else []) + [short[a] for a in plan.axes] + \
         ["params", "MACs", "test acc", "best test acc"] + (["reported"] if has_reported else []) + \
         ["seeds", "images/s", "wall"]
@@ -125,7 +128,7 @@ def _write_md(plan: Plan, rows: list[dict], classes: list[str]) -> None:
              _num(r["images_per_s"], "{:,.0f}") or "-", f"{r['wall_s']:.1f} s" if r["done"] else "-"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     if classes:
-        lines += ["", "## Per-class test accuracy (mean over seeds)", "",
+        lines += ["", "## Per-class test accuracy (mean over seeds)", "", *_every_run(plan),
                   "| configuration | " + " | ".join(classes) + " |", "|" + " --- |" * (len(classes) + 1)]
         for r in rows:
             if r["per_class"]:
@@ -133,6 +136,13 @@ def _write_md(plan: Plan, rows: list[dict], classes: list[str]) -> None:
                              " | ".join(pct(r["per_class"].get(c)) for c in classes) + " |")
     lines += ["", "![test accuracy](results.png)", "", "Runs (one folder each, with the trainer's report): runs.csv", ""]
     _atomic(plan.out / "results.md", "\n".join(lines))
+
+
+def _every_run(plan: Plan) -> list[str]:
+    """The sweep-wide settings above a table: a figure from `train.epochs=1` is not the real one."""
+    if not plan.common:
+        return []
+    return ["Every run with " + " ".join(f"`--set {s}`" for s in plan.common) + ".", ""]
 
 
 def _human(n: int) -> str:
@@ -143,13 +153,19 @@ def _human(n: int) -> str:
 
 
 def _plot(plan: Plan, rows: list[dict]) -> None:
+    with warnings.catch_warnings():  # a label's glyphs missing from the font: a warning per glyph
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        _draw(plan, rows)
+
+
+def _draw(plan: Plan, rows: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in rows if r["test_acc_mean"] is not None]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows) + 2), 4))
-    labels = [r["label"] or r["variant"] for r in rows]
+    labels = [one_line(r["label"] or r["variant"]) for r in rows]   # the user's text: no control characters drawn
     means = [100 * r["test_acc_mean"] for r in rows]
     stds = [100 * (r["test_acc_std"] or 0) for r in rows]
     numeric = len(plan.axes) == 1 and len({r["variant"] for r in rows}) == 1 and \
@@ -161,7 +177,7 @@ def _plot(plan: Plan, rows: list[dict]) -> None:
         if rep:
             ax.plot(*zip(*rep), "s--", color="gray", label="reported")
             ax.legend()
-        ax.set_xlabel(plan.axes[0])
+        ax.set_xlabel(one_line(plan.axes[0]))
     else:
         pos = range(len(rows))
         ax.bar(pos, means, yerr=stds, capsize=3, color="tab:blue", label="measured")
@@ -172,7 +188,8 @@ def _plot(plan: Plan, rows: list[dict]) -> None:
         ax.set_xticks(list(pos))
         ax.set_xticklabels(labels, rotation=30 if max(map(len, labels)) > 8 else 0, ha="right")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"sweep {plan.name}")
+    every = textwrap.fill(one_line("every run with " + ", ".join(plan.common)), 100) if plan.common else ""
+    ax.set_title(one_line(f"sweep {plan.name}") + (f"\n{every}" if every else ""), fontsize=10 if every else None)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = plan.out / ".results.png.tmp.png"

@@ -11,6 +11,7 @@ Imports torch only. Must not import the loop, data or build.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from netspec.errors import EXIT_CHECK_FAILED, NetspecError
+from netspec.errors import NetspecError
 
 FORMAT = 1
 
@@ -33,9 +34,35 @@ class CheckpointError(NetspecError):
 
 class SaveFailed(CheckpointError):
     """A checkpoint could not be written (a full disk, a folder made read-only): the
-    previous file of that name is untouched. Exit 1, as a training run that cannot go on."""
+    previous file of that name is untouched. Exit 2: the fix is the machine's (space,
+    permissions), then --resume from the previous checkpoint."""
 
-    exit_code = EXIT_CHECK_FAILED
+
+class _WriteAll:
+    """A file whose write() writes every byte or raises, and remembers its OSError. A nearly
+    full disk writes part of a buffer (the count says so; the next write fails), and torch's
+    zip writer turns the OSError of some writes into its own "unexpected pos 704 vs 598"."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                written = os.write(self.fd, view[done:])
+                if written == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += written
+        except OSError as e:
+            self.error = e
+            raise
+        return done
+
+    def flush(self) -> None:
+        pass
 
 
 def save(state: dict, path: str | os.PathLike) -> None:
@@ -44,10 +71,14 @@ def save(state: dict, path: str | os.PathLike) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        # unbuffered: a failed write (a full disk) raises its OSError inside torch.save,
-        # which torch passes on; through a buffer it became "unexpected pos 704 vs 598"
         with os.fdopen(fd, "wb", buffering=0) as f:
-            torch.save({"netspec_checkpoint": FORMAT, **state}, f)
+            out = _WriteAll(f.fileno())
+            try:
+                torch.save({"netspec_checkpoint": FORMAT, **state}, out)
+            except RuntimeError:
+                if out.error is None:
+                    raise
+                raise out.error from None
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:

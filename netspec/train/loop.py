@@ -14,12 +14,14 @@ import contextlib
 import copy
 import errno
 import json
-import shlex
+import logging
 import re
+import shlex
 import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,7 +35,7 @@ from netspec.errors import EXIT_CHECK_FAILED, NetspecError
 from netspec.document.train import TrainConfig, input_problem
 from netspec.train import checkpoint, distributed, optim
 from netspec.train.evaluate import check_classes, class_names, evaluate, load_weights, normalization
-from netspec.train.runs import Progress, RunFolder, default_run_dir, make_summary
+from netspec.train.runs import Progress, RunFolder, RunFolderError, check_run_folder, default_run_dir, make_summary
 
 
 class TrainingFailed(NetspecError):
@@ -97,13 +99,18 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
         device: str | None = None, quiet: bool = False, command: list[str] | None = None,
         resume_command: list[str] | None = None, on_step: Callable[[int, int], None] | None = None) -> dict:
     """Train `job`; returns the summary (also written to OUT/summary.json). `command`
-    is recorded in the run folder; `resume_command` + `--resume DIR` is the command an
-    interrupted run tells to continue with (default `netspec train`: the run folder holds
-    the spec). `on_step(epoch, step)` is called after every optimizer step (tests use it
-    to interrupt a run at a chosen point)."""
+    is recorded in the run folder (and names this process to another refused there);
+    `resume_command` + `--resume DIR` is the command an interrupted run tells to continue
+    with (default `netspec train`: the run folder holds the spec). `out` must not hold a
+    run already. `resume` of a finished run changes nothing and returns its summary with
+    `complete: True`; with more train.epochs than it had, the run goes on. `on_step(epoch,
+    step)` is called after every optimizer step (tests use it to interrupt a run at a
+    chosen point)."""
     threads = torch.get_num_threads()
     try:
-        return _fit(job, out, resume, device, quiet, command, resume_command or ["netspec", "train"], on_step)
+        with contextlib.ExitStack() as held, _quiet_torch():
+            return _fit(job, out, resume, device, quiet, command or sys.argv, resume_command or ["netspec", "train"],
+                        on_step, held)
     except (MemoryError, RuntimeError) as e:  # CPU allocations fail as RuntimeError, not OutOfMemoryError
         if not isinstance(e, MemoryError) and "can't allocate memory" not in str(e):
             raise
@@ -119,7 +126,7 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
         torch.set_num_threads(threads)  # fit may lower it for a small model (_cpu_threads)
 
 
-def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step) -> dict:
+def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step, held) -> dict:
     t_start = time.perf_counter()
     cfg = job.config
     d = distributed.setup(device or cfg.device)
@@ -134,10 +141,14 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
         torch.backends.cudnn.allow_tf32 = True
 
     progress = Progress(enabled=d.main and not quiet, epochs=cfg.epochs)
-    if d.main and dev.type == "cpu" and cfg.precision != "fp32" and not _native_low_precision(cfg.precision):
-        print(f"warning: train.precision {cfg.precision}: this CPU has no native {cfg.precision} arithmetic, so "
-              f"autocast emulates it and trains slower than fp32; --set train.precision=fp32 is faster here",
-              file=sys.stderr, flush=True)
+    folder = Path(resume or out or default_run_dir(job.name))
+    if resume is not None:
+        finished = _finished(folder, cfg)
+        if finished is not None:  # nothing to do: the folder is left as it is
+            distributed.teardown(d)
+            return {**finished, "run_dir": str(folder), "complete": True} if d.main else {}
+    if d.main:  # before the data is loaded: a folder in use, or a run a new one would replace
+        check_run_folder(folder, new=resume is None)
     if cfg.batch_size % d.world:
         raise DataError(f"train.batch_size {cfg.batch_size} is not divisible by the {d.world} processes")
     if job.analysis is not None:  # what cannot train, or cannot fit in this device's memory, is refused now
@@ -173,6 +184,10 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = job.params if job.params is not None else sum(p.numel() for p in model.parameters())
+    if d.main and dev.type == "cpu" and cfg.precision != "fp32":
+        slow = _slow_cpu_precision(cfg.precision, model)
+        if slow:
+            print(f"warning: train.precision {cfg.precision}: {slow}", file=sys.stderr, flush=True)
     net: torch.nn.Module = model
     if d.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -196,22 +211,19 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
     autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.loss.label_smoothing)
 
-    # run folder and where to start from
-    run = RunFolder(resume or out or default_run_dir(job.name)) if d.main else None
+    # run folder (locked to this process while it trains) and where to start from
+    run = held.enter_context(contextlib.closing(RunFolder(folder, new=resume is None, command=command))) \
+        if d.main else None
     config_json = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
     st = {"epoch": 0, "step": 0, "history": [], "best_acc": -1.0, "best_epoch": 0, "wall_s": 0.0,
-          "partial": None}
+          "partial": None, "epochs": cfg.epochs}
     if resume is not None:
         st = _restore(Path(resume) / "last.pt", config_json, model, optimizer, scheduler, scaler, ema, dev, job)
-    if run is not None:
-        run.write_spec(job.document, command or sys.argv)
-    if d.main and not quiet:
-        where = f"{dev}" + (f" x{d.world}" if d.enabled else "")
-        progress.print(f"training {job.name} on {data.name} ({data.train_x.shape[0]:,} train / "
-                       f"{data.test_x.shape[0]:,} test images), {params:,} params, {where}, run folder {run.path}"
-                       + (f", resumed at epoch {st['epoch'] + 1} step {st['step']}" if resume else ""))
+    # the checkpoint to continue from if a write fails (the previous one is kept)
+    saved = None if resume is None else _position(st["epoch"], st["step"])
 
     def save_last(epoch: int, step: int, partial: dict | None) -> None:
+        nonlocal saved
         if d.main:
             checkpoint.save({
                 "epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -221,9 +233,18 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
                 "train_config": config_json, **_meta(job, data, mean, std),
                 **({"ema": {"model": ema.module.state_dict(), "n_averaged": int(ema.n_averaged)}} if ema else {}),
             }, run.file("last.pt"))
+            saved = _position(epoch, step)
 
     confusion = None
-    try:
+    try:  # a file that cannot be written (a full disk) names the checkpoint to continue from
+        if run is not None:
+            run.write_spec(job.document, command)
+        if d.main and not quiet:
+            where = f"{dev}" + (f" x{d.world}" if d.enabled else "")
+            progress.print(f"training {job.name} on {data.name} ({data.train_x.shape[0]:,} train / "
+                           f"{data.test_x.shape[0]:,} test images), {params:,} params, {where}, run folder {run.path}"
+                           + (f", resumed at epoch {st['epoch'] + 1} step {st['step']}" if resume else "")
+                           + _extension(st, cfg, optimizer))
         with _stop_on_signals() as stop:
             for epoch in range(st["epoch"], cfg.epochs):
                 net.train()
@@ -290,31 +311,32 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
                 improved = row["test_acc"] is not None and row["test_acc"] > st["best_acc"]
                 if improved:
                     st["best_acc"], st["best_epoch"] = row["test_acc"], epoch + 1
-                save_last(epoch + 1, 0, None)
-                if improved and d.main:
+                if improved and d.main:  # before last.pt: if it cannot be written, last.pt redoes this epoch
                     checkpoint.save({"epoch": epoch + 1, "model": evaluated.state_dict(), "test_acc": row["test_acc"],
                                      **_meta(job, data, mean, std)}, run.file("best.pt"))
+                save_last(epoch + 1, 0, None)
                 if run is not None:
                     run.write_metrics(st["history"])
                 progress.end_epoch(row)
                 if stop.requested and epoch + 1 < cfg.epochs:
                     raise Interrupted(f"after epoch {epoch + 1}; resumable checkpoint {run.file('last.pt') if run else ''}; "
                                       f"continue with: {_continue_with(resume_command, run)}")
+        if confusion is None:  # resumed after the last epoch: evaluate once for the report
+            with autocast():
+                _, _, confusion = evaluate(eval_net, test_loader, n_classes, d, test_flip=aug.test_flip)
+        summary = make_summary(job, cfg, d, data, st, params, time.perf_counter() - t_start)
+        if run is not None:
+            run.write_curves(st["history"])
+            run.write_report(job.name, class_names(data, n_classes), confusion.cpu(), summary)
+            run.write_summary(summary)
+            summary["run_dir"] = str(run.path)
     except torch.OutOfMemoryError:
         raise TrainingFailed(f"out of GPU memory at train.batch_size {cfg.batch_size}; try "
                              f"--set train.batch_size={max(1, cfg.batch_size // 2)}") from None
+    except (checkpoint.SaveFailed, RunFolderError) as e:
+        raise _resume_hint(e, run, saved, resume_command) from None
     finally:
         progress.close()
-
-    if confusion is None:  # resumed after the last epoch: evaluate once for the report
-        with autocast():
-            _, _, confusion = evaluate(eval_net, test_loader, n_classes, d, test_flip=aug.test_flip)
-    summary = make_summary(job, cfg, d, data, st, params, time.perf_counter() - t_start)
-    if run is not None:
-        run.write_curves(st["history"])
-        run.write_report(job.name, class_names(data, n_classes), confusion.cpu(), summary)
-        run.write_summary(summary)
-        summary["run_dir"] = str(run.path)
     distributed.teardown(d)
     return summary
 
@@ -324,6 +346,58 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
 def _continue_with(resume_command: list[str], run: RunFolder | None) -> str:
     """The command that continues this run, quoted for a shell: pasted as it is, it works."""
     return shlex.join([*resume_command, "--resume", str(run.path) if run is not None else "DIR"])
+
+
+def _finished(folder: Path, cfg: TrainConfig) -> dict | None:
+    """The summary of the run in `folder` if it is complete: every one of train.epochs
+    trained and its results written (a run stopped while writing them is resumed)."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    epochs = summary.get("epochs") if isinstance(summary, dict) else None
+    return summary if isinstance(epochs, int) and epochs >= cfg.epochs else None
+
+
+def _position(epoch: int, step: int) -> str:
+    """Where a checkpoint of (epoch done, step into the next) stands, for a message."""
+    return f"end of epoch {epoch}" if step == 0 else f"step {step} of epoch {epoch + 1}"
+
+
+def _resume_hint(e: NetspecError, run: RunFolder | None, saved: str | None, resume_command: list[str]) -> NetspecError:
+    """A write that failed (its message says which file and why), with what to do next."""
+    if run is None or saved is None:
+        return type(e)(f"{e.args[0]}; no checkpoint had been written: train again once it can be")
+    return type(e)(f"{e.args[0]}; once it can be written, continue from {run.file('last.pt')} ({saved}) with: "
+                   f"{_continue_with(resume_command, run)}")
+
+
+def _extension(st: dict, cfg: TrainConfig, optimizer) -> str:
+    """What a resume with more train.epochs than the run had means for its schedule."""
+    if st["epochs"] == cfg.epochs:
+        return ""
+    note = f"; train.epochs {st['epochs']} -> {cfg.epochs}"
+    if cfg.schedule.name == "constant":
+        return note
+    lr, was = optimizer.param_groups[0]["lr"], st["history"][-1]["lr"] if st["history"] else None
+    return (note + f": the {cfg.schedule.name} schedule is recomputed over {cfg.epochs} epochs (lr {lr:.4g} from here"
+            + (f", {was:.4g} at the end of epoch {st['epoch']})" if was is not None else ")"))
+
+
+def _slow_cpu_precision(precision: str, model: torch.nn.Module) -> str | None:
+    """Why bf16/fp16 autocast trains this model slower than fp32 on this CPU, if it does.
+    fp16: torch's CPU convolution backward in fp16 is 50-170x slower than in fp32 or bf16
+    (digits: bench/cpu_precision.py), even where oneDNN reports native fp16; other layers
+    are not. bf16/fp16 without native arithmetic (AVX512-BF16/FP16, AMX) are
+    emulated, slower than fp32."""
+    if precision == "fp16" and any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules()):
+        return ("torch's fp16 convolution backward on the CPU trains 50-170x slower than fp32 (specs/digits.yaml, "
+                "measured by bench/cpu_precision.py); --set train.precision=fp32, or bf16 on a CPU with native bf16, "
+                "trains at full speed")
+    if not _native_low_precision(precision):
+        return (f"this CPU has no native {precision} arithmetic, so autocast emulates it and trains slower than "
+                f"fp32; --set train.precision=fp32 is faster here")
+    return None
 
 
 def _native_low_precision(precision: str) -> bool:
@@ -342,14 +416,21 @@ def _meta(job: Job, data: ImageData, mean: list[float], std: list[float]) -> dic
 
 def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, ema, dev, job: Job) -> dict:
     state = checkpoint.load(path, map_location=dev, needs=checkpoint.RESUME)
-    if state.get("train_config") != config_json:
-        old, new = json.loads(state.get("train_config") or "{}"), json.loads(config_json)
-        diff = _first_difference(old, new, "train")
+    try:
+        old = json.loads(state["train_config"])
+    except ValueError:
+        old = None
+    new = json.loads(config_json)
+    if not isinstance(old, dict) or {**old, "epochs": 0} != {**new, "epochs": 0}:  # more epochs may be asked for
+        diff = _first_difference(old if isinstance(old, dict) else {}, new, "train")
         raise checkpoint.CheckpointError(f"cannot resume {path}: the spec's train section changed ({diff}); "
                                          f"train into a new --out instead")
     load_weights(model, state, path, name=job.name)
     if len(state["history"]) != state["epoch"] or (state["partial"] is None) != (state["step"] == 0):
         raise checkpoint.CheckpointError(f"cannot resume {path}: its epoch, step and history disagree")
+    if new["epochs"] < state["epoch"] + (state["step"] > 0):
+        raise checkpoint.CheckpointError(f"cannot resume {path}: it is at the {_position(state['epoch'], state['step'])}"
+                                         f", past train.epochs {new['epochs']}")
     part = "ema"
     try:  # a crafted state that passed the type checks still ends as one line
         if ema is not None:
@@ -364,7 +445,11 @@ def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, 
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise checkpoint.CheckpointError(f"cannot resume {path}: its {part} state does not fit this run ({first})") from None
-    return {k: state[k] for k in ("epoch", "step", "history", "best_acc", "best_epoch", "wall_s", "partial")}
+    if old.get("epochs") != new["epochs"]:  # extended: the schedule's lr at this step, over the new length
+        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * factor(scheduler.last_epoch)
+    return {**{k: state[k] for k in ("epoch", "step", "history", "best_acc", "best_epoch", "wall_s", "partial")},
+            "epochs": old.get("epochs")}
 
 
 def _first_difference(old, new, path: str) -> str:
@@ -412,6 +497,28 @@ def _cpu_threads(cfg: TrainConfig, job: Job, dev) -> int | None:
     if job.macs is not None and job.macs * cfg.batch_size < 1e9:
         return 1
     return None
+
+
+@contextlib.contextmanager
+def _quiet_torch():
+    """Keep torch's messages that are not the user's concern off the console, each matched
+    narrowly: DDP's "Grad strides do not match bucket view strides" (a 1-channel conv's
+    weight gradient is laid out differently only in its size-1 dimension, which costs
+    nothing; 4 lines per process), and the "No CUDA runtime is found" that torch.compile's
+    import of cpp_extension logs on every machine without a GPU."""
+    cpp_extension = logging.getLogger("torch.utils.cpp_extension")
+
+    def no_cuda_runtime(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No CUDA runtime is found")
+
+    cpp_extension.addFilter(no_cuda_runtime)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides",
+                                    category=UserWarning)
+            yield
+    finally:
+        cpp_extension.removeFilter(no_cuda_runtime)
 
 
 @contextlib.contextmanager

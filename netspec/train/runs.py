@@ -11,11 +11,14 @@ is the slowest import here) lazily. Must not import the loop, data or build.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import json
 import os
 import re
+import shlex
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from netspec.errors import NetspecError, one_line
+from netspec.locks import FolderLock
 
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
               "images_per_s", "epoch_s", "wall_s"]
@@ -31,27 +35,52 @@ CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "te
 def default_run_dir(name: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
-    return Path("runs") / f"{safe}-{stamp}"
+    path, n = Path("runs") / f"{safe}-{stamp}", 1
+    while path.exists():  # two runs started in one second
+        n += 1
+        path = Path("runs") / f"{safe}-{stamp}-{n}"
+    return path
 
 
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with _writing(path):
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    """An OSError while writing `path` (a full disk, a folder made read-only) as one line."""
+    try:
+        yield
+    except OSError as e:
+        raise RunFolderError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 class RunFolderError(NetspecError):
-    """The run folder cannot be made or written (a file, under a file, under /proc). Exit 2."""
+    """The run folder cannot be made or written (a file, under a file, under /proc, a full
+    disk), or holds another run. Exit 2."""
 
     def __str__(self) -> str:
         return f"error: {self.args[0]}"
 
 
-class RunFolder:
-    """The files of one run. Every write replaces a whole file, so a run stopped at any
-    point leaves each file complete."""
+# a run a new one would replace (its best.pt with it): one to resume, or a finished one. A
+# folder without them (a run stopped before its first checkpoint) has nothing to lose.
+RESULTS = ("last.pt", "summary.json")
 
-    def __init__(self, path: str | os.PathLike):
+
+class RunFolder:
+    """The files of one run, locked to this process while it trains (`close` releases it).
+    Every write replaces a whole file, so a run stopped at any point leaves each file
+    complete; a write that fails is a RunFolderError naming the file."""
+
+    def __init__(self, path: str | os.PathLike, new: bool = True, command: list[str] | None = None):
         self.path = Path(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -61,6 +90,16 @@ class RunFolder:
         except OSError as e:
             reason = "it is a file" if self.path.is_file() else e.strerror or str(e)
             raise RunFolderError(f"cannot use {self.path} as the run folder: {reason}") from None
+        self.lock = FolderLock(self.path, "run folder").acquire(command or sys.argv)
+        if new:
+            try:
+                refuse_a_run_in(self.path)
+            except RunFolderError:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        self.lock.release()
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -83,12 +122,13 @@ class RunFolder:
         # duplicate or orphan rows from epochs after the last checkpoint
         _write_text(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
         tmp = self.file(".metrics.csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-            w.writeheader()
-            for row in history:
-                w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
-        os.replace(tmp, self.file("metrics.csv"))
+        with _writing(self.file("metrics.csv")):
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+                w.writeheader()
+                for row in history:
+                    w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+            os.replace(tmp, self.file("metrics.csv"))
 
     def write_summary(self, summary: dict) -> None:
         _write_text(self.file("summary.json"), json.dumps(summary, indent=2) + "\n")
@@ -111,8 +151,11 @@ class RunFolder:
             ax.grid(alpha=0.3)
             ax.legend()
         fig.tight_layout()
-        fig.savefig(self.file("curves.png"), dpi=100)
-        plt.close(fig)
+        try:
+            with _writing(self.file("curves.png")):
+                fig.savefig(self.file("curves.png"), dpi=100)
+        finally:
+            plt.close(fig)
 
     def write_report(self, name: str, classes: list[str], confusion, summary: dict) -> None:
         """report.md: the summary, per-class accuracy and the confusion matrix (rows are
@@ -171,8 +214,31 @@ class RunFolder:
                             color="white" if cm[i][j] > peak / 2 else "black", fontsize=8)
         ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
         fig.tight_layout()
-        fig.savefig(self.file("confusion.png"), dpi=100)
-        plt.close(fig)
+        try:
+            with _writing(self.file("confusion.png")):
+                fig.savefig(self.file("confusion.png"), dpi=100)
+        finally:
+            plt.close(fig)
+
+
+def check_run_folder(path: str | os.PathLike, new: bool) -> None:
+    """What RunFolder would refuse, found before the data is loaded: the folder in use by
+    another process, or (for a new run) holding a run already."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            FolderLock(path, "run folder").acquire(["(checking)"]).release()
+        except OSError as e:
+            raise RunFolderError(f"cannot use {path} as the run folder: {e.strerror or e}") from None
+        if new:
+            refuse_a_run_in(path)
+
+
+def refuse_a_run_in(path: Path) -> None:
+    found = [name for name in RESULTS if (path / name).exists()]
+    if found:
+        raise RunFolderError(f"{path} already holds a run ({', '.join(found)}); continue it with "
+                             f"--resume {shlex.quote(str(path))}, or train into another --out")
 
 
 def _pyplot():
