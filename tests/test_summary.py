@@ -50,7 +50,7 @@ def test_columns_are_chosen_by_name(cli):
     assert header == ["path", "type", "input", "trainable"]
     assert table_rows(run.out)[1] == ["conv.0", "conv", "[1, 28, 28]", "156"]
     run = cli("compile", SPECS / "lenet.yaml", "--columns", "input,flops")
-    assert run.code == 2 and run.err.startswith("--columns: error: unknown column 'flops' (columns: input, settings, output")
+    assert run.code == 2 and run.err.startswith("--columns: error: unknown column 'flops' (columns: from, input, settings, output")
 
 
 def test_frozen_rows_are_marked(write, cli):
