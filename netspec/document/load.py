@@ -70,6 +70,13 @@ class Source:
         table = self.key_positions if on_key and real in self.key_positions else self.positions
         return real, table.get(real, (1, 1) if self.positions else None)
 
+    def value_at(self, path: tuple) -> Any:
+        """The value at `path` as written (segments not in the data skipped, as `locate` does)."""
+        node = self.data
+        for part in self.locate(path)[0]:
+            node = node[part]
+        return node
+
     def copy(self) -> "Source":
         """An independent copy (later stages edit `data` in place: extends, --set)."""
         return Source(self.file, copy.deepcopy(self.data), dict(self.positions), dict(self.key_positions),
