@@ -92,6 +92,8 @@ class Source:
         for n in range(len(path), 0, -1):
             if tuple(path[:n]) in self.sets:
                 return self.sets[tuple(path[:n])]
+        if path and tuple(path) not in self.positions:  # a mapping a --set made on its way (`a.b.c=1` made `b`)
+            return next((text for p, text in self.sets.items() if p[:len(path)] == tuple(path)), None)
         return None
 
     def error(self, message: str, path: tuple = (), **kw) -> SpecError:
