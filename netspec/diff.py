@@ -77,7 +77,11 @@ class Diff:
         totals["output"] = {"a": self.a.output, "b": self.b.output}
         return {"a": {"file": self.file_a, "name": self.a.name}, "b": {"file": self.file_b, "name": self.b.name},
                 "identical": self.identical, "modules": [e.as_dict() for e in self.entries], "totals": totals,
-                "spec": {k: list(v) for k, v in self.spec.items()}, "train": {k: list(v) for k, v in self.train.items()}}
+                "spec": {k: _json_pair(v) for k, v in self.spec.items()}, "train": {k: _json_pair(v) for k, v in self.train.items()}}
+
+
+def _json_pair(pair: tuple) -> list:
+    return [None if v is NOT_SET else v for v in pair]
 
 
 def _value(m: Module | None, key: str):
@@ -95,7 +99,7 @@ def diff_analyses(a: Analysis, b: Analysis, file_a: str = "A", file_b: str = "B"
     for key in ("name", "description", "input", "expect"):
         x, y = _spec_field(a, key), _spec_field(b, key)
         if x != y:
-            spec[key] = (x, y)
+            spec[key] = (NOT_SET if x is None else x, NOT_SET if y is None else y)   # only expect: may be absent
     # the variables a family's members differ in (width, depth, heads), one line each
     spec.update(_dict_diff(getattr(a.spec, "vars", None) or {}, getattr(b.spec, "vars", None) or {}, "vars"))
     train = _dict_diff(_train(a), _train(b), "train")
@@ -117,11 +121,21 @@ def _train(analysis: Analysis) -> dict:
     return cfg.model_dump(mode="json")
 
 
+class _NotSet:
+    """A key one side does not have (a variable removed or added): shown `(not set)`, JSON null."""
+
+    def __repr__(self) -> str:
+        return "(not set)"
+
+
+NOT_SET = _NotSet()
+
+
 def _dict_diff(x, y, prefix: str) -> dict:
     out: dict[str, tuple[Any, Any]] = {}
     if isinstance(x, dict) and isinstance(y, dict) and x.get("name") == y.get("name"):
         for key in [*x, *(k for k in y if k not in x)]:
-            out.update(_dict_diff(x.get(key), y.get(key), f"{prefix}.{key}"))
+            out.update(_dict_diff(x.get(key, NOT_SET), y.get(key, NOT_SET), f"{prefix}.{key}"))
     elif x != y:
         out[prefix] = (x, y)
     return out
@@ -304,6 +318,8 @@ def render(d: Diff, brief: bool = False) -> str:
 
 
 def _show_json(value) -> str:
+    if value is NOT_SET:
+        return repr(value)
     return json.dumps(value) if isinstance(value, (dict, list, str)) or value is None else _show(value)
 
 

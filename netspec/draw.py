@@ -41,7 +41,7 @@ class Box:
     kind: str  # layer | folded (a container as one box) | repeat (×N) | join | io
     path: str = ""
     count: int = 1
-    family: str = ""  # what colours a layer box: conv, norm, act, pool, linear, other
+    family: str = ""  # what colours a layer box: conv, norm, act, pool, linear, attention, other
 
 
 @dataclass
@@ -120,15 +120,16 @@ def _settings(layer) -> str:
     if "k" in s:
         k = s["k"]
         parts.append(k if isinstance(k, str) else "×".join(map(str, k if isinstance(k, list) else [k, k])))
-    for key, fmt in (("stride", "/{}"), ("padding", "p{}"), ("dilation", "d{}"), ("groups", "g{}"), ("p", "p={}")):
-        # [1, 1] differs from a default 1 only in spelling (an `auto` projection's stride)
+    for key, fmt in (("stride", "/{}"), ("padding", "p{}"), ("dilation", "d{}"), ("groups", "g{}"), ("p", "p={}"),
+                     ("heads", "h{}")):
+        # [1, 1] differs from a default 1 only in spelling
         if key in s and _dims(s[key]) != _dims(type(layer).model_fields[key].default) and len(_dims(s[key])) <= 8:
             parts.append(fmt.format(_dims(s[key])))
     return " ".join(parts)
 
 
-_FAMILY = {"conv": "conv", "conv_transpose": "conv", "linear": "linear", "bn": "norm", "layernorm": "norm",
-           "groupnorm": "norm", "maxpool": "pool", "avgpool": "pool", "adaptive_maxpool": "pool",
+_FAMILY = {"conv": "conv", "conv_transpose": "conv", "linear": "linear", "self_attention": "attention", "bn": "norm",
+           "layernorm": "norm", "groupnorm": "norm", "maxpool": "pool", "avgpool": "pool", "adaptive_maxpool": "pool",
            "adaptive_avgpool": "pool"}
 _ACTS = {"relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "leaky_relu", "gelu"}
 
@@ -159,9 +160,10 @@ def _short(m) -> str:
 
 
 def _main(m) -> list:
-    """The layers that carry the weights, in order; a gate (squeeze-excitation) stands for its own."""
+    """The layers that carry the weights (convs, linears, attention), in order; a gate
+    (squeeze-excitation) stands for its own."""
     if isinstance(m.node, Leaf):
-        return [m] if _FAMILY.get(m.type) in ("conv", "linear") else []
+        return [m] if _FAMILY.get(m.type) in ("conv", "linear", "attention") else []
     if m.type == "gate":
         return [m]
     return [x for c in m.children for x in _main(c)]
@@ -378,7 +380,7 @@ def layout(analysis, depth: int | None = None, expand: bool = False) -> Layout:
 
 
 # -- render ----------------------------------------------------------------------------------
-_COLOURS = {"conv": "#dbe9f6", "linear": "#e4dcf3", "norm": "#fdf1d0", "act": "#dff2df", "pool": "#fbe0cc",
+_COLOURS = {"conv": "#dbe9f6", "linear": "#e4dcf3", "attention": "#f3dcec", "norm": "#fdf1d0", "act": "#dff2df", "pool": "#fbe0cc",
             "other": "#eeeeee", "folded": "#d6e6d2", "repeat": "#f8d7da", "join": "#ffffff", "io": "#ffffff"}
 _EDGES = {"flow": ("#444444", 0.8), "skip": ("#1f6fb4", 1.3), "dense": ("#3a8f3a", 1.0)}
 MAX_PIXELS = 60_000  # a side longer than this is beyond Agg's limit and no one's screen

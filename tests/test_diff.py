@@ -163,3 +163,14 @@ def test_diff_does_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code, str(STUDY / "c.yaml"), str(STUDY / "d.yaml")],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_removed_or_added_variable_reads_as_not_set(write, cli):
+    """issue 23, item 12: not `-> null`."""
+    a = write(spec_text(NET, extra="").replace("layers:", "vars: {w: 8, old: 1}\nlayers:").replace("out: 8,", "out: $w,"),
+              "a.yaml")
+    b = write("extends: a.yaml\nvars: {new: 2}\npatch:\n  - delete: vars.old\n", "b.yaml")
+    r = cli("diff", a, b)
+    assert r.code == 0 and "null" not in r.out
+    assert "spec.vars.old: 1 -> (not set)" in r.out and "spec.vars.new: (not set) -> 2" in r.out
+    assert json.loads(cli("diff", a, b, "--json").out)["spec"]["vars.old"] == [1, None]

@@ -154,3 +154,10 @@ def test_help_and_layout_import_neither_torch_nor_matplotlib():
     result = subprocess.run([sys.executable, "-c", code, str(SPECS / "resnet50.yaml")], capture_output=True,
                             text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_folded_transformer_block_shows_its_attention():
+    """issue 23, item 12: a ViT encoder block folded by --depth reads attention, then the MLP."""
+    lay = layout(netspec.analyze(SPECS / "vit_tiny_cifar.yaml"), depth=3)
+    block = next(b for b in lay.boxes if b.path == "encoder.layers.encoder_layer_0")
+    assert block.lines[1].startswith("self_attention h3 → linear → linear"), block.lines
