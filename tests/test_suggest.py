@@ -21,6 +21,9 @@ SLOTS = {
     ("residual", "shortcut"): "residual: {body: [identity], shortcut: [X]}",
     ("residual", "post"): "residual: {body: [identity], post: [X]}",
     ("residual", "post", "one item"): "residual: {body: [identity], post: {X}}",
+    ("graph", "nodes"): "graph: {nodes: {a: {X}}}",
+    ("graph", "nodes", "with from"): "graph: {nodes: {a: identity, b: {from: input, X}}}",
+    ("graph", "nodes", "body"): "graph: {nodes: {a: {body: [X]}}}",
 }
 # Where an item list can sit: top-level layers, macros, a block's body and its construct shorthand.
 PLACES = {

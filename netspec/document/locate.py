@@ -142,7 +142,18 @@ def _step(annotation, seg, value) -> list:
                 out.extend(_step(args[0], seg, value))
         elif origin is dict and len(args) == 2 and isinstance(seg, str):
             out.append((args[1], child))
+    if not out and isinstance(value, dict) and seg in value:
+        if seg == "body" and isinstance(value[seg], list):   # `body: [...]` is a list of items wherever written
+            out.append((list[Item], value[seg]))
+        elif len(value) > 1 and _unwrapped(annotation) is Item:   # an item beside other keys (a graph node's from/when/name)
+            out.extend(_step(Item, seg, {seg: value[seg]}))
     return out
+
+
+def _unwrapped(annotation):
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
 
 
 def _message(err: dict) -> str:
