@@ -140,7 +140,13 @@ def cmd_schema(args) -> int:
 
 def cmd_resolve(args) -> int:
     import netspec
-    print(netspec.resolve(args.spec, input=args.input, overrides=args.set))
+    from netspec.summary import resolved
+    try:
+        analysis = _analyze(args.spec, args)
+    except SpecError:   # the graph as resolved, then what the analysis found wrong in it
+        print(netspec.resolve(args.spec, input=args.input, overrides=args.set))
+        raise
+    print(resolved(analysis))
     return EXIT_OK
 
 

@@ -70,6 +70,13 @@ class Source:
         table = self.key_positions if on_key and real in self.key_positions else self.positions
         return real, table.get(real, (1, 1) if self.positions else None)
 
+    def value_at(self, path: tuple) -> Any:
+        """The value at `path` as written (segments not in the data skipped, as `locate` does)."""
+        node = self.data
+        for part in self.locate(path)[0]:
+            node = node[part]
+        return node
+
     def copy(self) -> "Source":
         """An independent copy (later stages edit `data` in place: extends, --set)."""
         return Source(self.file, copy.deepcopy(self.data), dict(self.positions), dict(self.key_positions),
@@ -85,6 +92,8 @@ class Source:
         for n in range(len(path), 0, -1):
             if tuple(path[:n]) in self.sets:
                 return self.sets[tuple(path[:n])]
+        if path and tuple(path) not in self.positions:  # a mapping a --set made on its way (`a.b.c=1` made `b`)
+            return next((text for p, text in self.sets.items() if p[:len(path)] == tuple(path)), None)
         return None
 
     def error(self, message: str, path: tuple = (), **kw) -> SpecError:

@@ -9,7 +9,7 @@ from pydantic import Field
 from netspec.layers.registry import Autograd, Layer, PosInt, Receptive, Shape, register
 
 
-@register("linear", shorthand="out")
+@register("linear", shorthand="out", aliases=("Linear",))
 class Linear(Layer):
     """y = x W^T + b over the last dimension (torch.nn.Linear); in_features is inferred."""
     fresh_output: ClassVar[bool] = True
