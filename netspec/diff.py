@@ -161,14 +161,26 @@ def _signature(m: Module) -> tuple:
     return ("t", m.type) if _positional(m) else ("n", m.node.name)
 
 
-def _pair(ma: Module, mb: Module, out: list[Entry]) -> None:
+def _sources(m: Module) -> dict[int, str]:
+    """What each node of a graph reads, as written, by id() of its module ({} elsewhere)."""
+    if m.wiring is None:
+        return {}
+    notes = m.node.construct.notes(m.node)
+    return {id(child): note.split(" <- ", 1)[1] for child, note in zip(m.slots["nodes"], notes)}
+
+
+def _pair(ma: Module, mb: Module, out: list[Entry], wired: tuple = (None, None)) -> None:
+    """Compare two matched modules; `wired` is what each reads when they are graph nodes (a
+    node that reads something else is changed, not removed and added)."""
     if ma.type != mb.type:
         _whole(ma, "removed", out)
         _whole(mb, "added", out)
         return
+    rewired = {"from": wired} if wired[0] != wired[1] else {}
     if isinstance(ma.node, Leaf):
         sa, sb = _settings(ma), _settings(mb)
         attrs = {k: (sa.get(k), sb.get(k)) for k in [*sa, *(k for k in sb if k not in sa)] if sa.get(k) != sb.get(k)}
+        attrs.update(rewired)
         if attrs:
             out.append(Entry("changed", ma, mb, attrs))
         elif (ma.output, ma.params, ma.trainable_params, ma.macs) != (mb.output, mb.params, mb.trainable_params, mb.macs):
@@ -178,18 +190,21 @@ def _pair(ma: Module, mb: Module, out: list[Entry]) -> None:
         return
     sa, sb = _construct_settings(ma), _construct_settings(mb)
     attrs = {k: (sa.get(k), sb.get(k)) for k in [*sa, *(k for k in sb if k not in sa)] if sa.get(k) != sb.get(k)}
+    attrs.update(rewired)
     if attrs:
         out.append(Entry("changed", ma, mb, attrs))
+    sources = (_sources(ma), _sources(mb))
     for slot in [*ma.slots, *(k for k in mb.slots if k not in ma.slots)]:  # a residual's body, shortcut, post
-        _align(ma.slots.get(slot, []), mb.slots.get(slot, []), out)
+        _align(ma.slots.get(slot, []), mb.slots.get(slot, []), out, sources)
 
 
 def _whole(m: Module, change: str, out: list[Entry]) -> None:
     out.append(Entry(change, m if change == "removed" else None, m if change == "added" else None))
 
 
-def _align(xs: list[Module], ys: list[Module], out: list[Entry]) -> None:
-    """Children of two matched containers: named by name, unnamed by sequence."""
+def _align(xs: list[Module], ys: list[Module], out: list[Entry], sources: tuple = ({}, {})) -> None:
+    """Children of two matched containers: named by name, unnamed by sequence (`sources`:
+    what each reads, for a graph's nodes)."""
     pairs: list[tuple[Module | None, Module | None]] = []
     for op, i1, i2, j1, j2 in _opcodes([_signature(m) for m in xs], [_signature(m) for m in ys]):
         if op == "equal":
@@ -211,7 +226,7 @@ def _align(xs: list[Module], ys: list[Module], out: list[Entry]) -> None:
             pairs[i] = (None, None)
     for m, n in pairs:
         if m is not None and n is not None:
-            _pair(m, n, out)
+            _pair(m, n, out, (sources[0].get(id(m)), sources[1].get(id(n))))
         elif m is not None:
             _whole(m, "removed", out)
         elif n is not None:

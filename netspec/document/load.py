@@ -545,6 +545,20 @@ def parse_override(text: str) -> tuple[list, Any]:
     return segs, value
 
 
+def _refuse_invented(data: dict, path: tuple, key, node: dict, text: str) -> None:
+    """A --set that would make up a graph node, or the other layout, on its way to a field is
+    a typo: one line naming what exists."""
+    if path == () and key in ("layers", "graph") and ({"layers", "graph"} - {key}) & set(data):
+        other = "graph" if key == "layers" else "layers"
+        hint = "graph.nodes.<id>.<field>" if other == "graph" else "layers.<name or index>.<field>"
+        raise SpecError(f"the spec has no {key}: its network is {other}: (a path through it: {hint})", file=set_label(text))
+    if path[-1:] == ("nodes",) and node:   # a graph's nodes
+        from netspec.document.locate import did_you_mean
+        where = ".".join(map(str, path))
+        raise SpecError(f"{where} has no node {key!r}{did_you_mean(str(key), node)} (nodes: {', '.join(map(str, node))})",
+                        file=set_label(text))
+
+
 def set_plain(source: Source, segs: list, value: Any, text: str) -> None:
     """Set the value at plain keys and indexes (mappings are created on the way) and
     record that `text` put it there."""
@@ -552,6 +566,7 @@ def set_plain(source: Source, segs: list, value: Any, text: str) -> None:
     for key in segs[:-1]:
         if isinstance(node, dict):
             if key not in node:
+                _refuse_invented(source.data, path, key, node, text)
                 node[key] = {}
                 created = created or path + (key,)
             node = node[key]
