@@ -120,10 +120,12 @@ def _settings(layer) -> str:
     if "k" in s:
         k = s["k"]
         parts.append(k if isinstance(k, str) else "×".join(map(str, k if isinstance(k, list) else [k, k])))
-    for key, fmt in (("stride", "/{}"), ("padding", "p{}"), ("dilation", "d{}"), ("groups", "g{}"), ("p", "p={}"),
-                     ("heads", "h{}")):
+    for key, fmt in (("op", "{}"), ("like", "like {}"), ("stride", "/{}"), ("padding", "p{}"), ("dilation", "d{}"),
+                     ("groups", "g{}"), ("p", "p={}"), ("heads", "h{}")):
         # [1, 1] differs from a default 1 only in spelling
-        if key in s and _dims(s[key]) != _dims(type(layer).model_fields[key].default) and len(_dims(s[key])) <= 8:
+        if key in ("op", "like") and key in s:   # a merge's or reduce's operation, what a resize sizes like
+            parts.append(fmt.format(s[key]))
+        elif key in s and _dims(s[key]) != _dims(type(layer).model_fields[key].default) and len(_dims(s[key])) <= 8:
             parts.append(fmt.format(_dims(s[key])))
     return " ".join(parts)
 
@@ -255,6 +257,7 @@ class _Layout:
     def __init__(self, depth: int | None, expand: bool, max_boxes: int | None):
         self.depth, self.expand, self.max_boxes = depth, expand, max_boxes
         self.boxes = 0
+        self.ids: dict[int, str] = {}   # id() of a graph node's module -> the node's id (its label)
 
     def count(self, block: _Block | None = None) -> _Block | None:
         """One more box (a layer, a folded or repeated block, or a container's frame and joins)."""
@@ -268,7 +271,7 @@ class _Layout:
         self.count()
         if isinstance(m.node, Leaf):
             layer = m.node.layer
-            name = _name(m)
+            name = self.ids.get(id(m)) or _name(m)
             head = f"{name}: {m.type}" if name and not name.isdigit() and name != m.type else m.type
             family = _FAMILY.get(m.type, "act" if m.type in _ACTS else "other")
             return _box([f"{head} {_settings(layer)}".strip(), _costs(m)], "layer", m.path, family=family)
@@ -282,6 +285,8 @@ class _Layout:
             inner = self.side_by_side(m, inner_level)
         elif kind == "dense":
             inner = self.dense(m, inner_level)
+        elif kind == "graph":
+            inner = self.graph(m, inner_level)
         else:  # a sequence, or any construct whose children simply run in order
             inner = self.column(m.children, inner_level)
         if m.node.flat or not m.path:
@@ -402,6 +407,75 @@ class _Layout:
         out.boxes.append(join)
         out.h = join.y + join.h
         return out
+
+
+    def graph(self, m, level: int) -> _Block:
+        """A graph's nodes one under another, in the order they run; what a node reads other
+        than the node above arrives as a skip edge in a lane of its own at the right (from a
+        node's bottom, from the child of a chain it reads, or from the graph's input at the
+        top); several outputs meet in a bar naming them."""
+        wiring, nodes = m.wiring, m.slots["nodes"]
+        self.ids.update((id(child), wire.id) for child, wire in zip(nodes, wiring.nodes))
+        placed = [self.place(child, level) for child in nodes]
+        cx = max(b.cx for b in placed)
+        width = cx + max(b.w - b.cx for b in placed)
+        out = _Block(width, 0, cx)
+        where: dict[str, tuple[float, float]] = {"input": (cx, 0.0)}   # slot -> (x, y) an edge leaves from
+        top: list[float] = []
+        previous = "input"
+        out.h = GAP
+        for i, (block, wire) in enumerate(zip(placed, wiring.nodes)):
+            y = out.h
+            if _reads(wire, previous):
+                out.line((cx, y - GAP), (cx, y))
+            out.put(block, cx - block.cx, y)
+            top.append(y)
+            where[wire.id] = (cx, y + block.h)
+            for path, slot in wire.taps.items():   # a chain's child read elsewhere: the edge leaves its box
+                box = next((b for b in out.boxes if b.path == f"{nodes[i].path}.{'.'.join(path)}"), None)
+                where[slot] = (box.x + box.w, box.y + box.h / 2) if box is not None else where[wire.id]
+            out.h = y + block.h + GAP
+            previous = wire.id
+        lane = width + LANE / 2
+        for i, (block, wire) in enumerate(zip(placed, wiring.nodes)):
+            above = previous_of(wiring, i) if _reads(wire, previous_of(wiring, i)) else None
+            for slot in [acc.slot for acc in _accesses(wire.source) + wire.refs]:
+                if slot == above:   # the flow edge from above
+                    above = None
+                    continue
+                lane += LANE / 2
+                x0, y0 = where.get(slot, (cx, 0.0))
+                entry = (cx - placed[i].cx + placed[i].w, top[i] + min(placed[i].h / 2, LINE))
+                out.line((x0, y0), (lane, y0), (lane, entry[1]), entry, kind="skip")
+        outs = _accesses(wiring.outputs)
+        if isinstance(wiring.outputs, (dict, list)) or outs[0].slot != wiring.nodes[-1].id:
+            names = list(wiring.outputs) if isinstance(wiring.outputs, dict) else [a.slot for a in outs]
+            bar = _bar(f"outputs: {', '.join(map(str, names))}", cx, out.h, m.path, 1.2)
+            for acc in outs:
+                lane += LANE / 2
+                x0, y0 = where.get(acc.slot, (cx, 0.0))
+                out.line((x0, y0), (lane, y0), (lane, bar.y + bar.h / 2), (bar.x + bar.w, bar.y + bar.h / 2), kind="skip")
+            out.boxes.append(self.count() or bar)
+            out.h = bar.y + bar.h
+        else:
+            out.h -= GAP
+        out.w = max(width, lane + 0.05)
+        return out
+
+
+def _accesses(source) -> list:
+    if isinstance(source, dict):
+        return list(source.values())
+    return list(source) if isinstance(source, list) else [source]
+
+
+def _reads(wire, slot: str) -> bool:
+    """Does the node read `slot` (the value above it) whole: a flow edge?"""
+    return any(acc.slot == slot and not acc.keys for acc in _accesses(wire.source))
+
+
+def previous_of(wiring, i: int) -> str:
+    return wiring.nodes[i - 1].id if i else "input"
 
 
 MAX_BOXES = 2_000  # matplotlib draws about 250 boxes a second: a bigger picture is refused

@@ -298,3 +298,18 @@ def test_set_reaches_graph_nodes(cli, write, path):
 def test_a_set_never_makes_up_a_node(cli, write, path, message):
     run = cli("compile", write(FPN), "--set", path)
     assert run.code == 2 and run.err.strip() == f"--set {path}: error: {message}" + run.err.strip().split(message, 1)[1]
+
+
+def test_draw_shows_the_wiring(write):
+    """Nodes one under another; each read other than the node above is a skip edge into the
+    node's box; several outputs meet in a bar naming them."""
+    from netspec.draw import layout
+    lay = layout(netspec.analyze(write(FPN)))
+    labels = [b.lines[0] for b in lay.boxes]
+    assert "lat2: conv 1×1" in labels and "m2: merge sum" in labels and "up3: resize like lat2" in labels
+    assert "outputs: 0, 1, pool" in labels
+    skips = [e for e in lay.edges if e.kind == "skip"]
+    # lat2 <- body.r2, lat3 <- body, up3 like lat2, m2 <- lat2, p3 <- lat3, pool <- p3, and the 3 outputs
+    assert len(skips) == 9
+    r2 = next(b for b in lay.boxes if b.path == "body.r2")
+    assert any(e.points[0] == (r2.x + r2.w, r2.y + r2.h / 2) for e in skips)   # the tap leaves the child's box
