@@ -59,6 +59,14 @@ def digits_ckpt(tmp_path_factory) -> Path:
     return out / "best.pt"
 
 
+def save_png(img, path) -> None:
+    """A uint8 C×H×W tensor (1 or 3 channels) as a PNG file, written by Pillow."""
+    from PIL import Image
+
+    array = img.permute(1, 2, 0).numpy()
+    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
+
+
 def spec_text(layers: str, extra: str = "", input_shape: str = "[3, 32, 32]") -> str:
     return f"netspec: 1\nname: t\ninput: {input_shape}\n{extra}layers:\n{layers}"
 

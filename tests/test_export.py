@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import netspec
-from conftest import ROOT
+from conftest import ROOT, save_png
 from netspec.deploy import export as ex
 
 # spec -> (small input, --set overrides): one member of each family of the zoo, kept small
@@ -121,7 +121,6 @@ def test_docs_onnxruntime_snippet_runs_as_written(cli, digits_ckpt, tmp_path, mo
     assert len(snippet.strip().splitlines()) == 5
     scope = {"image": image}
     exec(compile(snippet, "docs/deploy.md", "exec"), scope)  # noqa: S102 - our own documentation
-    from torchvision.io import write_png
-    write_png(torch.from_numpy(image)[None], str(tmp_path / "x.png"))
+    save_png(torch.from_numpy(image)[None], str(tmp_path / "x.png"))
     r = cli("predict", DIGITS, "--ckpt", digits_ckpt, tmp_path / "x.png", "--json", "--top", "1")
     assert scope["label"] == json.loads(r.out)["top"][0]["class"]

@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-from torchvision.io import write_png
 
 import netspec
-from conftest import ROOT
+from conftest import ROOT, save_png
 from netspec.data.datasets import load_dataset
 from netspec.document.train import DigitsData
 from netspec.train.evaluate import evaluate_checkpoint
@@ -27,7 +26,7 @@ def digits(tmp_path_factory, digits_ckpt):
     (images / "b").mkdir(parents=True)
     (images / "a").mkdir()
     for i, img in enumerate(test_x):  # split across two folders: the walk order is their sorted order
-        write_png(img, str(images / ("a" if i < 100 else "b") / f"{i:04d}.png"))
+        save_png(img, str(images / ("a" if i < 100 else "b") / f"{i:04d}.png"))
     return digits_ckpt, images, len(test_x)
 
 
@@ -76,7 +75,7 @@ def test_photos_of_another_size_and_mode_are_prepared_as_evaluation_prepares_the
             folder.mkdir(parents=True, exist_ok=True)
             big = torch.nn.functional.interpolate(test_x[i][None].float(), size=(32, 32), mode="bilinear")[0]
             rgb = torch.stack([big[0], big[0] * 0.9, big[0] * 0.8]).round().clamp(0, 255).to(torch.uint8)
-            write_png(rgb, str(folder / f"{i:04d}.png"))
+            save_png(rgb, str(folder / f"{i:04d}.png"))
     dataset = f"train.dataset={{name: imagefolder, root: {tmp_path / 'folder'}, resize: true}}"
     job = Job.from_spec(netspec.load(DIGITS, overrides=[dataset]))
     expected = evaluate_checkpoint(job, ckpt, device="cpu", per_image=True)["predictions"]

@@ -16,7 +16,7 @@ import torchvision.models as tvm
 from safetensors.torch import save_file
 
 import netspec
-from conftest import ROOT
+from conftest import ROOT, save_png
 from netspec import weights
 from netspec.train.loop import Job
 from zoo import TORCHVISION
@@ -105,7 +105,6 @@ def test_real_tensors_arrive(tmp_path):
 @pytest.fixture(scope="module")
 def three_classes(tmp_path_factory):
     """A 3-class ImageFolder (random 40x40 RGB images) and torchvision resnet50 weights in a file."""
-    from torchvision.io import write_png
 
     root = tmp_path_factory.mktemp("folder")
     g = torch.Generator().manual_seed(0)
@@ -113,7 +112,7 @@ def three_classes(tmp_path_factory):
         (root / name).mkdir()
         for i in range(6):
             img = (torch.rand(3, 40, 40, generator=g) * 80 + 60 * c).to(torch.uint8)
-            write_png(img, str(root / name / f"{i}.png"))
+            save_png(img, str(root / name / f"{i}.png"))
     torch.manual_seed(0)
     path = root.parent / "resnet50.pth"
     torch.save(tvm.resnet50(weights=None).state_dict(), path)
