@@ -86,15 +86,18 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", need
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle refusing a non-tensor object, truncation, not a zip...
-        if "Weights only load failed" in str(e):
-            first = "it holds objects other than tensors, numbers, strings and containers, and loading them would run code"
-        else:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {unreadable(e)}") from None
     if not isinstance(state, dict) or state.get("netspec_checkpoint") != FORMAT:
         raise CheckpointError(f"{path} is not a netspec checkpoint (format {FORMAT})")
     check_fields(state, path, needs)
     return state
+
+
+def unreadable(e: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in one line."""
+    if "Weights only load failed" in str(e):
+        return "it holds objects other than tensors, numbers, strings and containers, and loading them would run code"
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def check_fields(state: dict, path, needs: tuple[str, ...]) -> None:
