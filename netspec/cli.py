@@ -220,7 +220,7 @@ def _add_diff(sub) -> None:
 
 def _add_deploy(sub) -> None:
     from netspec.deploy.commands import add_commands  # export and predict
-    add_commands(sub, _shape)
+    add_commands(sub, _shape, _analyze)
 
 
 def _add_draw(sub) -> None:

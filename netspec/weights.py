@@ -70,6 +70,12 @@ class Weights:
     reader: Callable[[], dict[str, torch.Tensor]] | None = field(default=None, repr=False)
     stored: int = 0                   # bytes of every tensor storage in the source (what reading it allocates)
 
+    def check_channels(self, channels: int) -> None:
+        """Refuse a normalization recorded for another number of input channels than the model's."""
+        for values in (self.mean, self.std):
+            if values is not None and len(values) != channels:
+                raise WeightsError(f"{self.origin} normalizes {len(values)} channels; the spec's input has {channels}")
+
     def data(self) -> dict[str, torch.Tensor]:
         """The tensors themselves, read now if only their shapes were."""
         if self.reader is not None:

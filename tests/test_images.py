@@ -3,9 +3,7 @@
 images are scaled, and what could block, explode or crash is one line."""
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 import warnings
 
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import unblocked_after
 from netspec.data.datasets import MAX_PIXELS, DataError, read_image
 
 
@@ -105,26 +104,6 @@ def test_animated_images_are_refused_before_decoding_their_frames(tmp_path):
     for name, what in (("many.gif", "an animated GIF (4000x4000)"), ("two.webp", "an animated WEBP (8x8)")):
         with pytest.raises(DataError, match=r"cannot read image .*: " + what.replace("(", r"\(").replace(")", r"\)")):
             read_image(str(tmp_path / name), 3, (8, 8))
-
-
-@contextlib.contextmanager
-def unblocked_after(fifo, seconds: float = 5):
-    """From `seconds` on, a writer opens and closes `fifo` now and then, so code that waits for
-    one fails (an empty read) instead of hanging."""
-    done = threading.Event()
-
-    def open_writers():
-        while not done.wait(seconds):
-            try:
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO (no reader): nothing waits
-            except OSError:
-                pass
-
-    threading.Thread(target=open_writers, daemon=True).start()
-    try:
-        yield
-    finally:
-        done.set()
 
 
 def test_special_files_named_like_images_never_block(tmp_path):

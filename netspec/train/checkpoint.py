@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from netspec.document.train import MIN_STD
 from netspec.errors import EXIT_CHECK_FAILED, NetspecError
 
 FORMAT = 1
@@ -131,7 +132,8 @@ HISTORY_ROW = ("epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "t
 FIELDS = {
     "model": ("a mapping of parameter names to tensors", _weights),
     "mean": ("a list of numbers", lambda v: isinstance(v, list) and len(v) > 0 and all(map(_number, v))),
-    "std": ("a list of positive numbers", lambda v: isinstance(v, list) and len(v) > 0 and all(_number(x) and x > 0 for x in v)),
+    "std": (f"a list of positive numbers (at least {MIN_STD:g})",
+            lambda v: isinstance(v, list) and len(v) > 0 and all(_number(x) and x >= MIN_STD for x in v)),
     "epoch": ("an epoch count", _int),
     "step": ("a step count", _int),
     "optimizer": ("an optimizer state (a mapping)", lambda v: isinstance(v, dict)),

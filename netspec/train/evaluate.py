@@ -65,9 +65,7 @@ def evaluate_weights(job, source, device: str | None = None, skip=(), per_image:
 
     cfg = job.config
     dev = distributed.pick_device(device or cfg.device)
-    if source.mean is not None and len(source.mean) != job.input[0]:
-        raise weights.WeightsError(f"{source.origin} normalizes {len(source.mean)} channels; "
-                                   f"the spec's input has {job.input[0]}")
+    source.check_channels(job.input[0])
     data = load_dataset(cfg.dataset, job.input)
     n_classes = check_classes(job, data)
     model = job.build()
