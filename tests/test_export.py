@@ -105,9 +105,11 @@ def test_missing_extra_is_one_line_naming_it(cli, monkeypatch, tmp_path):
     (["--format", "pt2", "--opset", "18"], "--opset 18: error: only --format onnx has an opset"),
     (["--format", "onnx", "--init-skip", "fc.*"], "--init-skip needs --init"),
     (["--format", "onnx", "--init", "nope.pt"], "no such file"),
+    (["--format", "pt2", "--input", "1,1,1"], "--input 1,1,1: error: layers[6].maxpool: kernel 2 is larger than"),
 ])
 def test_bad_arguments_are_one_line_exit_2(cli, tmp_path, argv, needle):
-    """`--opset 99` printed onnxscript's 18-line traceback; 10**20 said `check failed` (exit 1)."""
+    """`--opset 99` printed onnxscript's 18-line traceback; 10**20 said `check failed` (exit 1); a bad
+    --input blamed the spec's own line."""
     r = cli("export", DIGITS, *argv, "-o", tmp_path / f"d.{argv[1]}")
     assert r.code == 2 and r.out == "" and r.err.count("\n") == 1 and needle in r.err, r.err
     assert not (tmp_path / f"d.{argv[1]}").exists()
@@ -135,22 +137,45 @@ def test_the_format_follows_the_file_name(cli, tmp_path, monkeypatch, argv, writ
         assert list(tmp_path.iterdir()) == []
 
 
-def test_docs_onnxruntime_snippet_runs_as_written(cli, digits_ckpt, tmp_path, monkeypatch):
-    """docs/deploy.md's five lines, on a digits image, agree with `netspec predict`."""
-    from netspec.data.datasets import load_dataset
-    from netspec.document.train import DigitsData
+@pytest.fixture(scope="module")
+def rgb_ckpt(tmp_path_factory):
+    """best.pt of a tiny 3x8x8 RGB model (tests/train_helpers.tiny_spec), one epoch."""
+    from netspec.cli import main
+    from tests.train_helpers import tiny_spec
+
+    folder = tmp_path_factory.mktemp("rgb")
+    spec = folder / "tiny.json"
+    spec.write_text(json.dumps(tiny_spec()))
+    assert main(["train", str(spec), "--out", str(folder / "run"), "--quiet", "--set", "train.epochs=1"]) == 0
+    return spec, folder / "run" / "best.pt"
+
+
+@pytest.mark.parametrize("model", ["digits (1 channel)", "tiny (RGB, test_flip)"])
+def test_docs_onnxruntime_recipe_runs_as_written(cli, digits_ckpt, rgb_ckpt, tmp_path, monkeypatch, model):
+    """docs/deploy.md's lines, on images of a 1-channel and of an RGB model, give `netspec predict`'s
+    label and probabilities. The recipe reshaped H×W×3 into 3×H×W: a cat came out "airplane"."""
+    from PIL import Image
 
     monkeypatch.chdir(tmp_path)
-    assert cli("export", DIGITS, "--ckpt", digits_ckpt, "--format", "onnx").code == 0  # writes digits.onnx here
-    image = load_dataset(DigitsData(), [1, 8, 8]).test_x[0, 0].numpy()  # H x W uint8, as an image reads
+    if model.startswith("digits"):
+        spec, ckpt, sets = DIGITS, digits_ckpt, []
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 256, (8, 8), dtype=np.uint8) for _ in range(4)]
+    else:
+        (spec, ckpt), sets = rgb_ckpt, ["--set", "train.augmentation.test_flip=true"]
+        y, x = np.mgrid[0:8, 0:8]  # pictures whose channels differ: a scramble changes them
+        images = [np.dstack([x * 30 + i, y * 20 + 40 * i, (x * y * 4 + 50 * i) % 256]).astype(np.uint8) for i in range(4)]
+    assert cli("export", spec, "--ckpt", ckpt, *sets, "-o", "digits.onnx").code == 0  # the recipe's file name
     text = (ROOT / "docs" / "deploy.md").read_text()
     snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
-    assert len(snippet.strip().splitlines()) == 5
-    scope = {"image": image}
-    exec(compile(snippet, "docs/deploy.md", "exec"), scope)  # noqa: S102 - our own documentation
-    save_png(torch.from_numpy(image)[None], str(tmp_path / "x.png"))
-    r = cli("predict", DIGITS, "--ckpt", digits_ckpt, tmp_path / "x.png", "--json", "--top", "1")
-    assert scope["label"] == json.loads(r.out)["top"][0]["class"]
+    for i, image in enumerate(images):
+        scope = {"image": image}
+        exec(compile(snippet, "docs/deploy.md", "exec"), scope)  # noqa: S102 - our own documentation
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+        r = cli("predict", spec, "--ckpt", ckpt, *sets, "--precision", "fp32", tmp_path / f"{i}.png", "--json", "--top", "1")
+        top = json.loads(r.out)["top"][0]
+        probability = float(torch.from_numpy(np.asarray(scope["logits"])).softmax(0).max())
+        assert (scope["label"], probability) == (top["class"], pytest.approx(top["p"], abs=1e-5)), i
 
 
 # -- the file written (issue 23: exports that lost the previous file, or wrote where they should not) ---------

@@ -136,6 +136,10 @@ def test_a_non_finite_output_is_one_line_never_nan_json(cli, digits, tmp_path):
     errors = r.err.strip().splitlines()[1:]  # after the init report
     assert errors == [f"error: the model's output for {images / 'a' / name} is not finite (NaN or inf) at "
                       f"train.precision fp32; no prediction" for name in ("0000.png", "0001.png")]
+    r = cli("eval", DIGITS, "--ckpt", huge, "--json")  # gave an accuracy (7.80%) with exit 0
+    assert r.code == 1 and r.out == "" and r.err.strip().splitlines()[-1] == (
+        f"{DIGITS}: check failed: the model's output on the test set is not finite (NaN or inf) at "
+        f"train.precision fp32; no accuracy")
 
 
 def test_normalization_that_cannot_work_is_refused(cli, digits, tmp_path):

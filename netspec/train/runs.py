@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from netspec.document.paths import file_stem
 from netspec.errors import NetspecError, one_line
 
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
@@ -30,7 +31,7 @@ CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "te
 
 def default_run_dir(name: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    safe = file_stem(name, "run")
     return Path("runs") / f"{safe}-{stamp}"
 
 
