@@ -284,16 +284,22 @@ def test_bad_output_targets_are_one_line_exit_2(cli, tmp_path, target, needle):
 def test_the_model_is_refused_before_it_is_built_when_it_cannot_fit(cli, write, tmp_path, monkeypatch):
     """A 10-billion-parameter spec and --batch 2147483647 allocated before failing (exit 3)."""
     import netspec.budget
+    import netspec.deploy.predict
 
     monkeypatch.setattr(netspec.budget, "physical_memory", lambda: 16 * 2**30)
     monkeypatch.setattr(netspec, "build", lambda *a, **k: pytest.fail("built"))
-    huge = write("netspec: 1\nname: huge\ninput: [100000]\nlayers:\n  - linear: 100000\n")
-    for command in (["export", huge, "-o", tmp_path / "h.onnx"], ["predict", huge, "--init", "none.pt", "x.png"]):
-        r = cli(*command)
-        assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
-        if command[0] == "export":
-            assert r.err.startswith(f"{huge}:5:13: error: layers[0].linear: running the model needs at least 111.8 GiB, "
-                                    f"more than the 16.0 GiB of this machine's memory (3 copies of the weights")
+    monkeypatch.setattr(netspec.deploy.predict, "physical_memory", lambda: 16 * 2**30)
+    huge = write("netspec: 1\nname: huge\ninput: [1, 8, 8]\nlayers:\n  - flatten\n  - linear: 100000\n"
+                 "  - linear: 100000\n")
+    with torch.device("meta"):  # its weights' shapes, in a file of a few KB
+        shapes = {"1.weight": torch.empty(100000, 64), "1.bias": torch.empty(100000),
+                  "2.weight": torch.empty(100000, 100000), "2.bias": torch.empty(100000)}
+    torch.save(shapes, tmp_path / "huge.pt")
+    for command, copies, gib in (("export", "3 copies of the weights", "111.8"), ("predict", "the weights", "37.3")):
+        r = cli(command, huge, "--init", tmp_path / "huge.pt", *(["-o", tmp_path / "h.onnx"] if command == "export" else ["x.png"]))
+        assert r.code == 2 and r.err.strip().splitlines() == [
+            f"{huge}:7:13: error: layers[2].linear: running the model needs at least {gib} GiB, more than the 16.0 GiB "
+            f"of this machine's memory ({copies}: {gib} GiB); refused before allocating"], r.err
     r = cli("export", DIGITS, "--batch", "2147483647", "-o", tmp_path / "d.onnx")
     assert r.code == 2 and r.err.startswith("--batch 2147483647: error: running the model needs at least"), r.err
     assert "the largest activation of a batch of 2,147,483,647" in r.err

@@ -137,19 +137,12 @@ def check_target(path: str | os.PathLike, protected: dict[str, str] | None = Non
         above = next((p for p in path.parents if p.exists()), None)
         why = f"{above} is a file, not a folder" if above and not above.is_dir() else e.strerror or str(e)
         raise SpecError(f"cannot make its folder {path.parent}: {why}", file=argument) from None
-    probe = _lock_file(path)  # can a file be made there (not /proc, not a read-only folder)?
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        os.unlink(probe)
-    except FileExistsError:
-        pass  # another export's lock: this one waits for nothing, it says so when it gets there
+    try:  # can a file be made there (not /proc, not a read-only folder)? A nameless one, gone on close
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
     except OSError as e:
         raise SpecError(f"cannot write into {path.parent}: {e.strerror or e}", file=argument) from None
     return path
-
-
-def _lock_file(path: Path) -> Path:
-    return path.with_name(f".{path.name}.lock")
 
 
 def export(model: torch.nn.Module, input_shape: list[int], fmt: str, path: str | os.PathLike, *,
@@ -217,7 +210,7 @@ def _staging(path: Path):
 def _lock(path: Path) -> tuple[int, Path]:
     """One export at a time per output file: a second is refused with one line, not interleaved.
     The lock is a `.NAME.lock` file beside it (the caller removes it, then closes the descriptor)."""
-    lock = _lock_file(path)
+    lock = path.with_name(f".{path.name}.lock")
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:

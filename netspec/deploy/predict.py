@@ -136,8 +136,8 @@ def _batch_size(analysis, dev: torch.device) -> int:
     """Images per forward pass: BATCH, or fewer where the device's memory holds fewer (a model that
     cannot run even one image is refused here, before it is built)."""
     memory = torch.cuda.get_device_properties(dev).total_memory if dev.type == "cuda" else physical_memory()
-    refuse_running(analysis, 1, memory, str(dev) if dev.type == "cuda" else "this machine's memory")
-    if memory is None:
+    if analysis is None or memory is None:
         return BATCH
+    refuse_running(analysis, 1, memory, str(dev) if dev.type == "cuda" else "this machine's memory")
     weights, per_image = running_bytes(analysis, 1).values()
     return max(1, min(BATCH, (memory - weights) // max(1, per_image)))
