@@ -105,8 +105,12 @@ def _training_step(analysis, args):
     train = getattr(analysis.spec, "train", None) or TrainConfig()
     optimizer = args.optimizer or (train.optimizer.name if train.optimizer.name != "sgd" else
                                    "sgd_momentum" if train.optimizer.momentum else "sgd")
-    return training_step(analysis, batch=args.batch or train.batch_size, precision=args.precision or train.precision,
-                         optimizer=optimizer)
+    try:
+        return training_step(analysis, batch=args.batch or train.batch_size,
+                             precision=args.precision or train.precision, optimizer=optimizer)
+    except NotImplementedError as e:  # a layer whose backward the memory model does not know (it says which)
+        raise SpecError(f"--memory: {e}; compile without --memory for the rest of the table",
+                        file=analysis.spec.source.file if analysis.spec is not None else None) from None
 
 
 def _check_params(analysis, path: str, quiet: bool) -> None:
@@ -228,7 +232,7 @@ def _add_diff(sub) -> None:
 
 def _add_deploy(sub) -> None:
     from netspec.deploy.commands import add_commands  # export and predict
-    add_commands(sub, _shape)
+    add_commands(sub, _shape, _analyze)
 
 
 def _add_draw(sub) -> None:

@@ -584,11 +584,12 @@ def add_command(sub, shape_type, analyze) -> None:
 
 
 def cmd_draw(args, analyze) -> int:
+    from netspec.document.paths import file_stem
     from netspec.errors import SpecError
     if args.output is not None and Path(args.output).suffix.lower() not in FORMATS:
         raise SpecError(f"cannot draw {args.output!r}: the file name must end in .svg or .png", file="-o")
     analysis = analyze(args.spec, args)
-    out = Path(args.output or f"{analysis.name}.svg")
+    out = Path(args.output or f"{file_stem(analysis.name, 'spec')}.svg")  # the name is the spec's: no path in it
     try:
         picture = layout(analysis, args.depth, args.expand)
     except TooManyBoxes:

@@ -5,20 +5,21 @@ Owns finding the images (files as given, folders walked in sorted order), prepar
 (`netspec.data.datasets.read_image`: grayscale or RGB as the spec's input, resized to its
 height and width; then the evaluation's normalization and test-time flip) and the top-K
 softmax probabilities with the class names the weights recorded. An image that cannot be read
-is reported through `on_error` and the others go on.
+(or whose output is not finite) is reported through `on_error` and the others go on.
 
 Imports torch and the trainer's evaluation parts. Must not import netspec.cli.
 """
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
+from netspec.budget import physical_memory, refuse_running, running_bytes
 from netspec.data.datasets import IMAGE_SUFFIXES, DataError, load_dataset, read_image
+from netspec.errors import EXIT_CHECK_FAILED, EXIT_INVALID, one_line
 from netspec.train import distributed
 from netspec.train.evaluate import autocast, normalization
 from netspec.weights import Weights, WeightsError, load_into
@@ -34,8 +35,8 @@ class Prediction:
     def as_dict(self) -> dict:
         return {"image": self.image, "top": [{"class": c, "index": i, "p": p} for c, i, p in self.top]}
 
-    def __str__(self) -> str:
-        return f"{self.image}: " + ", ".join(f"{c} {100 * p:.1f}%" for c, _, p in self.top)
+    def __str__(self) -> str:  # the image's and the classes' names escaped: one line per image, always
+        return one_line(f"{self.image}: " + ", ".join(f"{c} {100 * p:.1f}%" for c, _, p in self.top))
 
 
 def image_files(paths: list[str]) -> Iterator[str]:
@@ -79,18 +80,21 @@ def _dataset(job, weights: Weights):
 
 
 def predict(job, weights: Weights, paths: list[str], *, top: int = 5, device: str | None = None,
-            skip=(), on_error: Callable[[str, str], None], on_report: Callable[[list[str]], None] = lambda _: None,
-            ) -> Iterator[Prediction]:
-    """Predictions for the images under `paths`, in order; `on_error(path, message)` for each
-    image that cannot be read."""
+            skip=(), on_error: Callable[[str, str, int], None],
+            on_report: Callable[[list[str]], None] = lambda _: None) -> Iterator[Prediction]:
+    """Predictions for the images under `paths`, in order, at the spec's train.precision;
+    `on_error(path, message, exit_code)` for each image that cannot be read (2) or whose
+    output is not finite (1)."""
     cfg = job.config
     dev = distributed.pick_device(device or cfg.device)
-    model = job.build()
-    on_report(load_into(model, weights, skip, job.name).lines())
-    model = model.to(dev).eval()
     n_outputs = job.outputs[0] if job.outputs and len(job.outputs) == 1 else None
     if n_outputs is None:
         raise WeightsError(f"spec output {job.outputs} is not a vector of class scores")
+    weights.check_channels(job.input[0])
+    batch_size = _batch_size(job.analysis, dev)
+    model = job.build()
+    on_report(load_into(model, weights, skip, job.name).lines())
+    model = model.to(dev).eval()
     classes, mean, std = labels_and_stats(job, weights, n_outputs)
     channels, size = job.input[0], tuple(job.input[1:])
     scale = torch.tensor([1 / (255.0 * s) for s in std], device=dev).view(1, -1, 1, 1)
@@ -105,20 +109,35 @@ def predict(job, weights: Weights, paths: list[str], *, top: int = 5, device: st
             logits = model(x)
             if cfg.augmentation.test_flip:
                 logits = (logits + model(x.flip(3))) / 2
-        p, idx = logits.float().softmax(1).topk(k, dim=1)
-        for (path, _), pr, ix in zip(batch, p.tolist(), idx.tolist()):
-            yield Prediction(path, [(classes[i], i, q) for q, i in zip(pr, ix)])
+        logits = logits.float()
+        finite = torch.isfinite(logits).all(1).tolist()
+        p, idx = logits.softmax(1).topk(k, dim=1)
+        for (path, _), ok, pr, ix in zip(batch, finite, p.tolist(), idx.tolist()):
+            if ok:
+                yield Prediction(path, [(classes[i], i, q) for q, i in zip(pr, ix)])
+            else:
+                on_error(path, f"the model's output for {path} is not finite (NaN or inf) at train.precision "
+                               f"{cfg.precision}; no prediction", EXIT_CHECK_FAILED)
         batch.clear()
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision.io's move to torchcodec
-        for path in image_files(paths):
-            try:
-                batch.append((path, read_image(path, channels, size)))
-            except DataError as e:
-                on_error(path, str(e).removeprefix("error: "))
-                continue
-            if len(batch) == BATCH:
-                yield from flush()
-        if batch:
+    for path in image_files(paths):
+        try:
+            batch.append((path, read_image(path, channels, size)))
+        except DataError as e:
+            on_error(path, str(e).removeprefix("error: "), EXIT_INVALID)
+            continue
+        if len(batch) == batch_size:
             yield from flush()
+    if batch:
+        yield from flush()
+
+
+def _batch_size(analysis, dev: torch.device) -> int:
+    """Images per forward pass: BATCH, or fewer where the device's memory holds fewer (a model that
+    cannot run even one image is refused here, before it is built)."""
+    memory = torch.cuda.get_device_properties(dev).total_memory if dev.type == "cuda" else physical_memory()
+    if analysis is None or memory is None:
+        return BATCH
+    refuse_running(analysis, 1, memory, str(dev) if dev.type == "cuda" else "this machine's memory")
+    weights, per_image = running_bytes(analysis, 1).values()
+    return max(1, min(BATCH, (memory - weights) // max(1, per_image)))

@@ -126,6 +126,9 @@ class Augmentation(_Strict):
     test_flip: bool = Field(False, description="At evaluation, average the logits of each image and its mirror image.")
 
 
+MIN_STD = 1e-6  # the smallest per-channel std netspec measures (a constant channel) and accepts
+
+
 class Normalization(_Strict):
     """Per-channel (x/255 - mean) / std; left out, mean and std are measured on the training images."""
 
@@ -136,8 +139,8 @@ class Normalization(_Strict):
     def _same_length(self) -> "Normalization":
         if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
             raise ValueError(f"mean has {len(self.mean)} channels but std has {len(self.std)}")
-        if self.std is not None and any(s <= 0 for s in self.std):
-            raise ValueError("std must be positive")
+        if self.std is not None and any(not s >= MIN_STD for s in self.std):
+            raise ValueError(f"std must be at least {MIN_STD:g} (pixels are divided by it: less overflows to inf/NaN)")
         return self
 
 

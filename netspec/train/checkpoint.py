@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from netspec.errors import NetspecError
+from netspec.document.train import MIN_STD
+from netspec.errors import EXIT_CHECK_FAILED, NetspecError
 
 FORMAT = 1
 
@@ -117,15 +118,18 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", need
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle refusing a non-tensor object, truncation, not a zip...
-        if "Weights only load failed" in str(e):
-            first = "it holds objects other than tensors, numbers, strings and containers, and loading them would run code"
-        else:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {unreadable(e)}") from None
     if not isinstance(state, dict) or state.get("netspec_checkpoint") != FORMAT:
         raise CheckpointError(f"{path} is not a netspec checkpoint (format {FORMAT})")
     check_fields(state, path, needs)
     return state
+
+
+def unreadable(e: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in one line."""
+    if "Weights only load failed" in str(e):
+        return "it holds objects other than tensors, numbers, strings and containers, and loading them would run code"
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def check_fields(state: dict, path, needs: tuple[str, ...]) -> None:
@@ -159,7 +163,8 @@ HISTORY_ROW = ("epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "t
 FIELDS = {
     "model": ("a mapping of parameter names to tensors", _weights),
     "mean": ("a list of numbers", lambda v: isinstance(v, list) and len(v) > 0 and all(map(_number, v))),
-    "std": ("a list of positive numbers", lambda v: isinstance(v, list) and len(v) > 0 and all(_number(x) and x > 0 for x in v)),
+    "std": (f"a list of positive numbers (at least {MIN_STD:g})",
+            lambda v: isinstance(v, list) and len(v) > 0 and all(_number(x) and x >= MIN_STD for x in v)),
     "epoch": ("an epoch count", _int),
     "step": ("a step count", _int),
     "optimizer": ("an optimizer state (a mapping)", lambda v: isinstance(v, dict)),

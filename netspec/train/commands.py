@@ -17,7 +17,7 @@ import shlex
 import sys
 
 from netspec.budget import DEFAULT_MAX_PARAMS, max_params
-from netspec.deploy.commands import add_init_options, read_weights, report
+from netspec.deploy.commands import add_init_options, add_precision_option, precision_note, precision_set, read_weights, report
 from netspec.errors import one_line
 
 
@@ -62,6 +62,7 @@ def add_commands(subparsers) -> None:
     add_init_options(ev, ckpt="checkpoint file (loaded with weights_only=True)", required=True)
     ev.add_argument("--device", choices=("cpu", "cuda"), help="where to evaluate (default: train.device, auto)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_precision_option(ev)
     ev.set_defaults(func=_eval)
 
 
@@ -149,12 +150,15 @@ def _eval(args) -> int:
 
     try:
         source = read_weights(args)
+        args.set = precision_set(args)
         job = _load_job(args)
+        report(precision_note(job, args, "eval"))
         from netspec.train.evaluate import evaluate_weights
 
         result = evaluate_weights(job, source, device=args.device, skip=args.init_skip, on_report=report)
     except NetspecError as e:
         return _fail(e)
+    result["precision"] = job.config.precision
     if args.json:
         print(json.dumps(result))
         return 0

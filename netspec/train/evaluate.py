@@ -10,6 +10,7 @@ import loop.py (the loop imports this) or netspec.cli.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 
 from netspec.data.datasets import DataError, ImageData, load_dataset
 from netspec.data.gpu_loader import DeviceLoader, channel_stats
+from netspec.errors import CheckFailed
 from netspec.train import checkpoint, distributed
 
 
@@ -65,9 +67,7 @@ def evaluate_weights(job, source, device: str | None = None, skip=(), per_image:
 
     cfg = job.config
     dev = distributed.pick_device(device or cfg.device)
-    if source.mean is not None and len(source.mean) != job.input[0]:
-        raise weights.WeightsError(f"{source.origin} normalizes {len(source.mean)} channels; "
-                                   f"the spec's input has {job.input[0]}")
+    source.check_channels(job.input[0])
     data = load_dataset(cfg.dataset, job.input)
     n_classes = check_classes(job, data)
     model = job.build()
@@ -82,6 +82,9 @@ def evaluate_weights(job, source, device: str | None = None, skip=(), per_image:
     with autocast(cfg, dev):
         loss, acc, confusion = evaluate(model, loader, n_classes, test_flip=cfg.augmentation.test_flip,
                                         predictions=predictions)
+    if not math.isfinite(loss):  # NaN logits would still have an argmax, and an accuracy
+        raise CheckFailed(f"the model's output on the test set is not finite (NaN or inf) at train.precision "
+                          f"{cfg.precision}; no accuracy", job.source)
     rows = confusion.sum(1).clamp_min(1)
     per_class = (confusion.diag().double() / rows).tolist()
     result = {"test_acc": acc, "test_loss": loss, "classes": class_names(data, n_classes),

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from netspec.document.paths import file_stem
 from netspec.errors import NetspecError, one_line
 from netspec.locks import FolderLock
 
@@ -34,7 +35,7 @@ CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "te
 
 def default_run_dir(name: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    safe = file_stem(name, "run")
     path, n = Path("runs") / f"{safe}-{stamp}", 1
     while path.exists():  # two runs started in one second
         n += 1
