@@ -220,5 +220,5 @@ def test_a_dotted_name_inside_a_plain_chain_runs():
     import torch
     s = spec([{"sequence": {"name": "body", "body": [{"conv": {"out": 4, "k": 1, "name": "a.b"}}, "relu"]}}])
     model = netspec.build(s)
-    x = torch.randn(1, 3, 8, 8)
+    x = torch.randn(1, 4, 8, 8)
     assert torch.equal(model(x), torch.relu(model.body.a.b(x)))
