@@ -313,3 +313,18 @@ def test_draw_shows_the_wiring(write):
     assert len(skips) == 9
     r2 = next(b for b in lay.boxes if b.path == "body.r2")
     assert any(e.points[0] == pytest.approx((r2.x + r2.w, r2.y + r2.h / 2)) for e in skips)   # the tap leaves the child's box
+
+
+@pytest.mark.parametrize("suffix", ["onnx", "pt2"])
+def test_export_keeps_the_record_names_and_verifies_each_output(cli, write, tmp_path, suffix):
+    path = write(FPN)
+    target = tmp_path / f"fpn.{suffix}"
+    run = cli("export", path, "-o", target, *(["--dynamic-batch"] if suffix == "onnx" else []))
+    assert run.code == 0, run.err
+    for name in ("0", "1", "pool"):
+        assert f"batch 1 output {name}: max abs diff" in run.out
+    if suffix == "onnx":
+        import onnxruntime
+        session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()] == ["0", "1", "pool"]
+        assert [o.shape[1:] for o in session.get_outputs()] == [[8, 16, 16], [8, 8, 8], [8, 4, 4]]

@@ -51,13 +51,15 @@ class Difference:
     batch: int
     max_abs: float
     max_rel: float
+    output: str = "logits"   # which of a record's outputs (`out`, `aux`, an FPN's `0`..`pool`)
 
     @property
     def ok(self) -> bool:
         return self.max_rel <= TOLERANCE
 
     def __str__(self) -> str:
-        return f"batch {self.batch}: max abs diff {self.max_abs:.2e}, max rel {self.max_rel:.2e}"
+        which = f" output {self.output}" if self.output != "logits" else ""
+        return f"batch {self.batch}{which}: max abs diff {self.max_abs:.2e}, max rel {self.max_rel:.2e}"
 
 
 @dataclass
@@ -157,12 +159,15 @@ def export(model: torch.nn.Module, input_shape: list[int], fmt: str, path: str |
     check_opset(opset, fmt)
     path = check_target(path)
     program = program if program is not None else trace(model, input_shape, batch, dynamic)
-    meta = json.dumps({**(metadata or {}), "input": list(input_shape), "batch": "dynamic" if dynamic else batch})
+    with torch.no_grad():   # a record's outputs are the file's outputs, by name (a tensor's: logits)
+        names = [name for name, _ in flatten(model.eval()(seeded_input(batch if not dynamic else TRACE_BATCH, input_shape)))]
+    meta = json.dumps({**(metadata or {}), "input": list(input_shape), "batch": "dynamic" if dynamic else batch,
+                       "outputs": names})
     batches = DYNAMIC_CHECKS if dynamic else (batch,)
     with _staging(path) as staged:
         try:
             if fmt == "onnx":
-                written, got_opset, run, runtime = _write_onnx(program, staged, opset, meta)
+                written, got_opset, run, runtime = _write_onnx(program, staged, opset, meta, names)
             else:
                 written, got_opset, run, runtime = _write_pt2(program, staged, meta), None, run_pt2(staged), "torch.export.load"
             for f in (staged, *written):
@@ -237,12 +242,23 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_onnx(program, path: Path, opset: int | None, meta: str):
+def flatten(out, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
+    """A model's output as (name, tensor) in the order torch.export flattens it: a tensor is
+    `logits`; a record's tensors are named by their keys (`out`, `aux`; nested: `a.b`), a
+    list's by their positions."""
+    if isinstance(out, dict):
+        return [pair for k, v in out.items() for pair in flatten(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(out, (list, tuple)):
+        return [pair for i, v in enumerate(out) for pair in flatten(v, f"{prefix}.{i}" if prefix else str(i))]
+    return [(prefix or "logits", out)]
+
+
+def _write_onnx(program, path: Path, opset: int | None, meta: str, names: list[str]):
     import onnxruntime
 
     try:
         onnx_program = torch.onnx.export(program, (), dynamo=True, opset_version=opset, verbose=False,
-                                         input_names=["input"], output_names=["logits"])
+                                         input_names=["input"], output_names=names)
     except Exception as e:
         raise CheckFailed(f"ONNX export failed: {first_line(e)}") from None
     graph = onnx_program.model.graph
@@ -268,7 +284,7 @@ def run_onnx(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     except Exception as e:
         raise CheckFailed(f"onnxruntime cannot load {path}: {first_line(e)}") from None
     name = session.get_inputs()[0].name
-    return lambda x: torch.from_numpy(np.asarray(session.run(None, {name: x.numpy()})[0]))
+    return lambda x: [torch.from_numpy(np.asarray(y)) for y in session.run(None, {name: x.numpy()})]
 
 
 def _write_pt2(program, path: Path, meta: str) -> tuple[Path, ...]:
@@ -284,7 +300,7 @@ def _write_pt2(program, path: Path, meta: str) -> tuple[Path, ...]:
 def run_pt2(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     """The written .pt2 file, loaded back by torch.export.load."""
     module = torch.export.load(path).module()
-    return lambda x: module(x)
+    return lambda x: [t for _, t in flatten(module(x))]
 
 
 @torch.no_grad()
@@ -295,12 +311,16 @@ def compare(model: torch.nn.Module, run: Callable[[torch.Tensor], torch.Tensor],
     out = []
     for n in batches:
         x = seeded_input(n, input_shape)
-        expected = model(x).float()
-        got = run(x).float()
-        if got.shape != expected.shape:
-            raise CheckFailed(f"the exported file gives shape {list(got.shape)} at batch {n}, "
-                              f"the model {list(expected.shape)}")
-        diff = float((got - expected).abs().max())
-        scale = float(expected.abs().max())
-        out.append(Difference(n, diff, diff / scale if scale > 0 else diff))
+        expected = flatten(model(x))
+        got = run(x)
+        if len(got) != len(expected):
+            raise CheckFailed(f"the exported file gives {len(got)} outputs at batch {n}, the model {len(expected)}")
+        for (name, want), have in zip(expected, got):   # each output against its own scale
+            want, have = want.float(), have.float()
+            if have.shape != want.shape:
+                raise CheckFailed(f"the exported file gives {name} of shape {list(have.shape)} at batch {n}, "
+                                  f"the model {list(want.shape)}")
+            diff = float((have - want).abs().max())
+            scale = float(want.abs().max())
+            out.append(Difference(n, diff, diff / scale if scale > 0 else diff, name))
     return out
