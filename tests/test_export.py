@@ -79,7 +79,7 @@ def test_a_file_that_differs_is_exit_1(cli, digits_ckpt, tmp_path, monkeypatch):
 
     def off_by_a_little(path):  # the file as written, its output nudged by 0.1% of its scale
         run = real(path)
-        return lambda x: (lambda y: y + 1e-3 * y.abs().max())(run(x))
+        return lambda x: [y + 1e-3 * y.abs().max() for y in run(x)]   # each output (a classifier: one)
 
     monkeypatch.setattr(ex, "run_onnx", off_by_a_little)
     r = cli("export", DIGITS, "--ckpt", digits_ckpt, "--format", "onnx", "-o", tmp_path / "d.onnx")
@@ -196,7 +196,7 @@ def exported(cli, digits_ckpt, tmp_path):
 def test_a_failed_check_or_a_full_disk_keeps_the_previous_file(cli, digits_ckpt, exported, monkeypatch):
     out, good = exported
     real = ex.run_pt2
-    monkeypatch.setattr(ex, "run_pt2", lambda path: (lambda run: lambda x: run(x) + 1)(real(path)))
+    monkeypatch.setattr(ex, "run_pt2", lambda path: (lambda run: lambda x: [y + 1 for y in run(x)])(real(path)))
     r = cli("export", DIGITS, "-o", out)  # random weights, and a runtime that disagrees
     assert r.code == 1 and f"{out} is left as it was" in r.err
     assert out.read_bytes() == good
