@@ -58,6 +58,7 @@ def cmd_check(args) -> int:
     for path in args.specs:
         try:
             analysis = netspec.analyze(path, overrides=args.set)
+            train_problem(analysis)
             # everything `expect:` names is known without torch; it describes the file as
             # written, so a --set edit (an ablation) is not held to it
             expect = getattr(analysis.spec, "expect", None) is not None and not args.set
@@ -71,6 +72,17 @@ def cmd_check(args) -> int:
             print(e, file=sys.stderr)
             worst = max(worst, e.exit_code)
     return worst
+
+
+def train_problem(analysis) -> None:
+    """A `train:` section that cannot train the model's output (another task, a segmenter's output
+    size, a record's loss weights): found by `check`, as `train` would find it."""
+    from netspec.document.train import output_problem
+    spec = analysis.spec
+    if getattr(spec, "train", None) is not None:
+        problem = output_problem(spec.train, analysis.output, analysis.input)
+        if problem is not None:
+            raise spec.source.error(*problem)
 
 
 def cmd_compile(args) -> int:

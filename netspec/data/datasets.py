@@ -66,7 +66,10 @@ def load_dataset(config, input_shape: list[int], progress: Callable[[str, int, i
     """The dataset `config` names (a `train.dataset` model), checked against the
     spec's input shape (C, H, W). `progress(message, done, total)` hears about slow
     preparation (decoding an image folder the first time): done 0 with the message,
-    then counts up to total."""
+    then counts up to total. A segmentation dataset (netspec.data.masks) gives a MaskData."""
+    if config.name in SEGMENTATION:
+        from netspec.data.masks import load_masks
+        return load_masks(config, list(input_shape), progress or _silent)
     data = DATASETS[config.name](config, list(input_shape), progress or _silent)
     check_shape(data, input_shape)
     if len(data.classes) < 2:  # every prediction would be right: nothing to learn, nothing measured
@@ -348,6 +351,8 @@ def _save_atomic(obj, path: Path) -> None:
     except OSError:
         pass  # a cache we cannot write only costs time on the next run
 
+
+SEGMENTATION = ("digits_canvas", "segmentation_folder")   # netspec.data.masks owns these
 
 DATASETS: dict[str, Callable[..., ImageData]] = {
     "digits": _digits,

@@ -137,6 +137,12 @@ def _train(args) -> int:
         print(one_line(f"{summary['run_dir']}: complete, {_plural(summary['epochs'], 'epoch')} trained (test accuracy "
                        f"{100 * (summary.get('test_acc') or 0):.2f}%); nothing was changed. To train it further, give it "
                        f"more epochs: {shlex.join(more)}"), flush=True)
+    elif "run_dir" in summary and summary.get("task") == "segmentation":
+        print(one_line(f"{summary['name']}: test mIoU {100 * summary['test_miou']:.2f}% (best "
+                       f"{100 * summary['best_test_miou']:.2f}% at epoch {summary['best_epoch']}), pixel accuracy "
+                       f"{100 * summary['test_acc']:.2f}%, {_plural(summary['epochs'], 'epoch')}, "
+                       f"{summary['images_per_s']:,.0f} images/s, {summary['wall_s']:.1f} s; run folder {summary['run_dir']}"),
+              flush=True)
     elif "run_dir" in summary:  # rank 0 only
         acc, best = summary["test_acc"], summary["best_test_acc"]
         print(one_line(f"{summary['name']}: test accuracy {100 * acc:.2f}% (best {100 * best:.2f}% at epoch "
@@ -161,6 +167,15 @@ def _eval(args) -> int:
     result["precision"] = job.config.precision
     if args.json:
         print(json.dumps(result))
+        return 0
+    if "miou" in result:   # segmentation: mIoU, pixel accuracy, and IoU per class
+        print(one_line(f"{job.name}: mIoU {100 * result['miou']:.2f}%, pixel accuracy {100 * result['pixel_accuracy']:.2f}% "
+                       f"on {_plural(result['images'], 'image')} ({result['pixels']:,} pixels), loss {result['test_loss']:.4f} "
+                       f"({args.ckpt or args.init}" + (f", epoch {result['epoch']})" if result["epoch"] is not None else ")")))
+        width = max(len(c) for c in result["classes"])
+        for cls, iou, acc in zip(result["classes"], result["per_class_iou"], result["per_class_acc"]):
+            if iou is not None:
+                print(one_line(f"  {cls:<{width}}  IoU {100 * iou:6.2f}%  accuracy {100 * acc:6.2f}%"))
         return 0
     print(one_line(f"{job.name}: test accuracy {100 * result['test_acc']:.2f}% on {_plural(result['images'], 'image')}, "
                    f"loss {result['test_loss']:.4f} ({args.ckpt or args.init}"

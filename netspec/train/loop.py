@@ -29,12 +29,12 @@ from typing import Callable
 import torch
 
 from netspec.budget import DEFAULT_MAX_PARAMS, physical_memory, refuse_huge, refuse_training
-from netspec.data.datasets import DataError, ImageData, load_dataset
-from netspec.data.gpu_loader import DeviceLoader
+from netspec.data.datasets import DataError, load_dataset
 from netspec.errors import EXIT_CHECK_FAILED, NetspecError
-from netspec.document.train import TrainConfig, input_problem
+from netspec.document.train import TrainConfig, input_problem, output_problem
 from netspec.train import checkpoint, distributed, optim
-from netspec.train.evaluate import check_classes, class_names, evaluate, load_weights, normalization
+from netspec.train.evaluate import load_weights, make_loaders, normalization
+from netspec.train.task import make_task
 from netspec.train.runs import Progress, RunFolder, RunFolderError, check_run_folder, default_run_dir, make_summary
 
 
@@ -64,7 +64,7 @@ class Job:
     input: list[int]
     config: TrainConfig
     build: Callable[[], torch.nn.Module]
-    outputs: list[int] | None = None
+    outputs: list | dict | None = None   # the model's output form (netspec.ir.form): [classes], or a record
     params: int | None = None
     macs: int | None = None
     document: dict = field(default_factory=dict)
@@ -83,13 +83,16 @@ class Job:
             problem = input_problem(TrainConfig(), list(spec.input))
             if problem is not None:
                 raise spec.source.error(*problem)
+        problem = output_problem(spec.train or TrainConfig(), analysis.output, list(spec.input))
+        if problem is not None:   # the output against the task, the data and the loss (netspec check finds it too)
+            raise spec.source.error(*problem)
         # the document as loaded, --set overrides applied; the train section with defaults filled in
         loaded = getattr(spec, "source", None)
         document = copy.deepcopy(loaded.data) if loaded is not None else {"name": spec.name}
         config = spec.train if spec.train is not None else TrainConfig()
         document["train"] = config.model_dump(mode="json")
         return cls(name=spec.name, input=list(spec.input), config=config, build=lambda: netspec.build(spec),
-                   outputs=list(analysis.output), params=int(analysis.params), macs=int(analysis.macs),
+                   outputs=analysis.output, params=int(analysis.params), macs=int(analysis.macs),
                    document=document, source=source, analysis=analysis)
 
 
@@ -159,25 +162,17 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step,
     # data: decoded once (rank 0 first, so a download or cache happens once)
     with _rank0_first(d):
         data = load_dataset(cfg.dataset, job.input, progress=progress.count if d.main else None)
-    n_classes = check_classes(job, data)
+    task = make_task(job, data, cfg)   # classification or segmentation: its loss and its measures
     mean, std = normalization(cfg, data)
     if len(mean) != job.input[0] or len(std) != job.input[0]:
         raise DataError(f"train.normalization has {len(mean)} means and {len(std)} standard deviations; "
                         f"the spec input has {job.input[0]} channels")
     aug = cfg.augmentation
-    train_loader = DeviceLoader(data.train_x, data.train_y, batch_size=cfg.batch_size // d.world, device=dev,
-                                mean=mean, std=std, train=True, seed=cfg.seed, crop_padding=aug.crop_padding,
-                                padding_mode=aug.padding_mode, flip=aug.flip, cutout=aug.cutout, rank=d.rank, world=d.world,
-                                channels_last=cfg.channels_last, on_device=cfg.data_on_device)
-    # capped at the test set: eval batches are padded to full size
-    eval_bs = max(1, min((cfg.eval_batch_size or 2 * cfg.batch_size) // d.world, -(-data.test_x.shape[0] // d.world)))
-    test_loader = DeviceLoader(data.test_x, data.test_y, batch_size=eval_bs, device=dev, mean=mean, std=std,
-                               train=False, rank=d.rank, world=d.world, channels_last=cfg.channels_last,
-                               on_device=cfg.data_on_device)
+    train_loader, test_loader = make_loaders(cfg, data, job.input, task, mean, std, dev, d)
     steps = len(train_loader)
     if steps == 0:
         raise DataError(f"train.batch_size {cfg.batch_size} is larger than the training set "
-                        f"({data.train_x.shape[0]} images); lower it")
+                        f"({len(data.train_x)} images); lower it")
 
     # model: the plain module owns the weights; DDP and torch.compile wrap it
     model = job.build().to(dev)
@@ -209,7 +204,6 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step,
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.loss.label_smoothing)
 
     # run folder (locked to this process while it trains) and where to start from
     run = held.enter_context(contextlib.closing(RunFolder(folder, new=resume is None, command=command))) \
@@ -230,7 +224,7 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step,
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
                 "history": st["history"], "best_acc": st["best_acc"], "best_epoch": st["best_epoch"],
                 "wall_s": st["wall_s"] + time.perf_counter() - t_start, "partial": partial,
-                "train_config": config_json, **_meta(job, data, mean, std),
+                "train_config": config_json, **_meta(job, data, mean, std, task),
                 **({"ema": {"model": ema.module.state_dict(), "n_averaged": int(ema.n_averaged)}} if ema else {}),
             }, run.file("last.pt"))
             saved = _position(epoch, step)
@@ -251,10 +245,13 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step,
                 start_step, partial = (st["step"], st["partial"]) if epoch == st["epoch"] else (0, None)
                 losses = torch.zeros(steps, device=dev)
                 correct = torch.zeros((), dtype=torch.long, device=dev)
+                counted = torch.zeros((), dtype=torch.long, device=dev)   # images, or pixels not ignored
                 train_s = 0.0
                 if partial is not None:  # a run stopped mid-epoch: carry its sums on
                     losses[:start_step] = partial["losses"].to(dev)
                     correct += partial["correct"].to(dev)
+                    counted += partial["counted"].to(dev) if "counted" in partial else \
+                        start_step * train_loader.batch_size
                     train_s = partial["train_s"]
                 check_every = max(1, min(25, steps // 4))
                 progress.start_epoch(epoch, steps, start_step)
@@ -262,7 +259,7 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step,
                 for step, (x, y, _) in enumerate(train_loader.epoch(epoch, start_step), start=start_step):
                     with autocast():
                         logits = net(x)
-                        loss = criterion(logits, y)
+                        loss = task.loss(logits, y)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     if cfg.grad_clip is not None:
@@ -274,14 +271,16 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step,
                     if ema is not None and (step + 1) % cfg.ema.every == 0:
                         ema.update_parameters(model)
                     losses[step] = loss.detach()
-                    correct += (logits.detach().argmax(1) == y).sum()
+                    right, n = task.hits(logits, y)
+                    correct += right
+                    counted += n
                     if on_step is not None:
                         on_step(epoch, step)
                     done = step + 1
                     seen = done * train_loader.batch_size
                     if done % check_every and done != steps:
                         if progress.due():  # a log line between check points (slow steps)
-                            progress.update(done, losses[:done].mean().item(), correct.item() / seen,
+                            progress.update(done, losses[:done].mean().item(), correct.item() / max(1, counted.item()),
                                             seen * d.world / max(train_s + time.perf_counter() - t0, 1e-9))
                         continue
                     # a check point: every rank reaches the same ones, so stopping agrees
@@ -290,10 +289,10 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step,
                     if flags[1] > 0:
                         raise _nonfinite(losses, bad, epoch, run)
                     elapsed = train_s + time.perf_counter() - t0
-                    progress.update(done, losses[:done].mean().item(), correct.item() / seen,
+                    progress.update(done, losses[:done].mean().item(), correct.item() / max(1, counted.item()),
                                     seen * d.world / max(elapsed, 1e-9))
                     if flags[0] > 0 and done < steps:
-                        save_last(epoch, done, {"losses": losses[:done].cpu(), "correct": correct.cpu(),
+                        save_last(epoch, done, {"losses": losses[:done].cpu(), "correct": correct.cpu(), "counted": counted.cpu(),
                                                 "train_s": elapsed})
                         raise Interrupted(f"at epoch {epoch + 1} step {done}; resumable checkpoint "
                                           f"{run.file('last.pt') if run else 'on rank 0'}; continue with: "
@@ -301,19 +300,20 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step,
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 train_s += time.perf_counter() - t0
-                row = _epoch_row(d, epoch, scheduler, losses, correct, steps, train_loader, train_s)
+                row = _epoch_row(d, epoch, scheduler, losses, correct, counted, steps, train_loader, train_s, task)
                 if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                     with autocast():
-                        row["test_loss"], row["test_acc"], confusion = evaluate(
-                            eval_net, test_loader, n_classes, d, test_flip=aug.test_flip)
+                        measured, confusion = task.evaluate(eval_net, test_loader, d, test_flip=aug.test_flip)
+                    row.update(measured)
                 row["wall_s"] = round(st["wall_s"] + time.perf_counter() - t_start, 3)
                 st["history"].append(row)
-                improved = row["test_acc"] is not None and row["test_acc"] > st["best_acc"]
+                # the best checkpoint by the task's score: test accuracy, or mIoU for segmentation
+                improved = row[task.score] is not None and row[task.score] > st["best_acc"]
                 if improved:
-                    st["best_acc"], st["best_epoch"] = row["test_acc"], epoch + 1
+                    st["best_acc"], st["best_epoch"] = row[task.score], epoch + 1
                 if improved and d.main:  # before last.pt: if it cannot be written, last.pt redoes this epoch
                     checkpoint.save({"epoch": epoch + 1, "model": evaluated.state_dict(), "test_acc": row["test_acc"],
-                                     **_meta(job, data, mean, std)}, run.file("best.pt"))
+                                     **_meta(job, data, mean, std, task)}, run.file("best.pt"))
                 save_last(epoch + 1, 0, None)
                 if run is not None:
                     run.write_metrics(st["history"])
@@ -323,11 +323,14 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step,
                                       f"continue with: {_continue_with(resume_command, run)}")
         if confusion is None:  # resumed after the last epoch: evaluate once for the report
             with autocast():
-                _, _, confusion = evaluate(eval_net, test_loader, n_classes, d, test_flip=aug.test_flip)
-        summary = make_summary(job, cfg, d, data, st, params, time.perf_counter() - t_start)
+                _, confusion = task.evaluate(eval_net, test_loader, d, test_flip=aug.test_flip)
+        summary = make_summary(job, cfg, d, data, st, params, time.perf_counter() - t_start, task)
         if run is not None:
             run.write_curves(st["history"])
-            run.write_report(job.name, class_names(data, n_classes), confusion.cpu(), summary)
+            run.write_report(job.name, task, confusion.cpu(), summary)
+            if task.kind == "segmentation":   # a few test images: ground truth and prediction side by side
+                with autocast():
+                    run.write_predictions(eval_net, test_loader, task, mean, std)
             run.write_summary(summary)
             summary["run_dir"] = str(run.path)
     except torch.OutOfMemoryError:
@@ -410,8 +413,11 @@ def _native_low_precision(precision: str) -> bool:
         return False
 
 
-def _meta(job: Job, data: ImageData, mean: list[float], std: list[float]) -> dict:
-    return {"name": job.name, "input": list(job.input), "classes": list(data.classes), "mean": mean, "std": std}
+def _meta(job: Job, data, mean: list[float], std: list[float], task) -> dict:
+    meta = {"name": job.name, "input": list(job.input), "classes": list(data.classes), "mean": mean, "std": std}
+    if task.kind == "segmentation":
+        meta.update(task="segmentation", ignore_index=task.ignore)
+    return meta
 
 
 def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, ema, dev, job: Job) -> dict:
@@ -477,13 +483,16 @@ def _nonfinite(losses: torch.Tensor, bad: int | None, epoch: int, run: RunFolder
                           f"try a lower train.optimizer.lr or train.precision=fp32")
 
 
-def _epoch_row(d, epoch: int, scheduler, losses, correct, steps: int, loader: DeviceLoader, train_s: float) -> dict:
-    sums = d.sum_(torch.stack([losses.sum().double(), correct.double()]))
+def _epoch_row(d, epoch: int, scheduler, losses, correct, counted, steps: int, loader, train_s: float, task) -> dict:
+    sums = d.sum_(torch.stack([losses.sum().double(), correct.double(), counted.double()]))
     images = loader.images_per_epoch
-    return {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr": scheduler.get_last_lr()[0],
-            "train_loss": float(sums[0]) / (steps * d.world), "train_acc": float(sums[1]) / images,
-            "test_loss": None, "test_acc": None, "images_per_s": images / max(train_s, 1e-9),
-            "epoch_s": round(train_s, 3), "wall_s": None}
+    row = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr": scheduler.get_last_lr()[0],
+           "train_loss": float(sums[0]) / (steps * d.world), "train_acc": float(sums[1]) / max(1.0, float(sums[2])),
+           "test_loss": None, "test_acc": None, "images_per_s": images / max(train_s, 1e-9),
+           "epoch_s": round(train_s, 3), "wall_s": None}
+    if task.kind == "segmentation":   # train_acc and test_acc are pixel accuracies here
+        row["test_miou"] = None
+    return row
 
 
 def _cpu_threads(cfg: TrainConfig, job: Job, dev) -> int | None:

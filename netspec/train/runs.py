@@ -123,12 +123,15 @@ class RunFolder:
         # duplicate or orphan rows from epochs after the last checkpoint
         _write_text(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
         tmp = self.file(".metrics.csv.tmp")
+        fields = list(CSV_FIELDS)
+        if any("test_miou" in row for row in history):   # segmentation: its score beside the pixel accuracy
+            fields.insert(fields.index("test_acc") + 1, "test_miou")
         with _writing(self.file("metrics.csv")):
             with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+                w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
                 w.writeheader()
                 for row in history:
-                    w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+                    w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
             os.replace(tmp, self.file("metrics.csv"))
 
     def write_summary(self, summary: dict) -> None:
@@ -144,7 +147,10 @@ class RunFolder:
         ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
         ax_acc.plot(ep, [100 * r["train_acc"] for r in history], label="train")
         ax_acc.plot([r["epoch"] for r in tested], [100 * r["test_acc"] for r in tested], label="test", marker=".")
-        ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+        segmenting = any(r.get("test_miou") is not None for r in tested)
+        if segmenting:
+            ax_acc.plot([r["epoch"] for r in tested], [100 * r["test_miou"] for r in tested], label="test mIoU", marker=".")
+        ax_acc.set(xlabel="epoch", ylabel="%", title="pixel accuracy and mIoU" if segmenting else "accuracy")
         from matplotlib.ticker import MaxNLocator
 
         for ax in (ax_loss, ax_acc):
@@ -158,29 +164,44 @@ class RunFolder:
         finally:
             plt.close(fig)
 
-    def write_report(self, name: str, classes: list[str], confusion, summary: dict) -> None:
-        """report.md: the summary, per-class accuracy and the confusion matrix (rows are
-        true classes, columns predictions), plus confusion.png."""
+    def write_report(self, name: str, task, confusion, summary: dict) -> None:
+        """report.md: the summary, per-class accuracy (and for segmentation IoU) and the confusion
+        matrix (rows are true classes, columns predictions; images, or pixels), plus confusion.png."""
+        from netspec.train.task import per_class_iou
+        classes = task.classes
         cm = confusion.tolist()
         lines = [f"# {name}: training report", "",
                  "| | |", "| --- | --- |"]
-        for key in ("test_acc", "best_test_acc", "best_epoch", "epochs", "images_per_s", "wall_s",
-                    "params", "macs", "device", "dataset", "precision", "world_size"):
+        for key in ("test_miou", "best_test_miou", "test_acc", "best_test_acc", "best_epoch", "epochs", "images_per_s",
+                    "wall_s", "params", "macs", "device", "dataset", "precision", "world_size"):
             if key in summary:
                 value = summary[key]
-                if key.endswith("_acc") and value is not None:
+                if (key.endswith("_acc") or key.endswith("_miou")) and value is not None:
                     value = f"{100 * value:.2f}%"
                 elif isinstance(value, float):
                     value = f"{value:,.1f}"
                 elif isinstance(value, int):
                     value = f"{value:,}"
                 lines.append(f"| {key} | {value} |")
-        lines += ["", "## Per-class accuracy (last evaluation)", "", "| class | accuracy | correct / images |",
-                  "| --- | ---: | ---: |"]
-        for i, cls in enumerate(classes):
-            total = sum(cm[i])
-            acc = f"{100 * cm[i][i] / total:.2f}%" if total else "n/a"
-            lines.append(f"| {cls} | {acc} | {cm[i][i]} / {total} |")
+        if task.kind == "segmentation":
+            lines.append("")
+            lines.append("test_acc is the pixel accuracy; mIoU is the mean IoU over the classes in the target or the "
+                         "prediction (pixels of the ignore index count nowhere).")
+            iou = per_class_iou(confusion)
+            lines += ["", "## Per-class IoU and accuracy (last evaluation)", "",
+                      "| class | IoU | accuracy | correct / pixels |", "| --- | ---: | ---: | ---: |"]
+            for i, cls in enumerate(classes):
+                total = sum(cm[i])
+                acc = f"{100 * cm[i][i] / total:.2f}%" if total else "n/a"
+                shown = f"{100 * iou[i]:.2f}%" if iou[i] is not None else "n/a"
+                lines.append(f"| {one_line(cls)} | {shown} | {acc} | {cm[i][i]:,} / {total:,} |")
+        else:
+            lines += ["", "## Per-class accuracy (last evaluation)", "", "| class | accuracy | correct / images |",
+                      "| --- | ---: | ---: |"]
+            for i, cls in enumerate(classes):
+                total = sum(cm[i])
+                acc = f"{100 * cm[i][i] / total:.2f}%" if total else "n/a"
+                lines.append(f"| {cls} | {acc} | {cm[i][i]} / {total} |")
         lines += ["", "## Confusion matrix", "", "Rows: true class; columns: predicted class.", ""]
         if len(classes) <= 20:
             lines.append("| true \\ predicted | " + " | ".join(classes) + " |")
@@ -190,6 +211,8 @@ class RunFolder:
         else:
             lines.append(f"({len(classes)} classes: see the image.)")
         lines += ["", "![confusion matrix](confusion.png)", "", "![curves](curves.png)", ""]
+        if task.kind == "segmentation":
+            lines += ["![test images: image, ground truth, prediction](predictions.png)", ""]
         _write_text(self.file("report.md"), "\n".join(lines))
         self._confusion_png(classes, cm)
 
@@ -218,6 +241,54 @@ class RunFolder:
         try:
             with _writing(self.file("confusion.png")):
                 fig.savefig(self.file("confusion.png"), dpi=100)
+        finally:
+            plt.close(fig)
+
+
+    def write_predictions(self, net, loader, task, mean: list[float], std: list[float], n: int = 6) -> None:
+        """predictions.png: the first test images, their ground truth and the prediction side by
+        side, in VOC's palette (the ignored pixels white), with a legend of the classes shown."""
+        import torch
+
+        from netspec.data.masks import palette
+        x, y, valid = next(iter(loader.epoch(0)))
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            predicted = task.main(net(x)).float().argmax(1)
+        net.train(was_training)
+        k = min(n, valid)
+        colours = torch.tensor(palette(task.n_classes) + [(255, 255, 255)], dtype=torch.uint8)
+        m = torch.tensor(mean).view(-1, 1, 1)
+        s = torch.tensor(std).view(-1, 1, 1)
+
+        def painted(mask):
+            index = mask.cpu().long().clone()
+            index[(index >= task.n_classes) | (index < 0)] = task.n_classes   # the ignore index
+            return colours[index].numpy()
+
+        plt = _pyplot()
+        fig, axes = plt.subplots(k, 3, figsize=(7.5, 2.4 * k), squeeze=False)
+        shown = set()
+        for i in range(k):
+            image = (x[i].float().cpu() * s + m).clamp(0, 1)
+            axes[i][0].imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0), cmap="gray")
+            axes[i][1].imshow(painted(y[i]))
+            axes[i][2].imshow(painted(predicted[i]))
+            shown |= set(y[i].unique().tolist()) | set(predicted[i].unique().tolist())
+            for j, title in enumerate(("image", "ground truth", "prediction")):
+                axes[i][j].set_axis_off()
+                if i == 0:
+                    axes[i][j].set_title(title, fontsize=9)
+        from matplotlib.patches import Patch
+        handles = [Patch(facecolor=[c / 255 for c in colours[c].tolist()], edgecolor="#888888",
+                         label=one_line(task.classes[c])) for c in sorted(shown) if c < task.n_classes]
+        fig.legend(handles=handles, loc="lower center", ncol=min(6, max(1, len(handles))), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        try:
+            with _writing(self.file("predictions.png")), warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # a class name's glyph missing from the font
+                fig.savefig(self.file("predictions.png"), dpi=100)
         finally:
             plt.close(fig)
 
@@ -321,7 +392,10 @@ class Progress:
         if not self.enabled:
             return
         test = ""
-        if row.get("test_acc") is not None:
+        if row.get("test_miou") is not None:   # segmentation: pixel accuracy and mIoU
+            test = (f"  test loss {row['test_loss']:.4f}  pixel acc {100 * row['test_acc']:.2f}%  "
+                    f"mIoU {100 * row['test_miou']:.2f}%")
+        elif row.get("test_acc") is not None:
             test = f"  test loss {row['test_loss']:.4f}  test acc {100 * row['test_acc']:.2f}%"
         self.console.print(f"epoch {row['epoch']}/{self.epochs}  loss {row['train_loss']:.4f}  "
                            f"acc {100 * row['train_acc']:.2f}%{test}  {row['images_per_s']:,.0f} img/s  "
@@ -342,9 +416,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def make_summary(job, cfg, d, data, st: dict, params: int, wall: float) -> dict:
+def make_summary(job, cfg, d, data, st: dict, params: int, wall: float, task=None) -> dict:
     """summary.json: the run's results and setting. `st` is the loop's state (history,
-    best epoch, wall time before a resume); `d` its distributed setup; `data` the dataset."""
+    best epoch, wall time before a resume); `d` its distributed setup; `data` the dataset;
+    for segmentation (`task`) also test_miou and best_test_miou (fractions)."""
     import torch
 
     hist = st["history"]
@@ -366,9 +441,12 @@ def make_summary(job, cfg, d, data, st: dict, params: int, wall: float) -> dict:
         "macs": job.macs, "device": str(dev.type),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "world_size": d.world, "precision": cfg.precision, "batch_size": cfg.batch_size,
-        "dataset": data.name, "train_images": int(data.train_x.shape[0]), "test_images": int(data.test_x.shape[0]),
+        "dataset": data.name, "train_images": len(data.train_x), "test_images": len(data.test_x),
         "torch": torch.__version__, "evaluated_weights": "ema" if cfg.ema.decay else "model",
     }
+    if task is not None and task.kind == "segmentation":   # the score the best checkpoint is chosen by
+        out.update(task="segmentation", test_miou=tested[-1]["test_miou"] if tested else None,
+                   best_test_miou=max((r["test_miou"] for r in tested), default=None))
     if job.macs and out["images_per_s"]:
         # training ≈ 3 passes (forward, and backward's two) of 2 FLOPs per multiply-add
         out["train_tflops"] = 6 * job.macs * out["images_per_s"] / 1e12
