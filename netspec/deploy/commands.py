@@ -115,6 +115,8 @@ def add_commands(subparsers, shape_type, analyze) -> None:
     pr.add_argument("images", nargs="+", metavar="IMAGE|DIR")
     pr.add_argument("--top", type=positive, default=5, metavar="K", help="classes shown per image (default 5)")
     pr.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    pr.add_argument("--out", metavar="DIR", help="a segmentation model's masks go here: DIR/NAME.png (indexed, "
+                                                 "VOC's palette, the image's size) and DIR/NAME_overlay.png")
     pr.add_argument("--device", choices=("cpu", "cuda"), help="where to run (default: train.device, auto)")
     add_precision_option(pr)
     pr.set_defaults(func=_predict)
@@ -202,7 +204,7 @@ def _export(args, analyze) -> int:
 def _predict(args) -> int:
     import netspec
     from netspec.data.datasets import IMAGE_SUFFIXES, DataError
-    from netspec.deploy.predict import predict
+    from netspec.deploy.predict import predict, predict_masks
     from netspec.train.loop import Job
 
     source = read_weights(args)
@@ -217,8 +219,16 @@ def _predict(args) -> int:
         seen += 1
         print(one_line(f"error: {message}"), file=sys.stderr, flush=True)
 
-    for p in predict(job, source, args.images, top=args.top, device=args.device, skip=args.init_skip,
-                     on_error=on_error, on_report=report):
+    from netspec.document.train import task_of
+    if task_of(job.outputs) == "segmentation":
+        if args.out is None:
+            raise SpecError("a segmentation model's predictions are masks: give --out DIR for them", file="--out")
+        predictions = predict_masks(job, source, args.images, args.out, device=args.device, skip=args.init_skip,
+                                    on_error=on_error, on_report=report)
+    else:
+        predictions = predict(job, source, args.images, top=args.top, device=args.device, skip=args.init_skip,
+                              on_error=on_error, on_report=report)
+    for p in predictions:
         seen += 1
         print(json.dumps(p.as_dict(), allow_nan=False) if args.json else str(p), flush=True)
     if seen == 0:
