@@ -138,7 +138,9 @@ def train_command(run: Run, device: str | None) -> list[str]:
 def _trained(run: Run, what: str, log) -> None:
     _collect(run, "trained")
     s = run.summary
-    log(f"{what}: test {pct(s.get('test_acc'))} (best {pct(s.get('best_test_acc'))}), "
+    key = "test_miou" if s.get("task") == "segmentation" else "test_acc"
+    name = "mIoU " if key == "test_miou" else ""
+    log(f"{what}: test {name}{pct(s.get(key))} (best {pct(s.get('best_' + key))}), "
         f"{s.get('images_per_s') or 0:,.0f} images/s, {s.get('wall_s') or 0:.1f} s")
 
 
@@ -236,17 +238,18 @@ def _collect(run: Run, status: str) -> None:
     run.status = status
 
 
-_ROW = re.compile(r"^\| (?P<cls>[^|]+?) \| (?P<acc>[0-9.]+)% \| \d+ / \d+ \|$")
+_ROW = re.compile(r"^\| (?P<cls>[^|]+?) \| (?P<acc>[0-9.]+)% \| (?:[0-9.]+% \| )?[\d,]+ / [\d,]+ \|$")
 
 
 def _per_class(report: Path) -> dict[str, float] | None:
-    """Per-class accuracy from the trainer's report.md (its 'Per-class accuracy' table)."""
+    """Per-class accuracy from the trainer's report.md (its 'Per-class accuracy' table), or for a
+    segmentation run its IoU (the first column of 'Per-class IoU and accuracy')."""
     if not report.is_file():
         return None
     out, inside = {}, False
     for line in report.read_text().splitlines():
         if line.startswith("## "):
-            inside = line.startswith("## Per-class accuracy")
+            inside = line.startswith("## Per-class accuracy") or line.startswith("## Per-class IoU")
             continue
         m = _ROW.match(line) if inside else None
         if m:

@@ -1,8 +1,8 @@
 """The sweep's results: results.md, results.csv, runs.csv and results.png in OUT.
 
-One row per configuration: the varied values, params, MACs, test accuracy (mean ± std over
-seeds), best accuracy, the figure reported elsewhere, images/s and wall time, and a
-per-class table. Every file is replaced whole (temporary file + rename), so the tables are
+One row per configuration: the varied values, params, MACs, the test score (mean ± std over
+seeds: accuracy, or mIoU for segmentation runs), the best one, the figure reported elsewhere,
+images/s and wall time, and a per-class table (accuracy, or IoU). Every file is replaced whole (temporary file + rename), so the tables are
 consistent after every run. Imports no torch.
 """
 from __future__ import annotations
@@ -30,12 +30,20 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def metric(plan: Plan) -> tuple[str, str]:
+    """(summary key, name) of the score a sweep compares: test accuracy, or mIoU when its runs
+    are segmentation runs (netspec train's summary says `task: segmentation`)."""
+    segmenting = any((r.summary or {}).get("task") == "segmentation" for c in plan.configs for r in c.runs)
+    return ("test_miou", "mIoU") if segmenting else ("test_acc", "accuracy")
+
+
 def aggregate(plan: Plan) -> list[dict]:
+    key, _ = metric(plan)
     rows = []
     for c in plan.configs:
         done = [r for r in c.runs if r.summary is not None]
-        acc, acc_std = _mean_std([r.summary.get("test_acc") for r in done])
-        best, _ = _mean_std([r.summary.get("best_test_acc") for r in done])
+        acc, acc_std = _mean_std([r.summary.get(key) for r in done])
+        best, _ = _mean_std([r.summary.get(f"best_{key}") for r in done])
         ips, _ = _mean_std([r.summary.get("images_per_s") for r in done])
         wall = sum(r.summary.get("wall_s") or 0 for r in done)
         classes: dict[str, list[float]] = {}
@@ -78,9 +86,11 @@ def _write_csv(plan: Plan, rows: list[dict], classes: list[str]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
     grid_cols = [f"grid:{a}" for a in plan.axes]
+    key, _ = metric(plan)
+    short = "iou" if key == "test_miou" else "acc"
     w.writerow(["label", "variant", *[a for a in plan.axes], "params", "macs", "seeds", "done", "failed",
-                "test_acc_mean", "test_acc_std", "best_test_acc_mean", "reported_acc", "images_per_s", "wall_s",
-                *[f"acc:{c}" for c in classes]])
+                f"{key}_mean", f"{key}_std", f"best_{key}_mean", f"reported_{short}", "images_per_s", "wall_s",
+                *[f"{short}:{c}" for c in classes]])
     for r in rows:
         w.writerow([r["label"], r["variant"], *[r[g] for g in grid_cols], r["params"], r["macs"], r["seeds"], r["done"],
                     r["failed"], _num(r["test_acc_mean"]), _num(r["test_acc_std"]), _num(r["best_test_acc_mean"]),
@@ -93,12 +103,13 @@ def _write_runs_csv(plan: Plan) -> None:
     import io
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["label", "seed", "status", "folder", "test_acc", "best_test_acc", "best_epoch", "epochs",
+    key, _ = metric(plan)
+    w.writerow(["label", "seed", "status", "folder", key, f"best_{key}", "best_epoch", "epochs",
                 "images_per_s", "wall_s", "error"])
     for run in plan.runs:
         s = run.summary or {}
         w.writerow([run.config.label, run.seed, run.status, os.path.relpath(run.folder, plan.out),
-                    _num(s.get("test_acc")), _num(s.get("best_test_acc")), s.get("best_epoch", ""), s.get("epochs", ""),
+                    _num(s.get(key)), _num(s.get(f"best_{key}")), s.get("best_epoch", ""), s.get("epochs", ""),
                     _num(s.get("images_per_s"), "{:.1f}"), _num(s.get("wall_s"), "{:.1f}"), run.error])
     _atomic(plan.out / "runs.csv", buf.getvalue())
 
@@ -112,10 +123,12 @@ def _write_md(plan: Plan, rows: list[dict], classes: list[str]) -> None:
         lines += [plan.description, ""]
     done = sum(r["done"] for r in rows)
     total = sum(r["seeds"] for r in rows)
-    lines += [*_every_run(plan), f"{done} of {total} runs done. Test accuracy is the last evaluation, mean ± std "
+    _, name = metric(plan)
+    score = "test mIoU" if name == "mIoU" else "test acc"
+    lines += [*_every_run(plan), f"{done} of {total} runs done. The test {name} is the last evaluation's, mean ± std "
               "over seeds; images/s is training throughput (mean over seeds); wall is the sum over seeds.", ""]
     head = (["variant"] if multi_variant else []) + [short[a] for a in plan.axes] + \
-        ["params", "MACs", "test acc", "best test acc"] + (["reported"] if has_reported else []) + \
+        ["params", "MACs", score, f"best {score}"] + (["reported"] if has_reported else []) + \
         ["seeds", "images/s", "wall"]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
@@ -128,13 +141,13 @@ def _write_md(plan: Plan, rows: list[dict], classes: list[str]) -> None:
              _num(r["images_per_s"], "{:,.0f}") or "-", f"{r['wall_s']:.1f} s" if r["done"] else "-"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     if classes:
-        lines += ["", "## Per-class test accuracy (mean over seeds)", "", *_every_run(plan),
+        lines += ["", f"## Per-class test {'IoU' if name == 'mIoU' else 'accuracy'} (mean over seeds)", "", *_every_run(plan),
                   "| configuration | " + " | ".join(classes) + " |", "|" + " --- |" * (len(classes) + 1)]
         for r in rows:
             if r["per_class"]:
                 lines.append(f"| {r['label'] or r['variant']} | " +
                              " | ".join(pct(r["per_class"].get(c)) for c in classes) + " |")
-    lines += ["", "![test accuracy](results.png)", "", "Runs (one folder each, with the trainer's report): runs.csv", ""]
+    lines += ["", f"![test {name}](results.png)", "", "Runs (one folder each, with the trainer's report): runs.csv", ""]
     _atomic(plan.out / "results.md", "\n".join(lines))
 
 
@@ -187,7 +200,7 @@ def _draw(plan: Plan, rows: list[dict]) -> None:
             ax.legend()
         ax.set_xticks(list(pos))
         ax.set_xticklabels(labels, rotation=30 if max(map(len, labels)) > 8 else 0, ha="right")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"test {metric(plan)[1]} (%)")
     every = textwrap.fill(one_line("every run with " + ", ".join(plan.common)), 100) if plan.common else ""
     ax.set_title(one_line(f"sweep {plan.name}") + (f"\n{every}" if every else ""), fontsize=10 if every else None)
     ax.grid(alpha=0.3)
