@@ -25,7 +25,7 @@ import re
 import sys
 import warnings
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Callable
@@ -69,6 +69,7 @@ class Weights:
     spec: str | None = None           # the name of the spec a netspec checkpoint was trained from
     reader: Callable[[], dict[str, torch.Tensor]] | None = field(default=None, repr=False)
     stored: int = 0                   # bytes of every tensor storage in the source (what reading it allocates)
+    under: str | None = None          # --init-prefix: its keys are the model's under this prefix (`backbone.`)
 
     def check_channels(self, channels: int) -> None:
         """Refuse a normalization recorded for another number of input channels than the model's."""
@@ -81,6 +82,18 @@ class Weights:
         if self.reader is not None:
             self.state, self.reader = self.reader(), None
         return self.state
+
+
+def with_prefix(weights: Weights, prefix: str) -> Weights:
+    """`--init-prefix PREFIX`: every key of `weights` as the model's key PREFIX+key, and the load
+    confined to the model's keys under PREFIX (the rest keep their initialization, and say so):
+    a classifier's weights into the backbone of a segmentation model (`backbone.`)."""
+    if not prefix or any(c.isspace() for c in prefix):
+        raise WeightsError(f"--init-prefix takes a key prefix such as 'backbone.', got {prefix!r}")
+    reader = weights.reader
+    return replace(weights, state={prefix + k: v for k, v in weights.state.items()},
+                   reader=(lambda: {prefix + k: v for k, v in reader().items()}) if reader is not None else None,
+                   under=prefix)
 
 
 # ---------------------------------------------------------------- reading
@@ -308,11 +321,16 @@ class Report:
     skipped: list[tuple[str, list[int] | None, list[int] | None]]
     patterns: list[str]
     filled: int
+    under: str | None = None   # --init-prefix
+    outside: int = 0           # the model's tensors outside it (they keep their initialization)
 
     def lines(self) -> list[str]:
         """The report printed (to stderr) by every command that loads weights; what came from the
         file (its name, keys) is escaped, as error lines are."""
         head = f"init: {self.loaded} tensors from {self.origin}"
+        if self.under is not None:
+            head += (f" as the model's {self.under}* (--init-prefix); the model's {self.outside} tensors outside "
+                     f"{self.under}* keep their initialization")
         if self.filled:
             head += (f"; {self.filled} BatchNorm num_batches_tracked counters not in the file kept at 0 "
                      f"(as torch's own loading does)")
@@ -344,9 +362,14 @@ def load_into(model: torch.nn.Module, weights: Weights, skip: list[str] | tuple[
         if not any(fnmatchcase(k, pattern) for k in (*mine, *weights.state)):
             raise WeightsError(f"--init-skip '{pattern}' matches no key of the model or of {weights.origin} "
                                f"(keys look like {next(iter(mine), '?')!r})")
+    under = weights.under
+    if under is not None and not any(k.startswith(under) for k in mine):
+        raise WeightsError(f"--init-prefix '{under}': the model has no key under it (keys look like "
+                           f"{next(iter(mine), '?')!r})")
+    outside = [k for k in mine if under is not None and not k.startswith(under)]
 
     def skipped(key: str) -> bool:
-        return any(fnmatchcase(key, p) for p in skip)
+        return any(fnmatchcase(key, p) for p in skip) or (under is not None and key in mine and not key.startswith(under))
 
     counters = _fit(mine, weights.state, skipped, weights, spec, fresh)
     keep = set(counters) | {k for k in mine if skipped(k)}  # the model's own tensors
@@ -366,10 +389,10 @@ def load_into(model: torch.nn.Module, weights: Weights, skip: list[str] | tuple[
         _check_values(theirs, [k for k in mine if k not in keep], weights.origin)
     full = {k: (mine[k] if k in keep else theirs[k]) for k in mine}
     model.load_state_dict(full, strict=True, assign=on_meta)
-    listed = sorted({k for k in (*mine, *theirs) if skipped(k)}, key=lambda k: (k not in mine, k))
+    listed = sorted({k for k in (*mine, *theirs) if skipped(k) and k not in outside}, key=lambda k: (k not in mine, k))
     return Report(weights.origin, len(mine) - len(keep), [
         (k, list(mine[k].shape) if k in mine else None, list(theirs[k].shape) if k in theirs else None)
-        for k in listed], skip, len(counters))
+        for k in listed], skip, len(counters), under, len(outside))
 
 
 def _fit(mine: dict, theirs: dict, skipped, weights: Weights, spec: str | None, fresh: bool) -> list[str]:

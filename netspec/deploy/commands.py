@@ -37,6 +37,10 @@ def add_init_options(parser: argparse.ArgumentParser, ckpt: str | None = None, r
         group.add_argument("--ckpt", metavar="FILE", help=ckpt)
         group.add_argument("--init", metavar="SOURCE", help=INIT_HELP)
     parser.add_argument("--init-skip", action="append", default=[], metavar="PATTERN", help=SKIP_HELP)
+    parser.add_argument("--init-prefix", metavar="PREFIX",
+                        help="load --init's keys as the model's PREFIX+key and only the model's keys under PREFIX "
+                             "(the others keep their initialization): a classifier's weights into a model's "
+                             "'backbone.'; the source's keys with no place there need --init-skip, and are listed")
 
 
 def read_weights(args):
@@ -46,6 +50,11 @@ def read_weights(args):
     source = weights.pick(getattr(args, "ckpt", None), args.init)
     if source is None and args.init_skip:
         raise weights.WeightsError("--init-skip needs --init SOURCE (or --ckpt FILE): there is nothing to skip from")
+    prefix = getattr(args, "init_prefix", None)
+    if prefix is not None:
+        if args.init is None:
+            raise weights.WeightsError("--init-prefix needs --init SOURCE (a --ckpt is the spec's own model)")
+        source = weights.with_prefix(source, prefix)
     return source
 
 
