@@ -14,6 +14,7 @@ netspec.train or anything past the data stage.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -82,23 +83,25 @@ def digits_canvas(config, input_shape: list[int], progress) -> MaskData:
     big = F.interpolate(images[:, None], size=(side, side), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
 
     def draw(n: int, pool: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ink = torch.zeros(n, size, size)
-        mask = torch.zeros(n, size, size, dtype=torch.uint8)
         filled = torch.rand(n, 4, generator=g) < 0.75
         which = pool[torch.randint(0, len(pool), (n, 4), generator=g)]
         offsets = torch.randint(0, cell - side + 1, (n, 4, 2), generator=g)
-        for i in range(n):
-            for q in range(4):
-                if not filled[i, q]:
-                    continue
-                top = (q // 2) * cell + int(offsets[i, q, 0])
-                left = (q % 2) * cell + int(offsets[i, q, 1])
-                digit = big[which[i, q]]
-                ink[i, top:top + side, left:left + side] = digit
-                label = torch.full_like(digit, IGNORE, dtype=torch.uint8)
-                label[digit >= 0.5] = int(labels[which[i, q]]) + 1
-                label[digit < 0.1] = 0
-                mask[i, top:top + side, left:left + side] = label
+        quarter = torch.arange(4)
+        tops = (quarter // 2) * cell + offsets[..., 0]                   # (n, 4)
+        lefts = (quarter % 2) * cell + offsets[..., 1]
+        digits = big[which]                                              # (n, 4, side, side)
+        labels_q = torch.full(digits.shape, IGNORE, dtype=torch.uint8)
+        labels_q[digits >= 0.5] = (labels[which] + 1).to(torch.uint8)[..., None, None].expand_as(digits)[digits >= 0.5]
+        labels_q[digits < 0.1] = 0
+        # every filled quarter's pixels to their place on its canvas (quarters never overlap)
+        c, q = filled.nonzero(as_tuple=True)
+        rows = (tops[c, q][:, None] + torch.arange(side))[:, :, None].expand(-1, side, side)
+        cols = (lefts[c, q][:, None] + torch.arange(side))[:, None, :].expand(-1, side, side)
+        canvas = c[:, None, None].expand(-1, side, side)
+        ink = torch.zeros(n, size, size)
+        mask = torch.zeros(n, size, size, dtype=torch.uint8)
+        ink[canvas, rows, cols] = digits[c, q]
+        mask[canvas, rows, cols] = labels_q[c, q]
         noise = 8.0 * torch.randn(n, size, size, generator=g)
         image = (ink * 255.0 + noise).round().clamp(0, 255).to(torch.uint8)
         return image[:, None], mask
@@ -192,7 +195,11 @@ def read_mask(path: str, n_classes: int, ignore: int = IGNORE) -> torch.Tensor:
 
     with _open_regular(path) as f:
         try:
-            im = Image.open(f, formats=("PNG",))
+            with warnings.catch_warnings():   # Pillow warns (DecompressionBombWarning) before it refuses
+                warnings.simplefilter("ignore")
+                im = Image.open(f, formats=("PNG",))
+        except Image.DecompressionBombError as e:
+            raise DataError(f"mask {path}: {e}") from None
         except Image.UnidentifiedImageError:
             raise DataError(f"cannot read mask {path}: not a PNG image") from None
         except (OSError, ValueError, SyntaxError) as e:
