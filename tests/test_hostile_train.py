@@ -85,7 +85,7 @@ def test_cpu_allocation_failure_is_one_line(capsys, tiny, tmp_path, monkeypatch)
     def fail(*a, **k):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
                            "memory: you tried to allocate 6399999998976 bytes. Error code 12 (Cannot allocate memory)")
-    monkeypatch.setattr(loop, "DeviceLoader", fail)
+    monkeypatch.setattr(loop, "make_loaders", fail)
     code, _, err = run(capsys, "train", tiny, "--out", tmp_path / "r", "--quiet")
     assert code == 1 and "out of memory (5,960.5 GiB at once)" in one_line(err)
 
