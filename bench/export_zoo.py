@@ -46,7 +46,7 @@ def one(path: Path, folder: Path) -> dict:
         row[f"{fmt}_s"] = time.perf_counter() - t
         row[f"{fmt}_rel"] = max(d.max_rel for d in result.differences)
         row[f"{fmt}_ok"] = result.ok
-        if fmt == "onnx":
+        if fmt == "onnx" and result.ok:  # a file that disagrees is not moved into place
             row["onnx_mib"] = sum(p.stat().st_size for p in (result.path, *result.extra_files)) / 2**20
     return row
 
@@ -81,9 +81,10 @@ def main() -> int:
     print("\n| spec | input | params | ONNX max rel | .pt2 max rel | trace s | ONNX s (export+verify) | .pt2 s | ONNX MiB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        mib = f"{r['onnx_mib']:.1f}" if "onnx_mib" in r else "-"
         print(f"| {r['spec']} | {r['input']} | {r['params']:,} | {r['onnx_rel']:.1e}{'' if r['onnx_ok'] else ' FAIL'} "
               f"| {r['pt2_rel']:.1e}{'' if r['pt2_ok'] else ' FAIL'} | {r['trace_s']:.1f} | {r['onnx_s']:.1f} "
-              f"| {r['pt2_s']:.1f} | {r['onnx_mib']:.1f} |")
+              f"| {r['pt2_s']:.1f} | {mib} |")
     total = sum(r["trace_s"] + r["onnx_s"] + r["pt2_s"] for r in rows)
     print(f"\n{len(rows)} of {len(specs)} specs exported and verified in both formats "
           f"({len(rows) - sum(1 for r in rows if not (r['onnx_ok'] and r['pt2_ok']))} within tolerance), {total:.0f} s")

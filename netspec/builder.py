@@ -196,8 +196,11 @@ class _Builder:
 
 
 def _plain(m: Module) -> bool:
-    """A child an nn.Sequential can run: its own registered module."""
+    """A child an nn.Sequential can run: its own registered module, directly under it (a
+    dotted name registers a container there, which nn.Sequential would call)."""
     node = m.node
+    if "." in (node.name or ""):
+        return False
     return node.layer.own_module if isinstance(node, Leaf) else not node.flat
 
 

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import sys
 import warnings
 
@@ -57,6 +58,7 @@ def cmd_check(args) -> int:
     for path in args.specs:
         try:
             analysis = netspec.analyze(path, overrides=args.set)
+            train_problem(analysis)
             # everything `expect:` names is known without torch; it describes the file as
             # written, so a --set edit (an ablation) is not held to it
             expect = getattr(analysis.spec, "expect", None) is not None and not args.set
@@ -70,6 +72,17 @@ def cmd_check(args) -> int:
             print(e, file=sys.stderr)
             worst = max(worst, e.exit_code)
     return worst
+
+
+def train_problem(analysis) -> None:
+    """A `train:` section that cannot train the model's output (another task, a segmenter's output
+    size, a record's loss weights): found by `check`, as `train` would find it."""
+    from netspec.document.train import output_problem
+    spec = analysis.spec
+    if getattr(spec, "train", None) is not None:
+        problem = output_problem(spec.train, analysis.output, analysis.input)
+        if problem is not None:
+            raise spec.source.error(*problem)
 
 
 def cmd_compile(args) -> int:
@@ -104,8 +117,12 @@ def _training_step(analysis, args):
     train = getattr(analysis.spec, "train", None) or TrainConfig()
     optimizer = args.optimizer or (train.optimizer.name if train.optimizer.name != "sgd" else
                                    "sgd_momentum" if train.optimizer.momentum else "sgd")
-    return training_step(analysis, batch=args.batch or train.batch_size, precision=args.precision or train.precision,
-                         optimizer=optimizer)
+    try:
+        return training_step(analysis, batch=args.batch or train.batch_size,
+                             precision=args.precision or train.precision, optimizer=optimizer)
+    except NotImplementedError as e:  # a layer whose backward the memory model does not know (it says which)
+        raise SpecError(f"--memory: {e}; compile without --memory for the rest of the table",
+                        file=analysis.spec.source.file if analysis.spec is not None else None) from None
 
 
 def _check_params(analysis, path: str, quiet: bool) -> None:
@@ -139,7 +156,13 @@ def cmd_schema(args) -> int:
 
 def cmd_resolve(args) -> int:
     import netspec
-    print(netspec.resolve(args.spec, input=args.input, overrides=args.set))
+    from netspec.summary import resolved
+    try:
+        analysis = _analyze(args.spec, args)
+    except SpecError:   # the graph as resolved, then what the analysis found wrong in it
+        print(netspec.resolve(args.spec, input=args.input, overrides=args.set))
+        raise
+    print(resolved(analysis))
     return EXIT_OK
 
 
@@ -221,7 +244,7 @@ def _add_diff(sub) -> None:
 
 def _add_deploy(sub) -> None:
     from netspec.deploy.commands import add_commands  # export and predict
-    add_commands(sub, _shape)
+    add_commands(sub, _shape, _analyze)
 
 
 def _add_draw(sub) -> None:
@@ -247,9 +270,26 @@ COMMANDS = {"compile": _add_compile, "check": _add_check, "schema": _add_schema,
 NO_SET = ("schema",)  # commands that read no spec
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors raised as one line naming the argument, exit 2, like every
+    other error (argparse's own prints the usage block first). Every subcommand's parser
+    is one of these."""
+
+    command = "netspec"  # the subcommand's prog, once known (argparse reports unknown options at the top)
+
+    def error(self, message: str):
+        named = re.match(r"argument (\S+): (.*)", message, re.S)
+        if named:  # "argument -o/--out: ..." -> "--out: error: ..."
+            raise SpecError(named.group(2), file=named.group(1).split("/")[-1])
+        unknown = re.match(r"unrecognized arguments: (.*)", message, re.S)
+        if unknown:
+            raise SpecError(f"no such option ({self.command} --help lists them)", file=unknown.group(1).split()[0])
+        raise SpecError(f"{message} ({self.prog} --help)", file=self.prog)
+
+
 def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser: every subcommand, or only the one `argv` names."""
-    parser = argparse.ArgumentParser(prog="netspec", description="Neural-network architectures as data.")
+    parser = _Parser(prog="netspec", description="Neural-network architectures as data.")
     from netspec import __version__
     parser.add_argument("--version", action="version", version=f"netspec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -257,6 +297,8 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     adders = [COMMANDS[named]] if named in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for add in adders:
         add(sub)
+    if named in COMMANDS:
+        parser.command = f"netspec {named}"
     for name, action in sub.choices.items():
         if name not in NO_SET:
             action.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",

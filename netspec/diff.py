@@ -2,7 +2,7 @@
 
 The two analysed trees are aligned container by container: a named module is matched
 by its name (its state_dict path segment); unnamed modules (named by position) are
-aligned as a sequence (difflib, by layer type), so inserting or deleting one layer
+aligned as a sequence (a shortest edit script, by layer type), so inserting or deleting one layer
 shows as that one layer, not as every later position shifting. Each matched pair is
 compared on its settings (every field, defaults included), output shape, parameters
 and MACs; a leaf whose settings changed is a *cause* (`~`), one whose settings did not
@@ -13,7 +13,6 @@ Reads specs through netspec.analyze; never imports torch.
 """
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +76,11 @@ class Diff:
         totals["output"] = {"a": self.a.output, "b": self.b.output}
         return {"a": {"file": self.file_a, "name": self.a.name}, "b": {"file": self.file_b, "name": self.b.name},
                 "identical": self.identical, "modules": [e.as_dict() for e in self.entries], "totals": totals,
-                "spec": {k: list(v) for k, v in self.spec.items()}, "train": {k: list(v) for k, v in self.train.items()}}
+                "spec": {k: _json_pair(v) for k, v in self.spec.items()}, "train": {k: _json_pair(v) for k, v in self.train.items()}}
+
+
+def _json_pair(pair: tuple) -> list:
+    return [None if v is NOT_SET else v for v in pair]
 
 
 def _value(m: Module | None, key: str):
@@ -95,7 +98,7 @@ def diff_analyses(a: Analysis, b: Analysis, file_a: str = "A", file_b: str = "B"
     for key in ("name", "description", "input", "expect"):
         x, y = _spec_field(a, key), _spec_field(b, key)
         if x != y:
-            spec[key] = (x, y)
+            spec[key] = (NOT_SET if x is None else x, NOT_SET if y is None else y)   # only expect: may be absent
     # the variables a family's members differ in (width, depth, heads), one line each
     spec.update(_dict_diff(getattr(a.spec, "vars", None) or {}, getattr(b.spec, "vars", None) or {}, "vars"))
     train = _dict_diff(_train(a), _train(b), "train")
@@ -117,11 +120,21 @@ def _train(analysis: Analysis) -> dict:
     return cfg.model_dump(mode="json")
 
 
+class _NotSet:
+    """A key one side does not have (a variable removed or added): shown `(not set)`, JSON null."""
+
+    def __repr__(self) -> str:
+        return "(not set)"
+
+
+NOT_SET = _NotSet()
+
+
 def _dict_diff(x, y, prefix: str) -> dict:
     out: dict[str, tuple[Any, Any]] = {}
     if isinstance(x, dict) and isinstance(y, dict) and x.get("name") == y.get("name"):
         for key in [*x, *(k for k in y if k not in x)]:
-            out.update(_dict_diff(x.get(key), y.get(key), f"{prefix}.{key}"))
+            out.update(_dict_diff(x.get(key, NOT_SET), y.get(key, NOT_SET), f"{prefix}.{key}"))
     elif x != y:
         out[prefix] = (x, y)
     return out
@@ -148,14 +161,26 @@ def _signature(m: Module) -> tuple:
     return ("t", m.type) if _positional(m) else ("n", m.node.name)
 
 
-def _pair(ma: Module, mb: Module, out: list[Entry]) -> None:
+def _sources(m: Module) -> dict[int, str]:
+    """What each node of a graph reads, as written, by id() of its module ({} elsewhere)."""
+    if m.wiring is None:
+        return {}
+    notes = m.node.construct.notes(m.node)
+    return {id(child): note.split(" <- ", 1)[1] for child, note in zip(m.slots["nodes"], notes)}
+
+
+def _pair(ma: Module, mb: Module, out: list[Entry], wired: tuple = (None, None)) -> None:
+    """Compare two matched modules; `wired` is what each reads when they are graph nodes (a
+    node that reads something else is changed, not removed and added)."""
     if ma.type != mb.type:
         _whole(ma, "removed", out)
         _whole(mb, "added", out)
         return
+    rewired = {"from": wired} if wired[0] != wired[1] else {}
     if isinstance(ma.node, Leaf):
         sa, sb = _settings(ma), _settings(mb)
         attrs = {k: (sa.get(k), sb.get(k)) for k in [*sa, *(k for k in sb if k not in sa)] if sa.get(k) != sb.get(k)}
+        attrs.update(rewired)
         if attrs:
             out.append(Entry("changed", ma, mb, attrs))
         elif (ma.output, ma.params, ma.trainable_params, ma.macs) != (mb.output, mb.params, mb.trainable_params, mb.macs):
@@ -165,30 +190,33 @@ def _pair(ma: Module, mb: Module, out: list[Entry]) -> None:
         return
     sa, sb = _construct_settings(ma), _construct_settings(mb)
     attrs = {k: (sa.get(k), sb.get(k)) for k in [*sa, *(k for k in sb if k not in sa)] if sa.get(k) != sb.get(k)}
+    attrs.update(rewired)
     if attrs:
         out.append(Entry("changed", ma, mb, attrs))
+    sources = (_sources(ma), _sources(mb))
     for slot in [*ma.slots, *(k for k in mb.slots if k not in ma.slots)]:  # a residual's body, shortcut, post
-        _align(ma.slots.get(slot, []), mb.slots.get(slot, []), out)
+        _align(ma.slots.get(slot, []), mb.slots.get(slot, []), out, sources)
 
 
 def _whole(m: Module, change: str, out: list[Entry]) -> None:
     out.append(Entry(change, m if change == "removed" else None, m if change == "added" else None))
 
 
-def _align(xs: list[Module], ys: list[Module], out: list[Entry]) -> None:
-    """Children of two matched containers: named by name, unnamed by sequence."""
-    matcher = difflib.SequenceMatcher(None, [_signature(m) for m in xs], [_signature(m) for m in ys], autojunk=False)
+def _align(xs: list[Module], ys: list[Module], out: list[Entry], sources: tuple = ({}, {})) -> None:
+    """Children of two matched containers: named by name, unnamed by sequence (`sources`:
+    what each reads, for a graph's nodes)."""
     pairs: list[tuple[Module | None, Module | None]] = []
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+    for op, i1, i2, j1, j2 in _opcodes([_signature(m) for m in xs], [_signature(m) for m in ys]):
         if op == "equal":
             pairs.extend(zip(xs[i1:i2], ys[j1:j2]))
             continue
         left, right = xs[i1:i2], ys[j1:j2]
         # unnamed modules of the same type at the same place in a replaced run: one changed module
-        while left and right and _positional(left[0]) and _positional(right[0]) and left[0].type == right[0].type:
-            pairs.append((left.pop(0), right.pop(0)))
-        pairs.extend((m, None) for m in left)
-        pairs.extend((None, m) for m in right)
+        for m, n in zip(left, right):
+            same = _positional(m) and _positional(n) and m.type == n.type
+            pairs.extend([(m, n)] if same else [(m, None), (None, n)])
+        pairs.extend((m, None) for m in left[len(right):])
+        pairs.extend((None, n) for n in right[len(left):])
     # a named module that moved is still the same module
     removed = {m.node.name: i for i, (m, n) in enumerate(pairs) if n is None and not _positional(m)}
     for i, (m, n) in enumerate(pairs):
@@ -198,11 +226,89 @@ def _align(xs: list[Module], ys: list[Module], out: list[Entry]) -> None:
             pairs[i] = (None, None)
     for m, n in pairs:
         if m is not None and n is not None:
-            _pair(m, n, out)
+            _pair(m, n, out, (sources[0].get(id(m)), sources[1].get(id(n))))
         elif m is not None:
             _whole(m, "removed", out)
         elif n is not None:
             _whole(n, "added", out)
+
+
+ALIGN_STEPS = 20   # per element aligned: beyond, a run is paired by position (see _opcodes)
+
+
+def _opcodes(a: list, b: list) -> list[list]:
+    """difflib-style opcodes (["equal" | "replace", i1, i2, j1, j2]) of a shortest edit
+    script from a to b. The common head and tail are matched in one pass, the rest by Myers'
+    O((N + M) D) algorithm, bounded to ALIGN_STEPS per element: lists that differ more than
+    that are one run, paired by position (difflib's SequenceMatcher was quadratic on long
+    lists of few types: 19 s for two 20,000-layer specs)."""
+    n, m = len(a), len(b)
+    head = 0
+    while head < min(n, m) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(n, m) - head and a[n - 1 - tail] == b[m - 1 - tail]:
+        tail += 1
+    middle = _matches(a[head:n - tail], b[head:m - tail], ALIGN_STEPS * (n + m) + 1000) or []
+    pairs = [*((i, i) for i in range(head)), *((head + i, head + j) for i, j in middle),
+             *((n - tail + t, m - tail + t) for t in range(tail))]
+    ops: list[list] = []
+    i = j = 0
+    for x, y in pairs:
+        if (x, y) != (i, j):
+            ops.append(["replace", i, x, j, y])
+        if ops and ops[-1][0] == "equal":
+            ops[-1][2], ops[-1][4] = x + 1, y + 1
+        else:
+            ops.append(["equal", x, x + 1, y, y + 1])
+        i, j = x + 1, y + 1
+    if (i, j) != (n, m):
+        ops.append(["replace", i, n, j, m])
+    return ops
+
+
+def _matches(a: list, b: list, budget: int) -> list[tuple[int, int]] | None:
+    """The matched positions (i, j), in order, of a shortest edit script between a and b
+    (Myers 1986, the greedy forward search with a trace for the way back), or None when it
+    would take more than `budget` steps."""
+    n, m = len(a), len(b)
+    if not n or not m:
+        return []
+    trace, v, steps = [], {1: 0}, 0
+    for d in range(n + m + 1):
+        nv = {}
+        for k in range(-d, d + 1, 2):
+            x = v[k + 1] if k == -d or (k != d and v[k - 1] < v[k + 1]) else v[k - 1] + 1
+            y, start = x - k, x
+            while x < n and y < m and a[x] == b[y]:
+                x, y = x + 1, y + 1
+            steps += 1 + x - start
+            nv[k] = x
+            if x >= n and y >= m:
+                trace.append(nv)
+                return _way_back(trace, n, m)
+        trace.append(nv)
+        v = nv
+        if steps > budget:
+            return None
+    raise AssertionError("unreachable: d = n + m always reaches the end")
+
+
+def _way_back(trace: list[dict], x: int, y: int) -> list[tuple[int, int]]:
+    pairs = []
+    for d in range(len(trace) - 1, 0, -1):
+        v, k = trace[d - 1], x - y
+        prev_k = k + 1 if k == -d or (k != d and v[k - 1] < v[k + 1]) else k - 1
+        prev_x = v[prev_k]
+        prev_y = prev_x - prev_k
+        while x > prev_x and y > prev_y:   # the diagonal run after the edit
+            x, y = x - 1, y - 1
+            pairs.append((x, y))
+        x, y = prev_x, prev_y
+    while x > 0 and y > 0:
+        x, y = x - 1, y - 1
+        pairs.append((x, y))
+    return pairs[::-1]
 
 
 # -- text ---------------------------------------------------------------------------------
@@ -304,6 +410,8 @@ def render(d: Diff, brief: bool = False) -> str:
 
 
 def _show_json(value) -> str:
+    if value is NOT_SET:
+        return repr(value)
     return json.dumps(value) if isinstance(value, (dict, list, str)) or value is None else _show(value)
 
 

@@ -41,7 +41,7 @@ class Box:
     kind: str  # layer | folded (a container as one box) | repeat (×N) | join | io
     path: str = ""
     count: int = 1
-    family: str = ""  # what colours a layer box: conv, norm, act, pool, linear, other
+    family: str = ""  # what colours a layer box: conv, norm, act, pool, linear, attention, other
 
 
 @dataclass
@@ -120,15 +120,18 @@ def _settings(layer) -> str:
     if "k" in s:
         k = s["k"]
         parts.append(k if isinstance(k, str) else "×".join(map(str, k if isinstance(k, list) else [k, k])))
-    for key, fmt in (("stride", "/{}"), ("padding", "p{}"), ("dilation", "d{}"), ("groups", "g{}"), ("p", "p={}")):
-        # [1, 1] differs from a default 1 only in spelling (an `auto` projection's stride)
-        if key in s and _dims(s[key]) != _dims(type(layer).model_fields[key].default) and len(_dims(s[key])) <= 8:
+    for key, fmt in (("op", "{}"), ("like", "like {}"), ("stride", "/{}"), ("padding", "p{}"), ("dilation", "d{}"),
+                     ("groups", "g{}"), ("p", "p={}"), ("heads", "h{}")):
+        # [1, 1] differs from a default 1 only in spelling
+        if key in ("op", "like") and key in s:   # a merge's or reduce's operation, what a resize sizes like
+            parts.append(fmt.format(s[key]))
+        elif key in s and _dims(s[key]) != _dims(type(layer).model_fields[key].default) and len(_dims(s[key])) <= 8:
             parts.append(fmt.format(_dims(s[key])))
     return " ".join(parts)
 
 
-_FAMILY = {"conv": "conv", "conv_transpose": "conv", "linear": "linear", "bn": "norm", "layernorm": "norm",
-           "groupnorm": "norm", "maxpool": "pool", "avgpool": "pool", "adaptive_maxpool": "pool",
+_FAMILY = {"conv": "conv", "conv_transpose": "conv", "linear": "linear", "self_attention": "attention", "attend": "attention", "bn": "norm",
+           "layernorm": "norm", "groupnorm": "norm", "maxpool": "pool", "avgpool": "pool", "adaptive_maxpool": "pool",
            "adaptive_avgpool": "pool"}
 _ACTS = {"relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "leaky_relu", "gelu"}
 
@@ -145,12 +148,12 @@ def _leaves(m) -> list:
     return [m] if isinstance(m.node, Leaf) else [leaf for c in m.children for leaf in _leaves(c)]
 
 
-def _summary(m) -> str:
-    """A folded container's content: its layers if few, else its convs, linears and gates."""
-    leaves = _leaves(m)
+def _summary(*ms) -> str:
+    """Folded modules' content: their layers if few, else their convs, linears, attention and gates."""
+    leaves = [leaf for m in ms for leaf in _leaves(m)]
     if len(leaves) <= 6:
         return " → ".join(_short(l) for l in leaves)
-    main = [_short(x) for x in _main(m)]
+    main = [_short(x) for m in ms for x in _main(m)]
     return f"{' → '.join(main[:5])}{' …' if len(main) > 5 else ''} ({len(leaves)} layers)"
 
 
@@ -166,10 +169,10 @@ def _short(m) -> str:
 
 
 def _main(m) -> list:
-    """The layers that carry the weights, in order; a gate (squeeze-excitation) and a partition
-    (windowed attention) stand for their own."""
+    """The layers that carry the weights (convs, linears, attention), in order; a gate
+    (squeeze-excitation) and a partition (windowed attention) stand for their own."""
     if isinstance(m.node, Leaf):
-        return [m] if _FAMILY.get(m.type) in ("conv", "linear") else []
+        return [m] if _FAMILY.get(m.type) in ("conv", "linear", "attention") else []
     if m.type in ("gate", "partition"):
         return [m]
     return [x for c in m.children for x in _main(c)]
@@ -184,17 +187,44 @@ def _structure(m) -> str:
     return f"{m.type}{sorted(m.node.settings.items())!r}({inner})"
 
 
-def runs(children: list, grows: bool = False) -> list[list]:
-    """Consecutive siblings of identical structure and shapes, grouped. Same structure and
-    input fix every shape inside; in a dense block (`grows`) each layer's input is by
-    construction wider than the last, so there the output alone must agree."""
-    groups: list[list] = []
+MAX_PERIOD = 8      # a run may repeat a sequence of up to this many siblings ([conv, bn, relu] x N) ...
+MIN_PERIODIC = 4    # ... at least this many times; a single sibling twice is a run already
+
+
+class Run(list):
+    """Consecutive siblings drawn as one box when `copies` > 1: the modules of `copies`
+    copies of a sequence of `period` siblings of identical structure and shapes."""
+
+    def __init__(self, modules: list, period: int = 1):
+        super().__init__(modules)
+        self.period = period
+
+    @property
+    def copies(self) -> int:
+        return len(self) // self.period
+
+
+def runs(children: list, grows: bool = False) -> list[Run]:
+    """Consecutive siblings of identical structure and shapes, grouped: one sibling repeated,
+    or a sequence of a few (2,000 x [conv, relu] in one list is one run, not 4,000 boxes).
+    Same structure and input fix every shape inside; in a dense block (`grows`) each layer's
+    input is by construction wider than the last, so there the output alone must agree."""
     key_of = (lambda m: (_structure(m), m.output)) if grows else (lambda m: (_structure(m), m.input, m.output))
-    for m in children:
-        if groups and key_of(groups[-1][-1]) == key_of(m):
-            groups[-1].append(m)
-        else:
-            groups.append([m])
+    keys = [key_of(m) for m in children]
+    groups: list[Run] = []
+    i = 0
+    while i < len(keys):
+        best = (1, 1)   # (period, copies)
+        for period in range(1, MAX_PERIOD + 1):
+            same = 0    # how far the sequence from i equals itself shifted by one period
+            while i + period + same < len(keys) and keys[i + same] == keys[i + period + same]:
+                same += 1
+            copies = 1 + same // period
+            if copies >= (2 if period == 1 else MIN_PERIODIC) and period * copies > best[0] * best[1]:
+                best = (period, copies)
+        period, copies = best
+        groups.append(Run(children[i:i + period * copies], period if copies > 1 else 1))
+        i += period * copies
     return groups
 
 
@@ -226,15 +256,29 @@ def _stack(blocks: list[_Block]) -> _Block:
     return out
 
 
+class TooManyBoxes(Exception):
+    """The picture would hold more than MAX_BOXES boxes (raised as soon as it would)."""
+
+
 class _Layout:
-    def __init__(self, depth: int | None, expand: bool):
-        self.depth, self.expand = depth, expand
+    def __init__(self, depth: int | None, expand: bool, max_boxes: int | None):
+        self.depth, self.expand, self.max_boxes = depth, expand, max_boxes
+        self.boxes = 0
+        self.ids: dict[int, str] = {}   # id() of a graph node's module -> the node's id (its label)
+
+    def count(self, block: _Block | None = None) -> _Block | None:
+        """One more box (a layer, a folded or repeated block, or a container's frame and joins)."""
+        self.boxes += 1
+        if self.max_boxes is not None and self.boxes > self.max_boxes:
+            raise TooManyBoxes(self.max_boxes)
+        return block
 
     def place(self, m, level: int) -> _Block:
         """m drawn at nesting `level` (the root's children are level 1)."""
+        self.count()
         if isinstance(m.node, Leaf):
             layer = m.node.layer
-            name = _name(m)
+            name = self.ids.get(id(m)) or _name(m)
             head = f"{name}: {m.type}" if name and not name.isdigit() and name != m.type else m.type
             family = _FAMILY.get(m.type, "act" if m.type in _ACTS else "other")
             return _box([f"{head} {_settings(layer)}".strip(), _costs(m)], "layer", m.path, family=family)
@@ -248,6 +292,8 @@ class _Layout:
             inner = self.side_by_side(m, inner_level)
         elif kind == "dense":
             inner = self.dense(m, inner_level)
+        elif kind == "graph":
+            inner = self.graph(m, inner_level)
         else:  # a sequence, or any construct whose children simply run in order
             inner = self.column(m.children, inner_level)
         if m.node.flat or not m.path:
@@ -261,19 +307,19 @@ class _Layout:
                  f"{_costs(m)} · {_si(m.macs)} MACs"]
         return _box(lines, "folded", m.path)
 
-    def repeat(self, group: list) -> _Block:
+    def repeat(self, group: Run) -> _Block:
         first, last = group[0], group[-1]
-        n = len(group)
-        lines = [f"{_name(first)}–{_name(last)}: {first.type} ×{n}", _summary(first)]
+        n, one = group.copies, group[:group.period]
+        lines = [f"{_name(first)}–{_name(last)}: {' → '.join(m.type for m in one)} ×{n}", _summary(*one)]
         total = f"{_si(sum(g.params for g in group))} params in all"
         if first.input != last.input:  # a dense block's layers: wider inputs, the same output
             lines += [f"input {_shape(first.input)} … {_shape(last.input)}", f"{_shape(last.output)} · {total}"]
         else:
             lines.append(f"{_costs(last)} each · {total}")
-        return _box(lines, "repeat", first.path, count=n)
+        return self.count(_box(lines, "repeat", first.path, count=n))
 
     def blocks(self, children: list, level: int, grows: bool = False) -> list[_Block]:
-        groups = [[c] for c in children] if self.expand else runs(children, grows)
+        groups = [Run([c]) for c in children] if self.expand else runs(children, grows)
         return [self.place(g[0], level) if len(g) == 1 else self.repeat(g) for g in groups]
 
     def column(self, children: list, level: int) -> _Block:
@@ -313,7 +359,7 @@ class _Layout:
 
     def folded_small(self, m) -> _Block:
         """A projection shortcut: one small box on the skip edge."""
-        return _box([f"{_name(m)}: {_summary(m)}", _costs(m)], "folded", m.path)
+        return self.count() or _box([f"{_name(m)}: {_summary(m)}", _costs(m)], "folded", m.path)
 
     def side_by_side(self, m, level: int) -> _Block:
         branches = [self.place(b, level) for b in m.slots.get("branches", [])]
@@ -370,11 +416,85 @@ class _Layout:
         return out
 
 
-def layout(analysis, depth: int | None = None, expand: bool = False) -> Layout:
-    """The picture of `analysis` as plain data (inches, y down), input on top."""
+    def graph(self, m, level: int) -> _Block:
+        """A graph's nodes one under another, in the order they run; what a node reads other
+        than the node above arrives as a skip edge in a lane of its own at the right (from a
+        node's bottom, from the child of a chain it reads, or from the graph's input at the
+        top); several outputs meet in a bar naming them."""
+        wiring, nodes = m.wiring, m.slots["nodes"]
+        self.ids.update((id(child), wire.id) for child, wire in zip(nodes, wiring.nodes))
+        placed = [self.place(child, level) for child in nodes]
+        cx = max(b.cx for b in placed)
+        width = cx + max(b.w - b.cx for b in placed)
+        out = _Block(width, 0, cx)
+        where: dict[str, tuple[float, float]] = {"input": (cx, 0.0)}   # slot -> (x, y) an edge leaves from
+        top: list[float] = []
+        previous = "input"
+        out.h = GAP
+        for i, (block, wire) in enumerate(zip(placed, wiring.nodes)):
+            y = out.h
+            if _reads(wire, previous):
+                out.line((cx, y - GAP), (cx, y))
+            out.put(block, cx - block.cx, y)
+            top.append(y)
+            where[wire.id] = (cx, y + block.h)
+            for path, slot in wire.taps.items():   # a chain's child read elsewhere: the edge leaves its box
+                box = next((b for b in out.boxes if b.path == f"{nodes[i].path}.{'.'.join(path)}"), None)
+                where[slot] = (box.x + box.w, box.y + box.h / 2) if box is not None else where[wire.id]
+            out.h = y + block.h + GAP
+            previous = wire.id
+        lane = width + LANE / 2
+        for i, (block, wire) in enumerate(zip(placed, wiring.nodes)):
+            above = previous_of(wiring, i) if _reads(wire, previous_of(wiring, i)) else None
+            for slot in [acc.slot for acc in _accesses(wire.source) + wire.refs]:
+                if slot == above:   # the flow edge from above
+                    above = None
+                    continue
+                lane += LANE / 2
+                x0, y0 = where.get(slot, (cx, 0.0))
+                entry = (cx - placed[i].cx + placed[i].w, top[i] + min(placed[i].h / 2, LINE))
+                out.line((x0, y0), (lane, y0), (lane, entry[1]), entry, kind="skip")
+        outs = _accesses(wiring.outputs)
+        if isinstance(wiring.outputs, (dict, list)) or outs[0].slot != wiring.nodes[-1].id:
+            names = list(wiring.outputs) if isinstance(wiring.outputs, dict) else [a.slot for a in outs]
+            bar = _bar(f"outputs: {', '.join(map(str, names))}", cx, out.h, m.path, 1.2)
+            for acc in outs:
+                lane += LANE / 2
+                x0, y0 = where.get(acc.slot, (cx, 0.0))
+                out.line((x0, y0), (lane, y0), (lane, bar.y + bar.h / 2), (bar.x + bar.w, bar.y + bar.h / 2), kind="skip")
+            out.boxes.append(self.count() or bar)
+            out.h = bar.y + bar.h
+        else:
+            out.h -= GAP
+        out.w = max(width, lane + 0.05)
+        return out
+
+
+def _accesses(source) -> list:
+    if isinstance(source, dict):
+        return list(source.values())
+    return list(source) if isinstance(source, list) else [source]
+
+
+def _reads(wire, slot: str) -> bool:
+    """Does the node read `slot` (the value above it) whole: a flow edge?"""
+    return any(acc.slot == slot and not acc.keys for acc in _accesses(wire.source))
+
+
+def previous_of(wiring, i: int) -> str:
+    return wiring.nodes[i - 1].id if i else "input"
+
+
+MAX_BOXES = 2_000  # matplotlib draws about 250 boxes a second: a bigger picture is refused
+
+
+def layout(analysis, depth: int | None = None, expand: bool = False, max_boxes: int | None = MAX_BOXES) -> Layout:
+    """The picture of `analysis` as plain data (inches, y down), input on top; TooManyBoxes
+    past `max_boxes` (found before more than that is laid out)."""
     title = f"{analysis.name} · {_si(analysis.params)} params · {_si(analysis.macs)} MACs"
     blocks = [_box([title], "io"), _box([f"input {_shape(analysis.input)}"], "io"),
-              _Layout(depth, expand).place(analysis.tree, 0), _box([f"output {_shape(analysis.output)}"], "io")]
+              _Layout(depth, expand, max_boxes).place(analysis.tree, 0),
+              _box([f"output {_shape(analysis.output)}"], "io")]
     body = _stack(blocks)
     body.edges.pop(0)  # the title is not a layer: no edge from it
     margin = 0.2
@@ -386,7 +506,7 @@ def layout(analysis, depth: int | None = None, expand: bool = False) -> Layout:
 
 
 # -- render ----------------------------------------------------------------------------------
-_COLOURS = {"conv": "#dbe9f6", "linear": "#e4dcf3", "norm": "#fdf1d0", "act": "#dff2df", "pool": "#fbe0cc",
+_COLOURS = {"conv": "#dbe9f6", "linear": "#e4dcf3", "attention": "#f3dcec", "norm": "#fdf1d0", "act": "#dff2df", "pool": "#fbe0cc",
             "other": "#eeeeee", "folded": "#d6e6d2", "repeat": "#f8d7da", "join": "#ffffff", "io": "#ffffff"}
 _EDGES = {"flow": ("#444444", 0.8), "skip": ("#1f6fb4", 1.3), "dense": ("#3a8f3a", 1.0)}
 MAX_PIXELS = 60_000  # a side longer than this is beyond Agg's limit and no one's screen
@@ -431,6 +551,28 @@ def render(lay: Layout, path: str | Path) -> None:
 
 
 # -- the command -----------------------------------------------------------------------------
+def _too_many(analysis, args) -> str:
+    """Why the picture is refused, and the deepest --depth whose picture fits, if one does."""
+    message = f"the picture would have more than {MAX_BOXES:,} boxes"
+    deepest = max((len(m.path.split(".")) for m in _modules(analysis.tree) if m.path), default=1)
+    for depth in range(min(deepest, args.depth or deepest) - 1, 0, -1):
+        try:
+            layout(analysis, depth, args.expand)
+        except TooManyBoxes:
+            continue
+        return f"{message}; --depth {depth} draws it (containers below that level as one box each)"
+    if args.expand:
+        return f"{message}; leave out --expand (repeated blocks as one box each)"
+    return f"{message}, and so would any --depth: {len(analysis.tree.children):,} modules at the top level"
+
+
+def _modules(m):
+    yield m
+    for child in m.children:
+        yield from _modules(child)
+
+
+
 def add_command(sub, shape_type, analyze) -> None:
     """Add `draw` to an argparse subparsers object; `analyze(path, args)` is the CLI's
     (it names --input in an error the spec's own input does not have)."""
@@ -449,12 +591,16 @@ def add_command(sub, shape_type, analyze) -> None:
 
 
 def cmd_draw(args, analyze) -> int:
+    from netspec.document.paths import file_stem
     from netspec.errors import SpecError
     if args.output is not None and Path(args.output).suffix.lower() not in FORMATS:
         raise SpecError(f"cannot draw {args.output!r}: the file name must end in .svg or .png", file="-o")
     analysis = analyze(args.spec, args)
-    out = Path(args.output or f"{analysis.name}.svg")
-    picture = layout(analysis, args.depth, args.expand)
+    out = Path(args.output or f"{file_stem(analysis.name, 'spec')}.svg")  # the name is the spec's: no path in it
+    try:
+        picture = layout(analysis, args.depth, args.expand)
+    except TooManyBoxes:
+        raise SpecError(_too_many(analysis, args), file=args.spec) from None
     try:
         render(picture, out)
     except OSError as e:

@@ -6,7 +6,7 @@ dense, gate, graph — `netspec.constructs` owns each one's rules). A node's chi
 named slots (a residual's `body`, `shortcut`, `post`); a `flat` node adds no module
 level: its children register on the enclosing module. `src` is the path of the spec
 node that produced the value, so later stages can point errors at the document.
-`str(graph)` prints it.
+`str(graph)` prints it (`dump`).
 
 Values flowing between modules, as the static stages see them: a tensor is its sample
 shape (a tuple of ints), a `Record` names several values (a dict in order, or a list),
@@ -107,22 +107,31 @@ class Graph:
 
     def __str__(self) -> str:
         lines = [f"graph {self.name} input={list(self.input)}"]
-        _dump(self.root, 0, lines)
+        dump(self.root, 0, lines)
         return "\n".join(lines)
 
 
-def _dump(node: Item, depth: int, lines: list[str]) -> None:
+def dump(item, depth: int, lines: list[str], note=None) -> None:
+    """The tree under `item`, one line per item: an IR item, or an analysed module (anything
+    with `.node` and `.slots`: what the analysis added, an `auto` projection, is in its slots).
+    A construct of several slots (a residual's body, shortcut, post) labels each;
+    `note(item)` gives settings to show besides the construct's own."""
+    node = getattr(item, "node", item)
     pad = "  " * depth
     label = node.name if node.name is not None else "(flat)"
     if isinstance(node, Leaf):
         args = ", ".join(f"{k}={v}" for k, v in node.layer.settings().items())
         lines.append(f"{pad}{label}: {node.layer.tag}({args})")
         return
-    args = ", ".join(f"{k}={v}" for k, v in node.construct.describe(node).items())
+    settings = {**node.construct.describe(node), **(note(item) if note else {})}
+    args = ", ".join(f"{k}={v}" for k, v in settings.items())
     lines.append(f"{pad}{label}: {node.kind}{f'({args})' if args else ''}")
     notes = node.construct.notes(node)
-    for slot, children in node.slots.items():
+    labelled = len(node.construct.slots) > 1
+    for slot, children in item.slots.items():
+        if labelled and children:
+            lines.append(f"{pad}  {slot}:")
         for i, child in enumerate(children):
             if notes:
-                lines.append(f"{pad}  # {notes[i]}")
-            _dump(child, depth + 1, lines)
+                lines.append(f"{pad}{'  ' * (1 + labelled)}# {notes[i]}")
+            dump(child, depth + 1 + labelled, lines, note)

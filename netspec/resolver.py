@@ -40,7 +40,7 @@ from netspec.ir import Graph, Leaf, Node
 from netspec.layers import REGISTRY
 from netspec.document import schema
 from netspec.document.expr import Budget, Expr, ExprError, interpolate, is_expr_text, parse
-from netspec.document.locate import did_you_mean, validation_error
+from netspec.document.locate import did_you_mean, float_hint, unknown_item, validation_error
 
 MAX_ITEMS = 1_000_000  # items expanded (layers, constructs, calls, copies); a bigger spec is refused
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -157,6 +157,16 @@ class _Scope:
         if isinstance(raw, dict):
             return {k: self.value(v, path + (k,)) for k, v in raw.items()}
         return raw
+
+    def definition(self, name: str):
+        """What variable `name` is bound to, as written: a block argument as passed or its
+        default, or a spec variable (None for a repeat's index)."""
+        if name in self.args_at:
+            return self.res.source.value_at(self.args_at[name])
+        block = self.res.spec.blocks[self.stack[-1][0]] if self.stack else None
+        if block is not None and name in block.args:
+            return block.args[name]
+        return self.res.spec.vars.get(name)
 
     def validated(self, adapter, value, path: tuple):
         try:
@@ -294,8 +304,11 @@ class _Scope:
         """A leaf field that failed validation; when its value is a block argument the
         call passed (`out: $c`), the error points at the call, naming the block."""
         err = validation_error(e, self.res.source, prefix=src)
-        loc = e.errors()[0]["loc"]
+        first = e.errors()[0]
+        loc = first["loc"]
         value = raw.get(loc[0]) if loc else None
+        if isinstance(value, Expr) and first["type"] in ("int_type", "int_from_float") and isinstance(first["input"], float):
+            err.message += float_hint(value, self.definition)
         passed = [self.args_at[n] for n in sorted(value.names()) if n in self.args_at] if isinstance(value, Expr) else []
         if not passed:
             err.message += self.context()
@@ -310,8 +323,7 @@ class _Scope:
         spec = self.res.spec
         block = spec.blocks.get(call.block)
         if block is None:
-            known = [*REGISTRY, *spec.blocks, *schema.STRUCTURAL, *schema.INLINE_ITEMS]
-            raise self.error(f"unknown layer type or block '{call.block}'{did_you_mean(call.block, known)}", src, on_key=True)
+            raise self.error(unknown_item(call.block, spec.blocks), src, on_key=True)
         chain = [b for b, _ in self.stack]
         if call.block in chain:
             cycle = " -> ".join(chain[chain.index(call.block):] + [call.block])

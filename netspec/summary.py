@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from netspec.analysis import Analysis, Module
 from netspec.errors import one_line
-from netspec.ir import Leaf, form, show, show_form
+from netspec.ir import Leaf, dump, form, show, show_form
 
 
 def human(n: float) -> str:
@@ -201,7 +201,7 @@ def render_table(analysis: Analysis, out, columns=None, depth: int | None = None
     figures = _Figures(analysis, columns, memory)
     header = ("path", "type", *(COLUMNS[c].header for c in columns))
     right = (False, False, *(COLUMNS[c].right for c in columns))
-    table = [(one_line(r.module.path), one_line(_type(r)), *(figures.cell(c, r.module) for c in columns))
+    table = [(one_line(label(r.module)), one_line(_type(r)), *(figures.cell(c, r.module) for c in columns))
              for r in rows(analysis, depth)]
     footer = ("total", "", *(figures.footer(c, analysis) for c in columns))
     widths = [max(map(_width, column)) for column in zip(header, footer, *table)]
@@ -226,6 +226,25 @@ def render_table(analysis: Analysis, out, columns=None, depth: int | None = None
         out.write(memory_lines(analysis, memory))
 
 
+def label(m: Module) -> str:
+    """A row's path: a module's state_dict path; a flat construct, which is no module, as
+    the modules it registers on its owner (`features.3.{expand1x1..expand3x3_activation}`)."""
+    if isinstance(m.node, Leaf) or not m.node.flat:
+        return m.path
+    names = [c.path.rsplit(".", 1)[-1] for c in _registered(m)]
+    inside = ",".join(names) if len(names) <= 3 else f"{names[0]}..{names[-1]}"
+    return f"{m.path}.{{{inside}}}" if m.path else f"{{{inside}}}"
+
+
+def _registered(m: Module):
+    """The modules a flat construct registers on its owner (a flat child's, in turn)."""
+    for child in m.children:
+        if not isinstance(child.node, Leaf) and child.node.flat:
+            yield from _registered(child)
+        else:
+            yield child
+
+
 def _type(row: Row) -> str:
     m = row.module
     if isinstance(m.node, Leaf):
@@ -247,6 +266,19 @@ def memory_lines(analysis: Analysis, memory) -> str:
             f"backward {m.backward_macs:,} MACs ({human(m.backward_macs)}) per sample (input and weight gradients); "
             f"forward + backward {human(fwd_bwd)} MACs = {human(2 * fwd_bwd)} FLOPs per sample, "
             f"{human(2 * fwd_bwd * m.batch)} FLOPs per step\n")
+
+
+# -- `resolve`: the graph as analysed ----------------------------------------------------------
+def resolved(analysis: Analysis) -> str:
+    """The resolved graph (as `str(Graph)`), with what the analysis decided: what each
+    `shortcut: auto` became, and its projection in the shortcut slot."""
+    def note(m) -> dict:
+        if getattr(m.node, "kind", None) != "residual" or m.node.settings["shortcut"] != "auto":
+            return {}
+        return {"shortcut": f"auto -> {'projection' if _auto_projection(m) else 'identity'}"}
+    lines = [f"graph {analysis.name} input={list(analysis.input)}"]
+    dump(analysis.tree, 0, lines, note)
+    return "\n".join(lines)
 
 
 # -- --json and the auto-projection note --------------------------------------------------
@@ -276,8 +308,9 @@ def as_json(analysis: Analysis, file: str | None = None, memory=None, receptive:
     and, given `memory`, the training step."""
     figures = _Figures(analysis, ("rf",) if receptive else (), memory)
     data = {"file": file, **analysis.as_dict(), "auto_projections": auto_projections(analysis)}
-    data["modules"] = [{"path": r.module.path, "type": r.module.type, "input": form(r.module.input),
-                        "output": form(r.module.output), "params": r.module.params,
+    data["modules"] = [{"path": r.module.path, "type": r.module.type,
+                        **({"flat": label(r.module)} if label(r.module) != r.module.path else {}),
+                        "input": form(r.module.input), "output": form(r.module.output), "params": r.module.params,
                         "trainable_params": r.module.trainable_params, "macs": r.module.macs,
                         **({"settings": r.module.node.layer.settings()} if isinstance(r.module.node, Leaf) else {}),
                         **({"receptive_field": str(figures.fields[r.module.path])}

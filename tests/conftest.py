@@ -1,8 +1,10 @@
 """Shared helpers: run the real CLI in-process and capture what a user sees."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +59,34 @@ def digits_ckpt(tmp_path_factory) -> Path:
     assert main(["train", str(ROOT / "specs" / "digits.yaml"), "--out", str(out), "--quiet",
                  "--set", "train.epochs=1"]) == 0
     return out / "best.pt"
+
+
+def save_png(img, path) -> None:
+    """A uint8 C×H×W tensor (1 or 3 channels) as a PNG file, written by Pillow."""
+    from PIL import Image
+
+    array = img.permute(1, 2, 0).numpy()
+    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
+
+
+@contextlib.contextmanager
+def unblocked_after(fifo, seconds: float = 5):
+    """From `seconds` on, a writer opens and closes `fifo` now and then, so code that waits for
+    one fails (an empty read) instead of hanging the test run."""
+    done = threading.Event()
+
+    def open_writers():
+        while not done.wait(seconds):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO (no reader): nothing waits
+            except OSError:
+                pass
+
+    threading.Thread(target=open_writers, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def spec_text(layers: str, extra: str = "", input_shape: str = "[3, 32, 32]") -> str:

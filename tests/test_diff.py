@@ -9,7 +9,7 @@ import pytest
 
 import netspec
 from conftest import ROOT, spec_text
-from netspec.diff import diff, render
+from netspec.diff import diff, diff_analyses, render
 
 STUDY = ROOT / "specs" / "elexnet"
 NET = """\
@@ -163,3 +163,80 @@ def test_diff_does_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code, str(STUDY / "c.yaml"), str(STUDY / "d.yaml")],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_removed_or_added_variable_reads_as_not_set(write, cli):
+    """issue 23, item 12: not `-> null`."""
+    a = write(spec_text(NET, extra="").replace("layers:", "vars: {w: 8, old: 1}\nlayers:").replace("out: 8,", "out: $w,"),
+              "a.yaml")
+    b = write("extends: a.yaml\nvars: {new: 2}\npatch:\n  - delete: vars.old\n", "b.yaml")
+    r = cli("diff", a, b)
+    assert r.code == 0 and "null" not in r.out
+    assert "spec.vars.old: 1 -> (not set)" in r.out and "spec.vars.new: (not set) -> 2" in r.out
+    assert json.loads(cli("diff", a, b, "--json").out)["spec"]["vars.old"] == [1, None]
+
+
+# -- issue 23, item 20: aligning long lists is linear, not quadratic ------------------------------
+def _long(write, n: int, name: str, first: str, middle: str):
+    half = "{repeat: %d, body: [conv: {out: 4, k: 3, padding: 1}, relu]}" % (n // 2)
+    return netspec.analyze(write(spec_text(f"  - {first}\n  - {half}\n{middle}  - {half}\n  - {first}\n",
+                                           input_shape="[4, 4, 4]"), name))
+
+
+def _lines_run(a, b) -> int:
+    """Lines of netspec/diff.py and difflib executed to align and compare a with b (a
+    deterministic count of the work, not a time)."""
+    import difflib
+    import sys
+
+    from netspec import diff as diff_module
+    files = {diff_module.__file__, difflib.__file__}
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        count += event == "line"
+        return local
+
+    sys.settrace(lambda frame, event, arg: local if frame.f_code.co_filename in files else None)
+    try:
+        diff_module.diff_analyses(a, b)
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_aligning_long_lists_takes_linear_work(write):
+    """Two specs that differ at both ends and by one inserted layer in the middle: twice the
+    layers, about twice the work (difflib's SequenceMatcher did four times)."""
+    work = {}
+    for n in (300, 600):
+        a = _long(write, n, f"a{n}.yaml", "identity", "")
+        b = _long(write, n, f"b{n}.yaml", "dropout", "  - dropout\n")
+        d = diff_analyses(a, b)
+        assert [(e.change, e.a.type if e.a else None, e.b.type if e.b else None) for e in d.entries
+                if e.change != "renamed"] == [
+            ("removed", "identity", None), ("added", None, "dropout"), ("added", None, "dropout"),
+            ("removed", "identity", None), ("added", None, "dropout")]
+        work[n] = _lines_run(a, b)
+    assert work[600] / work[300] < 2.5, work
+
+
+def test_alignment_is_a_shortest_edit_script():
+    """_opcodes against a brute-force longest common subsequence, on random lists of few types."""
+    import random
+
+    from netspec.diff import _opcodes
+    rng = random.Random(0)
+    for _ in range(300):
+        a = [rng.choice("abc") for _ in range(rng.randrange(0, 12))]
+        b = [rng.choice("abc") for _ in range(rng.randrange(0, 12))]
+        ops = _opcodes(a, b)
+        assert [x for op in ops for x in a[op[1]:op[2]]] == a and [y for op in ops for y in b[op[3]:op[4]]] == b
+        equal = [(op[1], op[2], op[3], op[4]) for op in ops if op[0] == "equal"]
+        assert all(a[i1:i2] == b[j1:j2] for i1, i2, j1, j2 in equal)
+        lcs = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+        for i in range(len(a) - 1, -1, -1):
+            for j in range(len(b) - 1, -1, -1):
+                lcs[i][j] = lcs[i + 1][j + 1] + 1 if a[i] == b[j] else max(lcs[i + 1][j], lcs[i][j + 1])
+        assert sum(i2 - i1 for i1, i2, _, _ in equal) == lcs[0][0]

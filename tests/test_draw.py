@@ -154,3 +154,43 @@ def test_help_and_layout_import_neither_torch_nor_matplotlib():
     result = subprocess.run([sys.executable, "-c", code, str(SPECS / "resnet50.yaml")], capture_output=True,
                             text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_folded_transformer_block_shows_its_attention():
+    """issue 23, item 12: a ViT encoder block folded by --depth reads attention, then the MLP."""
+    lay = layout(netspec.analyze(SPECS / "vit_tiny_cifar.yaml"), depth=3)
+    block = next(b for b in lay.boxes if b.path == "encoder.layers.encoder_layer_0")
+    assert block.lines[1].startswith("self_attention h3 → linear → linear"), block.lines
+
+
+# -- issue 23, item 20: drawing is bounded --------------------------------------------------------
+def test_a_long_run_of_a_repeated_pair_is_one_box(write):
+    """2,000 x [conv, relu] in one list (an unnamed repeat): one ×2000 box, not 4,000."""
+    spec = write("netspec: 1\nname: t\ninput: [4, 8, 8]\nlayers:\n  - conv: {out: 4, k: 1}\n"
+                 "  - {repeat: 2000, body: [conv: {out: 4, k: 3, padding: 1}, relu]}\n  - flatten\n")
+    tree = netspec.analyze(spec).tree
+    assert [(len(g), g.period) for g in runs(tree.children)] == [(1, 1), (4000, 2), (1, 1)]
+    lay = layout(netspec.analyze(spec))
+    (box,) = [b for b in lay.boxes if b.kind == "repeat"]
+    assert box.count == 2000 and box.lines[:2] == ["1–4000: conv → relu ×2000", "conv 3×3 p1 → relu"]
+    assert len(lay.boxes) == 6   # title, input, conv, the run, flatten, output
+    # a short periodic run stays open (VGG's [conv, relu] x 2 is drawn as written)
+    assert [len(g) for g in runs(tree.children[:7])] == [1] * 7
+
+
+MANY = "netspec: 1\nname: t\ninput: [4, 8, 8]\nlayers:\n  - {repeat: 2100, %s body: [conv: {out: '${i %% 11 + 1}', k: 1}]}\n"
+
+
+def test_a_picture_of_too_many_boxes_is_refused_with_the_depth_that_fits(write, cli, tmp_path):
+    from netspec.draw import MAX_BOXES, TooManyBoxes
+    flat = write(MANY % "", "flat.yaml")
+    with pytest.raises(TooManyBoxes):
+        layout(netspec.analyze(flat))
+    r = cli("draw", flat, "-o", tmp_path / "x.svg")
+    assert r.code == 2 and r.err.count("\n") == 1 and not (tmp_path / "x.svg").exists()
+    assert r.err.startswith(f"{flat}: error: the picture would have more than {MAX_BOXES:,} boxes") and \
+        "2,100 modules at the top level" in r.err, r.err
+    nested = write(MANY % "name: blocks,", "nested.yaml")
+    r = cli("draw", nested, "-o", tmp_path / "x.svg", "--expand")
+    assert r.code == 2 and "--depth 1 draws it" in r.err, r.err
+    assert cli("draw", nested, "-o", tmp_path / "x.svg", "--depth", "1").code == 0

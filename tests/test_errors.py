@@ -49,6 +49,7 @@ EXPECTED = {
     "empty.yaml": ("1:1", "", "the file is empty"),
     "bad_utf8.yaml": ("4:10", "", "not valid UTF-8"),
     "timestamp.yaml": ("6:18", "expect.params", "YAML value of type timestamp is not allowed"),
+    "expect_output_empty.yaml": ("5:18", "expect.output", "at least 1 item"),   # was exit 1: "expected [], got [4]"
     "omap.yaml": ("4:7", "vars", "YAML tag !!omap is not allowed"),   # crashed the round-trip loader
     "empty_value.yaml": ("3:7", "input", "Input should be a valid list, got None"),
     # errors inside a `repeat:` item used to point at its count
@@ -92,6 +93,11 @@ EXPECTED = {
     "pos_embedding_tokens.yaml": ("10:29", "layers[4].pos_embedding.tokens", "declared for 65 tokens, but the input gives 17 tokens"),
     "attention_heads.yaml": ("5:21", "layers[0].self_attention", "5 heads do not divide the token width 16"),
     "attention_on_map.yaml": ("6:21", "layers[1].self_attention", "self_attention needs tokens [tokens, width], got [16, 4, 4] (a patch embedding"),
+    # issue 23: suggestions at every depth, PyTorch's names, and no integer-division hint for a literal
+    "pytorch_name.yaml": ("6:5", "layers[1]", "unknown layer type or block 'BatchNorm2d' (did you mean 'bn'? netspec's name for BatchNorm2d)"),
+    "unknown_scalar.yaml": ("5:5", "layers[0].avgpol", "unknown layer type or block 'avgpol' (did you mean 'avgpool'?)"),
+    "block_residual_typo.yaml": ("9:33", "blocks.basic.residual.body[0].conv.paddng", "unknown field 'paddng' (did you mean 'padding'?)"),
+    "float_literal.yaml": ("5:17", "layers[0].conv.out", "Input should be a valid integer, got 64.0"),
 }
 
 

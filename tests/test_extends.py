@@ -188,6 +188,58 @@ def test_set_option_errors(base, cli):
     assert r.code == 2 and "resolved before --set" in r.err
 
 
+STAGES = """\
+netspec: 1
+name: t
+input: [3, 16, 16]
+blocks:
+  stage:
+    args: {c: required, stride: 1}
+    body: [conv: {out: $c, k: 3, stride: $stride, padding: 1}, relu]
+layers:
+  - stage: {c: 4, name: stage1}
+  - {repeat: 2, name: stage2, body: [stage: {c: 8}], overrides: {0: {stride: 2}}}
+  - {repeat: 2, name: stage3, body: [conv: {out: 8, k: 1}, relu]}
+  - {repeat: 2, body: [conv: {out: 8, k: 1}]}
+  - {repeat: 2, name: stage4, body: [conv: {out: 8, k: 1}]}
+"""
+
+
+def test_set_reaches_a_named_repeats_single_item_through_the_repeats_name(write):
+    """docs/ablations.md: block arguments are `layers.stage1.c`; a named repeat of one block
+    call takes the same path (issue 23, item 10)."""
+    path = write(STAGES)
+    outputs = lambda *sets: [list(m.output) for m in netspec.analyze(path, overrides=list(sets)).tree.children]
+    assert outputs()[:2] == [[4, 16, 16], [8, 8, 8]]
+    assert outputs("layers.stage1.c=5", "layers.stage2.c=6")[:2] == [[5, 16, 16], [6, 8, 8]]
+    assert outputs("layers.stage2.stride=2")[1] == [8, 4, 4]              # every copy: the override keeps copy 0's
+    assert outputs("layers.stage2.repeat=3")[1] == [8, 8, 8]              # the repeat's own fields first
+    assert len(netspec.analyze(path, overrides=["layers.stage2.repeat=3"]).tree.children[1].children) == 3
+    assert outputs("layers.3.out=5")[-2] == [5, 8, 8]                     # an unnamed repeat, by index
+    assert outputs("layers.stage4.out=6")[-1] == [6, 8, 8]
+    assert outputs("layers.stage4.conv.out=5")[-1] == [5, 8, 8]           # and its type key may be written
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("layers.stage2.cc=5", "block 'stage' has no argument 'cc' (did you mean 'c'?) (arguments: c, stride)"),
+    ("layers.stage3.out=5", "layers.stage3.out: no field or module 'out' here (fields: body, name, overrides, repeat; "
+                            "named items: none); the repeat's body has 2 items: a field of one is layers.stage3.body.0.out"),
+    ("layers.stage3.body.0.conv.outt=5", "unknown field 'outt' (did you mean 'out'?)"),
+    ("layers.stage4.bogus.k=1", "layers.stage4.bogus: no field or module 'bogus' here (fields: bias, dilation, frozen, "
+                                "groups, k, name, out, padding, stride; named items: none)"),
+    ("layers.stage4.outt=1", "layers[4].body[0].conv.outt: unknown field 'outt' (did you mean 'out'?)"),
+    ("layers.stage1.bogus.k=1", "layers.stage1.bogus: no field or module 'bogus' here (fields: c, name, stride; "
+                                "named items: none)"),
+    ("layers.stage2.body.0.stage.bogus.x=1", "--set layers.stage2.body.0.stage.bogus.x=1: error: layers[1].body[0]."
+                                             "stage.bogus: block 'stage' has no argument 'bogus' (arguments: c, stride)"),
+    ("layers.stage1.zz=1", "block 'stage' has no argument 'zz' (arguments: c, stride)"),
+])
+def test_a_failing_path_lists_what_is_there(write, cli, setting, words):
+    r = cli("check", write(STAGES), "--set", setting)
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert words in r.err, r.err
+
+
 # -- errors: one located line, exit 2, in the right file --------------------------------------
 def error_of(cli, path):
     r = cli("check", path)

@@ -271,3 +271,60 @@ def test_the_editor_schema_knows_graph_nodes(write):
                   "lat2: {form: body.r2, conv: {out: 8, k: 1, name: inner_blocks.0.0}}"):
         doc = YAML(typ="safe").load(FPN.replace("lat2: {from: body.r2, conv: {out: 8, k: 1, name: inner_blocks.0.0}}", wrong))
         assert list(validator.iter_errors(doc)), wrong
+
+
+def test_diff_shows_a_rewired_node_as_changed(cli, write):
+    base = write(FPN, "fpn.yaml")
+    other = write("extends: fpn.yaml\nname: other\npatch:\n  - set: {graph.nodes.lat2.from: body.c2}\n", "other.yaml")
+    run = cli("diff", base, other)
+    assert run.code == 0 and "~ inner_blocks.0.0  conv  from: body.r2 -> body.c2" in run.out, run.out
+    assert "modules: 1 changed " in run.out   # one change, not a node removed and another added
+
+
+@pytest.mark.parametrize("path", ["graph.nodes.lat2.conv.out=16", "graph.nodes.p2.from=lat2"])
+def test_set_reaches_graph_nodes(cli, write, path):
+    run = cli("compile", write(FPN), "--set", path, "--columns", "from,output")
+    rows = {line.split("│")[1].strip(): line.split("│")[3:5] for line in run.out.splitlines() if line.startswith("│")}
+    if path.endswith("out=16"):   # lat2 wider: the merge with up3 refuses, naming both
+        assert run.code == 2 and "inputs are lat2 [16, 16, 16], up3 [8, 16, 16]" in run.err
+    else:
+        assert run.code == 0 and rows["layer_blocks.0.0"][0].strip() == "p2 <- lat2"
+
+
+@pytest.mark.parametrize("path,message", [
+    ("graph.nodes.lat9.conv.out=16", "graph.nodes has no node 'lat9' (did you mean 'lat3'?) (nodes: body, lat2, lat3"),
+    ("layers.c2.out=32", "the spec has no layers: its network is graph:"),
+])
+def test_a_set_never_makes_up_a_node(cli, write, path, message):
+    run = cli("compile", write(FPN), "--set", path)
+    assert run.code == 2 and run.err.strip() == f"--set {path}: error: {message}" + run.err.strip().split(message, 1)[1]
+
+
+def test_draw_shows_the_wiring(write):
+    """Nodes one under another; each read other than the node above is a skip edge into the
+    node's box; several outputs meet in a bar naming them."""
+    from netspec.draw import layout
+    lay = layout(netspec.analyze(write(FPN)))
+    labels = [b.lines[0] for b in lay.boxes]
+    assert "lat2: conv 1×1" in labels and "m2: merge sum" in labels and "up3: resize like lat2" in labels
+    assert "outputs: 0, 1, pool" in labels
+    skips = [e for e in lay.edges if e.kind == "skip"]
+    # lat2 <- body.r2, lat3 <- body, up3 like lat2, m2 <- lat2, p3 <- lat3, pool <- p3, and the 3 outputs
+    assert len(skips) == 9
+    r2 = next(b for b in lay.boxes if b.path == "body.r2")
+    assert any(e.points[0] == pytest.approx((r2.x + r2.w, r2.y + r2.h / 2)) for e in skips)   # the tap leaves the child's box
+
+
+@pytest.mark.parametrize("suffix", ["onnx", "pt2"])
+def test_export_keeps_the_record_names_and_verifies_each_output(cli, write, tmp_path, suffix):
+    path = write(FPN)
+    target = tmp_path / f"fpn.{suffix}"
+    run = cli("export", path, "-o", target, *(["--dynamic-batch"] if suffix == "onnx" else []))
+    assert run.code == 0, run.err
+    for name in ("0", "1", "pool"):
+        assert f"batch 1 output {name}: max abs diff" in run.out
+    if suffix == "onnx":
+        import onnxruntime
+        session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()] == ["0", "1", "pool"]
+        assert [o.shape[1:] for o in session.get_outputs()] == [[8, 16, 16], [8, 8, 8], [8, 4, 4]]

@@ -85,7 +85,7 @@ def test_cpu_allocation_failure_is_one_line(capsys, tiny, tmp_path, monkeypatch)
     def fail(*a, **k):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
                            "memory: you tried to allocate 6399999998976 bytes. Error code 12 (Cannot allocate memory)")
-    monkeypatch.setattr(loop, "DeviceLoader", fail)
+    monkeypatch.setattr(loop, "make_loaders", fail)
     code, _, err = run(capsys, "train", tiny, "--out", tmp_path / "r", "--quiet")
     assert code == 1 and "out of memory (5,960.5 GiB at once)" in one_line(err)
 
@@ -99,27 +99,89 @@ def test_train_out_that_cannot_be_a_folder(capsys, tiny, tmp_path, where):
     assert code == 2 and f"cannot use {out} as the run folder" in one_line(err)
 
 
-def test_full_disk_keeps_the_previous_checkpoint(capsys, tiny, tmp_path, monkeypatch):
-    """The second epoch's checkpoint goes to /dev/full (ENOSPC, a real full disk): the
-    first epoch's last.pt survives, and the message is one clean line (exit 1)."""
+def _second_last_pt_save(monkeypatch, disk):
+    """Run the second save of last.pt (the end of epoch 2) on `disk(save)`: a context in
+    which its writes fail as on a full disk."""
     from netspec.train import checkpoint
 
-    real = checkpoint.tempfile.mkstemp
-    saves = []
+    real, saves = checkpoint.save, []
 
-    def mkstemp(dir, prefix, suffix):
-        saves.append(prefix)
-        if prefix.startswith(".last.pt") and sum(p.startswith(".last.pt") for p in saves) == 2:
+    def save(state, path):
+        saves.append(os.path.basename(path))
+        if saves.count("last.pt") != 2 or not str(path).endswith("last.pt"):
+            return real(state, path)
+        with disk():
+            return real(state, path)
+    monkeypatch.setattr(checkpoint, "save", save)
+
+
+def _dev_full(monkeypatch):
+    """Every write goes to /dev/full: ENOSPC at once."""
+    from contextlib import contextmanager
+    from netspec.train import checkpoint
+
+    @contextmanager
+    def disk():
+        real = checkpoint.tempfile.mkstemp
+
+        def mkstemp(dir, prefix, suffix):
             fd, name = real(dir=dir, prefix=prefix, suffix=suffix)
             os.close(fd)
             return os.open("/dev/full", os.O_WRONLY), name
-        return real(dir=dir, prefix=prefix, suffix=suffix)
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
+        with monkeypatch.context() as m:
+            m.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
+            yield
+    return disk
+
+
+def _room_for(size):
+    """Files may grow to `size` bytes (RLIMIT_FSIZE): the write that crosses it writes part of
+    its buffer, the next fails, as on a disk that fills up in the middle of a checkpoint."""
+    import resource
+    import signal
+    from contextlib import contextmanager
+
+    @contextmanager
+    def disk():
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, limits[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+            signal.signal(signal.SIGXFSZ, handler)
+    return disk
+
+
+@pytest.mark.parametrize("disk, reason", [(_dev_full, "No space left on device"),
+                                          (lambda mp: _room_for(1500), "File too large")])
+def test_full_disk_names_the_checkpoint_to_resume_from(capsys, tiny, tmp_path, monkeypatch, disk, reason):
+    """The end of epoch 2's checkpoint cannot be written: one line, exit 2, naming the first
+    epoch's last.pt (intact) and the command that continues from it; no temporary file left.
+    A disk that fills up part-way through a checkpoint was exit 3 ("unexpected pos ...")."""
+    from netspec.train import checkpoint
+
+    _second_last_pt_save(monkeypatch, disk(monkeypatch))
     code, _, err = run(capsys, "train", tiny, "--out", tmp_path / "r", "--quiet", "--set", "train.epochs=2")
     line = one_line(err)
-    assert code == 1 and "No space left on device; the previous one is kept" in line and "unexpected pos" not in line
-    assert checkpoint.load(tmp_path / "r" / "last.pt", needs=checkpoint.RESUME)["epoch"] == 1
+    last = tmp_path / "r" / "last.pt"
+    assert code == 2 and line.startswith(f"error: cannot write checkpoint {last}: {reason}; the previous one is kept; "
+                                         f"once it can be written, continue from {last} (end of epoch 1) with: "), line
+    assert line.endswith(f"train {tiny} --set train.epochs=2 --quiet --resume {tmp_path / 'r'}")
+    assert checkpoint.load(last, needs=checkpoint.RESUME)["epoch"] == 1
     assert [p for p in os.listdir(tmp_path / "r") if p.endswith(".tmp")] == []
+
+
+def test_full_disk_before_any_checkpoint(capsys, tiny, tmp_path, monkeypatch):
+    from netspec.train import runs
+
+    def full(self, *a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(runs.Path, "write_text", full)
+    code, _, err = run(capsys, "train", tiny, "--out", tmp_path / "r", "--quiet")
+    assert code == 2 and one_line(err) == (f"error: cannot write {tmp_path / 'r' / 'spec.yaml'}: No space left on device; "
+                                           f"no checkpoint had been written: train again once it can be")
 
 
 @pytest.fixture
@@ -160,6 +222,7 @@ def test_crafted_checkpoints_in_resume(capsys, tiny, trained, edit, needle):
     state = torch.load(trained / "last.pt", weights_only=True)
     edit(state)
     _crafted(trained / "last.pt", state)
+    (trained / "summary.json").unlink()   # else the run is complete, and its last.pt is not read
     code, _, err = run(capsys, "train", tiny, "--resume", trained, "--quiet")
     assert code == 2 and needle in one_line(err)
 

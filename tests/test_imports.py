@@ -30,6 +30,7 @@ LATER = {
     "netspec/budget.py": ("netspec.builder", "netspec.train", "netspec.data", "torch"),
     "netspec/receptive.py": ("netspec.builder", "netspec.train", "torch"),
     "netspec/draw.py": ("netspec.builder", "netspec.train", "netspec.data", "torch"),
+    "netspec/locks.py": ("netspec.builder", "netspec.train", "netspec.data", "torch"),
 }
 
 

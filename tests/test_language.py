@@ -213,3 +213,12 @@ def test_when_refuses_other_values(value, words):
     with pytest.raises(SpecError, match=words):
         netspec.analyze(spec([{"when": value, "body": ["bn"]}], vars={"two": 2}))
 
+
+
+def test_a_dotted_name_inside_a_plain_chain_runs():
+    """A chain whose child has a dotted name is no nn.Sequential (it would call the container)."""
+    import torch
+    s = spec([{"sequence": {"name": "body", "body": [{"conv": {"out": 4, "k": 1, "name": "a.b"}}, "relu"]}}])
+    model = netspec.build(s)
+    x = torch.randn(1, 4, 8, 8)
+    assert torch.equal(model(x), torch.relu(model.body.a.b(x)))

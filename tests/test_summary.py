@@ -44,17 +44,13 @@ def test_depth_folds_deeper_modules_into_their_row(cli):
     assert sum(int(r[4].replace(",", "")) for r in rows if r[4] != "-") == a.params
 
 
-def test_columns_are_chosen_by_name(cli, capsys):
-    import pytest
-
+def test_columns_are_chosen_by_name(cli):
     run = cli("compile", SPECS / "lenet.yaml", "--columns", "input,trainable")
     header = [c.strip() for c in run.out.splitlines()[2].strip("┃").split("┃")]
     assert header == ["path", "type", "input", "trainable"]
     assert table_rows(run.out)[1] == ["conv.0", "conv", "[1, 28, 28]", "156"]
-    with pytest.raises(SystemExit) as exc:
-        cli("compile", SPECS / "lenet.yaml", "--columns", "input,flops")
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and "unknown column 'flops' (columns: input, settings, output" in err
+    run = cli("compile", SPECS / "lenet.yaml", "--columns", "input,flops")
+    assert run.code == 2 and run.err.startswith("--columns: error: unknown column 'flops' (columns: from, input, settings, output")
 
 
 def test_frozen_rows_are_marked(write, cli):
@@ -132,3 +128,51 @@ def test_buffers_are_counted_apart_from_params(cli, monkeypatch):
     assert frozen.buffers > 0 and not cross_check(frozen)
     monkeypatch.setattr(BatchNorm, "buffers", lambda self, shape: ())   # a rule that forgets them is caught
     assert any("buffer elements" in p for p in cross_check(netspec.analyze(SPECS / "resnet18.yaml")))
+
+
+# -- issue 23, item 12: what the table and `resolve` say ----------------------------------------
+PROJECTED = HEAD + """\
+layers:
+  - residual: {body: [conv: {out: 8, k: 3, padding: 1, bias: false}], post: relu}
+  - residual: {body: [conv: {out: 8, k: 3, stride: 2, padding: 1, bias: false}]}
+  - residual: {body: [conv: {out: 8, k: 3, padding: 1}], shortcut: auto}
+"""
+
+
+def test_an_auto_projection_shows_its_stride_as_written(write, cli):
+    rows = {r[0]: r for r in table_rows(cli("compile", write(PROJECTED)).out)}
+    assert rows["0.shortcut.0"][2] == "out=8, k=1, bias=False"          # stride 1: the default, not 1x1
+    assert rows["1.shortcut.0"][2] == "out=8, k=1, stride=2, bias=False"
+
+
+def test_a_flat_construct_row_names_the_modules_it_holds(cli):
+    paths = [r[0] for r in table_rows(cli("compile", SPECS / "squeezenet1_1.yaml").out)]
+    assert len(paths) == len(set(paths))
+    assert paths[4:8] == ["features.3", "features.3.squeeze", "features.3.squeeze_activation",
+                          "features.3.{expand1x1..expand3x3_activation}"]
+    assert "features.3.{expand1x1,expand1x1_activation}" in paths
+    vit = [r[0] for r in table_rows(cli("compile", SPECS / "vit_tiny_cifar.yaml").out)]
+    assert "encoder.layers.encoder_layer_0.{ln_1,self_attention,dropout}" in vit
+    assert "encoder.layers.encoder_layer_0.{ln_2,mlp}" in vit
+    assert len(vit) == len(set(vit))
+
+
+def test_resolve_separates_slots_and_says_what_auto_became(write, cli):
+    run = cli("resolve", write(PROJECTED))
+    assert run.code == 0, run.err
+    lines = run.out.splitlines()
+    first = lines.index("  0: residual(shortcut=auto -> projection)")
+    assert lines[first + 1:first + 9] == ["    body:", "      0: conv(out=8, k=3, padding=1, bias=False)",
+                                          "    shortcut:", "      shortcut: sequence",
+                                          "        0: conv(out=8, k=1, bias=False)", "        1: bn()",
+                                          "    post:", "      1: relu()"]
+    last = lines.index("  2: residual(shortcut=auto -> identity)")
+    assert lines[last + 1:] == ["    body:", "      0: conv(out=8, k=3, padding=1)"]
+    # the graph without the analysis (Python API) still separates the slots
+    assert "    post:" in str(netspec.resolve(write(PROJECTED)))
+
+
+def test_resolve_of_a_spec_the_analysis_refuses_prints_the_graph_then_the_error(cli):
+    run = cli("resolve", ROOT / "tests" / "bad" / "residual.yaml")
+    assert run.code == 2 and run.out.startswith("graph t input=[3, 32, 32]\n: sequence\n  0: residual(shortcut=identity)")
+    assert run.err.count("\n") == 1 and "cannot be added to the identity shortcut" in run.err

@@ -231,3 +231,63 @@ def test_parallel_sweep_stopped_by_sigterm_resumes(sweep_dir, write):
     assert full.returncode == 0, full.stderr
     got, want = _runs(sweep_dir / "s"), _runs(sweep_dir / "full")
     assert {k: v["test_acc"] for k, v in got.items()} == {k: v["test_acc"] for k, v in want.items()}
+
+
+# -- issue 23 -------------------------------------------------------------------------------------------
+def test_a_second_sweep_on_one_out_is_refused(cli, sweep_dir, fits):
+    """Another sweep holds OUT: one line naming its pid and command, nothing trained; once it
+    is gone (its lock goes with its process), the sweep runs."""
+    from train_helpers import lock_held_elsewhere
+
+    out = sweep_dir / "out"
+    out.mkdir()
+    with lock_held_elsewhere(out, ["netspec", "sweep", "x.yaml"]) as pid:
+        r = cli("sweep", sweep_dir / "sweep.yaml", "--out", out, "--quiet")
+    assert r.code == 2 and fits == [] and not (out / "runs" / "0.02_seed0").exists()
+    assert r.err == f"error: sweep folder {out} is in use by pid {pid} (netspec sweep x.yaml); wait for it to end, " \
+                    f"or use another folder\n"
+    r = cli("sweep", sweep_dir / "tiny.yaml", "--out", out, "--quiet", "--set", "train.epochs=1")
+    assert r.code == 0, r.err
+
+
+def test_sweep_wide_sets_head_every_table_and_the_plot(cli, sweep_dir, monkeypatch):
+    import matplotlib.axes
+    titles = []
+    real = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda ax, text, **kw: titles.append(text) or real(ax, text, **kw))
+    out = sweep_dir / "out"
+    r = cli("sweep", sweep_dir / "tiny.yaml", "--out", out, "--quiet", "--set", "train.epochs=1",
+            "--set", "train.batch_size=32")
+    assert r.code == 0, r.err
+    md = (out / "results.md").read_text().split("\n")
+    every = "Every run with `--set train.epochs=1` `--set train.batch_size=32`."
+    tables = [i for i, line in enumerate(md) if line.startswith("| ") and not md[i - 1].startswith("|")]
+    assert len(tables) == 2 and all(every in md[i - 4:i] for i in tables), md
+    assert titles[-1] == "sweep tiny\nevery run with train.epochs=1, train.batch_size=32"
+
+
+def test_dry_run_commands_paste_into_a_shell(cli, sweep_dir):
+    import shlex
+    norm = '{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}'
+    r = cli("sweep", sweep_dir / "tiny.yaml", "--grid", f"train.normalization={norm}", "--out", sweep_dir / "o d",
+            "--dry-run")
+    assert r.code == 0, r.err
+    line = r.out.splitlines()[1]
+    argv = shlex.split(line.split(": ", 1)[1])
+    assert argv == ["netspec", "train", str(sweep_dir / "tiny.yaml"), "--set",
+                    "train.normalization={\"mean\": [0.5, 0.5, 0.5], \"std\": [0.25, 0.25, 0.25]}",
+                    "--set", "train.seed=0", "--out", str(sweep_dir / "o d" / "runs" / line.split(":")[0].strip())]
+
+
+def test_sweep_names_and_labels_reach_the_terminal_escaped(cli, sweep_dir, write):
+    write('sweep: "x\\e]0;owned\\aa\\nfake line"\nspec: tiny.yaml\ngrid:\n  train.epochs: {"one\\e[2J": 1}\n',
+          "evil.yaml")
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:  # pytest would otherwise keep them from stderr
+        warnings.simplefilter("always")
+        r = cli("sweep", sweep_dir / "evil.yaml", "--out", sweep_dir / "out", "--quiet")
+    assert r.code == 0, r.err
+    assert [str(w.message) for w in caught if "Glyph" in str(w.message)] == []   # none drawn into results.png
+    assert not any(c in r.out + r.err for c in "\x1b\x07"), r.out
+    assert "sweep x\\x1b]0;owned\\x07a\\nfake line: 1 configurations" in r.out
+    assert all(line.startswith(("sweep ", "[1/1] ", "results: ")) for line in r.out.splitlines()), r.out

@@ -44,7 +44,7 @@ def test_train_then_eval(capsys, tiny, tmp_path):
 
 @pytest.mark.parametrize("sets,needle", [
     (["train.optimizer.name=rmsprop"], "valid names: sgd, adam, adamw"),
-    (["train.schedule.name=poly"], "valid names: constant, step, cosine, onecycle"),
+    (["train.schedule.name=exponential"], "valid names: constant, step, cosine, onecycle, poly"),
     (["train.dataset={name: digits}"], "[3, 8, 8]"),  # input shape vs data
     (["train.batch_size=1000"], "larger than the training set"),
 ])

@@ -8,6 +8,7 @@ of everything that does not fit.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 
 import pytest
@@ -16,7 +17,8 @@ import torchvision.models as tvm
 from safetensors.torch import save_file
 
 import netspec
-from conftest import ROOT
+import netspec.errors
+from conftest import ROOT, save_png
 from netspec import weights
 from netspec.train.loop import Job
 from zoo import TORCHVISION
@@ -105,7 +107,6 @@ def test_real_tensors_arrive(tmp_path):
 @pytest.fixture(scope="module")
 def three_classes(tmp_path_factory):
     """A 3-class ImageFolder (random 40x40 RGB images) and torchvision resnet50 weights in a file."""
-    from torchvision.io import write_png
 
     root = tmp_path_factory.mktemp("folder")
     g = torch.Generator().manual_seed(0)
@@ -113,7 +114,7 @@ def three_classes(tmp_path_factory):
         (root / name).mkdir()
         for i in range(6):
             img = (torch.rand(3, 40, 40, generator=g) * 80 + 60 * c).to(torch.uint8)
-            write_png(img, str(root / name / f"{i}.png"))
+            save_png(img, str(root / name / f"{i}.png"))
     torch.manual_seed(0)
     path = root.parent / "resnet50.pth"
     torch.save(tvm.resnet50(weights=None).state_dict(), path)
@@ -227,3 +228,155 @@ def test_torchvision_cache_hit_brings_the_class_names(tmp_path, monkeypatch):
     model = netspec.build(netspec.analyze(ROOT / "specs" / "densenet121.yaml"), device="meta")
     report = weights.load_into(model, weights.read("torchvision:DenseNet121_Weights.DEFAULT"))
     assert report.loaded + report.filled == len(model.state_dict()) and report.filled == 121
+
+
+# -- what a weight file must hold (issue 23: silent truncation, NaN, crashes, bombs) -----------------------------
+def _linear_state() -> tuple[torch.nn.Module, dict]:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    return model, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("kind, dtype", [(kind, dtype) for kind in ("pt", "safetensors", "checkpoint")
+                                         for dtype in (torch.int64, torch.bool, torch.complex64)
+                                         if (kind, dtype) != ("safetensors", torch.complex64)])  # it stores none
+def test_tensors_of_another_kind_are_refused_and_listed(tmp_path, kind, dtype):
+    """int64 weights were cast into float parameters: every weight truncated to 0, and `export`
+    verified the all-zero model. Refused, listed like a shape mismatch, from every kind of file."""
+    model, state = _linear_state()
+    state = {k: v.to(dtype) for k, v in state.items()}
+    path = tmp_path / f"w.{kind}"
+    if kind == "safetensors":
+        save_file(state, path)
+    elif kind == "checkpoint":
+        torch.save({"netspec_checkpoint": 1, "model": state, "mean": [0.5], "std": [0.5]}, path)
+    else:
+        torch.save(state, path)
+    with pytest.raises(weights.WeightsError) as e:
+        weights.load_into(model, weights.read(str(path)))
+    name = str(dtype).removeprefix("torch.")
+    assert f"2 of another dtype: 0.weight file {name} model float32, 0.bias file {name} model float32" in str(e.value)
+    assert float(model[0].weight.detach().abs().sum()) > 0  # untouched
+
+
+def test_half_precision_files_load_as_a_cast(tmp_path):
+    model, state = _linear_state()
+    torch.save({k: v.half() for k, v in state.items()}, tmp_path / "h.pt")
+    assert weights.load_into(model, weights.read(str(tmp_path / "h.pt"))).loaded == 2
+
+
+def test_non_finite_sparse_and_meta_tensors_are_refused(tmp_path):
+    model, state = _linear_state()
+    cases = {
+        "nan.pt": ({**state, "0.weight": torch.full((3, 4), float("nan")), "0.bias": torch.tensor([1, float("inf"), 0])},
+                   "cannot be loaded: 2 not finite: 0.weight (12 NaN), 0.bias (1 inf)"),
+        "sparse.pt": ({**state, "0.weight": state["0.weight"].to_sparse()}, "1 not dense tensors: 0.weight (sparse_coo)"),
+        "meta.pt": ({k: v.to("meta") for k, v in state.items()}, "2 without data (meta tensors): 0.weight, 0.bias"),
+    }
+    for name, (content, needle) in cases.items():
+        torch.save(content, tmp_path / name)
+        with pytest.raises(weights.WeightsError, match=re.escape(needle)):
+            weights.load_into(model, weights.read(str(tmp_path / name)))
+    assert torch.equal(model.state_dict()["0.weight"], state["0.weight"])
+
+
+def test_a_zip_bomb_is_refused_before_it_inflates(tmp_path):
+    """A torch zip deflated: 64 MiB of zeros in a file of 64 KB (1 GiB in 1 MB: the same). Its record is bigger than the
+    storage its pickle declares (or its declared shape is not the model's): refused from the zip's
+    directory and the pickle alone, before a byte is inflated."""
+    import zipfile
+
+    model, state = _linear_state()
+    torch.save(state, tmp_path / "ok.pt")
+    with zipfile.ZipFile(tmp_path / "ok.pt") as src, \
+            zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            with dst.open(info.filename, "w", force_zip64=True) as record:
+                for _ in range(2**6 if info.filename.endswith("data/0") else 0):
+                    record.write(bytes(2**20))  # 64 MiB of zeros, deflated a MiB at a time
+                record.write(b"" if info.filename.endswith("data/0") else src.read(info))
+    assert (tmp_path / "bomb.pt").stat().st_size < 2**20
+    inflated = []
+    real = zipfile.ZipFile.read
+    with pytest.MonkeyPatch.context() as patch:  # torch inflates in C++; this sees a Python reader's
+        patch.setattr(zipfile.ZipFile, "read", lambda self, name, *a: inflated.append(name) or real(self, name, *a))
+        with pytest.raises(weights.WeightsError, match=r"its zip records unpack to 67,10\d,\d+ bytes, more than "
+                                                        r"the storages its tensors declare \(60 bytes\) allow"):
+            weights.load_into(model, weights.read(str(tmp_path / "bomb.pt")))
+    assert inflated == []
+    # the declared shape itself is the model's only when it is: a 2**28-float tensor is compared first
+    torch.save({"0.weight": torch.zeros(2**28, device="meta"), "0.bias": state["0.bias"]}, tmp_path / "huge.pt")
+    with pytest.raises(weights.WeightsError, match=r"0.weight file \[268435456\] model \[3, 4\]"):
+        weights.load_into(model, weights.read(str(tmp_path / "huge.pt")))
+
+
+def test_skipping_every_tensor_is_refused_and_never_suggested(cli, trained, tmp_path):
+    """`--init-skip '*'` evaluated a random model (10%, exit 0), and the refusal of another spec's
+    checkpoint suggested --init-skip: eval/predict never suggest skipping the model's own keys."""
+    spec, run = trained
+    r = cli("eval", spec, "--ckpt", run / "best.pt", "--init-skip", "*")
+    assert r.code == 2 and r.out == ""
+    assert r.err.strip().splitlines() == [
+        f"error: --init-skip '*' skips every tensor of the model: nothing would be loaded from {run / 'best.pt'} "
+        f"(netspec checkpoint, spec 'tiny', epoch 2), and the model would keep its random initialization; refused"]
+    other = tmp_path / "other.json"  # another spec on the same input: a wider conv
+    doc = tiny_spec()
+    doc["name"], doc["layers"][0]["conv"]["out"] = "other", 16
+    other.write_text(json.dumps(doc))
+    for command in ("eval", "predict"):
+        r = cli(command, other, "--ckpt", run / "best.pt", *(["x.png"] if command == "predict" else []))
+        assert r.code == 2 and "was trained from spec 'tiny', not this spec" in r.err
+        assert "--init-skip" not in r.err, r.err
+    # training a new head is what --init-skip is for: there it is suggested
+    model, state = _linear_state()
+    state["0.weight"] = torch.zeros(5, 4)
+    state["0.bias"] = torch.zeros(5)
+    with pytest.raises(weights.WeightsError, match=r"--init-skip PATTERN"):
+        weights.load_into(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 3)),
+                          weights.Weights({**state, "1.weight": torch.zeros(3, 3), "1.bias": torch.zeros(3)}, "f.pt"),
+                          fresh=True)
+
+
+def test_checkpoint_fields_beyond_the_weights_are_checked(cli, tmp_path):
+    """`classes` as an int crashed (TypeError: object of type 'int' has no len())."""
+    model, state = _linear_state()
+    for classes, needle in ((7, "'classes' is not a list of class names"),
+                            ([torch.zeros(1)], "'classes' is not a list of class names")):
+        torch.save({"netspec_checkpoint": 1, "model": state, "mean": [0.5], "std": [0.5], "classes": classes},
+                   tmp_path / "c.pt")
+        for read in (weights.read, weights.from_checkpoint):
+            with pytest.raises(netspec.errors.NetspecError, match=needle):
+                read(str(tmp_path / "c.pt"))
+
+
+@pytest.mark.parametrize("content, needle", [
+    ([torch.zeros(1)], "holds list, not a state_dict with names as keys"),
+    ({0: torch.zeros(1)}, "holds dict, not a state_dict with names as keys"),
+])
+def test_a_torchvision_cache_file_of_another_shape_is_one_line(cli, tmp_path, monkeypatch, content, needle):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(content, tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    r = cli("export", ROOT / "specs" / "resnet18.yaml", "--format", "pt2", "--init",
+            "torchvision:ResNet18_Weights.IMAGENET1K_V1", "-o", tmp_path / "x.pt2")
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and needle in r.err, r.err
+
+
+def test_a_protocol_4_pickle_is_one_line_without_torch_warnings(cli, tmp_path):
+    import pickle
+
+    (tmp_path / "p4.pt").write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    for flag in ("--init", "--ckpt"):
+        r = cli("export", ROOT / "specs" / "digits.yaml", "--format", "pt2", flag, tmp_path / "p4.pt",
+                "-o", tmp_path / "x.pt2")
+        assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
+        assert "loading them would run code" in r.err and "UserWarning" not in r.err
+
+
+def test_the_init_report_escapes_what_the_file_names(tmp_path):
+    """Keys are the file's: a newline or ESC in one would forge report lines or drive the terminal."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    state = {**model.state_dict(), "evil\n\x1b[2Jkey": torch.zeros(1)}
+    report = weights.load_into(model, weights.Weights(state, "f\x07.pt"), ["evil*"])
+    lines = report.lines()
+    assert len(lines) == 2 and all(line.isprintable() for line in lines)
+    assert "evil\\n\\x1b[2Jkey" in lines[1] and "f\\x07.pt" in lines[0]

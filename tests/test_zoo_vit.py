@@ -158,10 +158,15 @@ def test_backward_macs_of_attention_equal_flop_counter(frozen, input_grad):
     assert (fwd.get_total_flops() // 4, bwd.get_total_flops() // 4) == (analysis.macs, static)
 
 
-def test_memory_model_refuses_attention_dropout():
+def test_memory_model_refuses_attention_dropout(cli):
     analysis = netspec.analyze(VIT, overrides=["vars.attention_dropout=0.1"])
     with pytest.raises(NotImplementedError, match="dropout > 0"):
         training_step(analysis)
+    # `compile --memory` said so with a traceback (exit 3): one line naming the spec and the option
+    r = cli("compile", VIT, "--memory", "--set", "vars.attention_dropout=0.1")
+    assert r.code == 2 and r.out == "" and r.err.strip().splitlines() == [
+        f"{VIT}: error: --memory: the memory model has no rule for self_attention with dropout > 0 "
+        f"(scaled_dot_product_attention's math kernel); compile without --memory for the rest of the table"]
 
 
 def test_vit_tiny_cifar_trains_on_cpu(cli, tmp_path):

@@ -2,7 +2,11 @@
 well under a second on one CPU core."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 
 def tiny_spec(**train) -> dict:
@@ -43,3 +47,19 @@ def _merge(base: dict, extra: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(folder, command: list[str]):
+    """Another process holding `folder`'s lock, as a running `train` or `sweep` does
+    (-> its pid); killed with SIGKILL at the end, which drops the lock."""
+    code = ("import time; from netspec.locks import FolderLock; "
+            f"FolderLock({str(folder)!r}, 'folder').acquire({command!r}); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

@@ -47,6 +47,7 @@ class Construct(BaseModel):
     title: ClassVar[str] = ""  # the built module's class name in print(model)
     # fields written as they are, never as `$expressions` (a graph's references and names)
     plain: ClassVar[tuple[str, ...]] = ()
+    aliases: ClassVar[tuple[str, ...]] = ()  # other names people write for it (as a layer's aliases)
 
     name: str | None = Field(None, description="Module name (a state_dict key segment); default: position in its container.")
     flat: bool = Field(False, description="Add no module level: the children register on the enclosing module "
@@ -162,12 +163,13 @@ class Construct(BaseModel):
 _ADAPTERS: dict[tuple, TypeAdapter] = {}
 
 
-def register(tag: str):
-    """Class decorator: add a construct under `tag`. A duplicate tag is a bug."""
+def register(tag: str, aliases: tuple[str, ...] = ()):
+    """Class decorator: add a construct under `tag` (and its other names). A duplicate tag is a bug."""
     def add(cls: type[Construct]) -> type[Construct]:
         if tag in CONSTRUCTS:
             raise RuntimeError(f"construct tag {tag!r} registered twice ({CONSTRUCTS[tag].__name__}, {cls.__name__})")
         cls.tag = tag
+        cls.aliases = aliases
         cls.title = cls.title or cls.__name__
         CONSTRUCTS[tag] = cls
         return cls

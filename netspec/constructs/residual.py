@@ -92,7 +92,8 @@ class Residual(Construct):
         if len(shape) != 3 or len(out) != 3:
             raise a.fail(node, path, f"shortcut: auto projects only [C, H, W] maps; body turns {list(shape)} into {list(out)}", "shortcut")
         stride = max(1, round(shape[1] / out[1])), max(1, round(shape[2] / out[2]))
-        conv = REGISTRY["conv"](out=out[0], k=1, stride=list(stride), bias=False)
+        # one number when square, as a spec would write it (and as settings, diff and draw show it)
+        conv = REGISTRY["conv"](out=out[0], k=1, stride=stride[0] if stride[0] == stride[1] else list(stride), bias=False)
         if conv.infer(shape) != out:
             raise a.fail(node, path, f"shortcut: auto cannot map {list(shape)} to {list(out)} with a strided 1x1 conv; "
                                      f"give an explicit projection", "shortcut")

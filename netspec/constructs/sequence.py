@@ -8,7 +8,7 @@ from pydantic import Field
 from netspec.constructs.registry import Chain, Construct, register
 
 
-@register("sequence")
+@register("sequence", aliases=("Sequential",))
 class Sequence(Construct):
     """An explicitly nested sequential module (e.g. torchvision's `features`)."""
 

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import io
 import os
+import stat
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from netspec.errors import NetspecError
+from netspec.errors import NetspecError, first_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 MAX_PIXELS = 2**25   # per image, read from its header before decoding (8K video frames are 2**25)
@@ -65,7 +66,10 @@ def load_dataset(config, input_shape: list[int], progress: Callable[[str, int, i
     """The dataset `config` names (a `train.dataset` model), checked against the
     spec's input shape (C, H, W). `progress(message, done, total)` hears about slow
     preparation (decoding an image folder the first time): done 0 with the message,
-    then counts up to total."""
+    then counts up to total. A segmentation dataset (netspec.data.masks) gives a MaskData."""
+    if config.name in SEGMENTATION:
+        from netspec.data.masks import load_masks
+        return load_masks(config, list(input_shape), progress or _silent)
     data = DATASETS[config.name](config, list(input_shape), progress or _silent)
     check_shape(data, input_shape)
     if len(data.classes) < 2:  # every prediction would be right: nothing to learn, nothing measured
@@ -226,17 +230,56 @@ def _decode_folder_cached(folder: Path, channels: int, size: tuple[int, int] | N
     return x, y, classes
 
 
+# what an image may be: the formats of IMAGE_SUFFIXES (a JPEG with an embedded preview, as
+# cameras write them, is Pillow's MPO). Pillow is never asked to guess among the rest (EPS
+# would start Ghostscript).
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+# RGB -> gray as torchvision's decoder did it (libpng's rgb_to_gray with torchvision's
+# 0.2989/0.587 weights, in libpng's 15-bit fixed point, truncated): the same pixels as before
+GRAY_WEIGHTS = (9794, 19234, 3740)
+
+
 def read_image(path: str, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
     """One image file as uint8 C×H×W (1 channel: grayscale, else RGB), resized to `size`
     (bilinear, antialiased) when given and different. Used by image folders and `netspec predict`,
-    so a predicted image is prepared exactly as a test image is."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    so a predicted image is prepared exactly as a test image is.
 
-    _check_pixels(path)  # a decompression bomb is refused from its header
-    try:
-        img = decode_image(read_file(path), mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
-    except RuntimeError:
-        img = _decode_pil(path, channels)
+    Decoded by Pillow (torchvision's decoders are deprecated since 0.29), with torchvision's
+    conversions kept: a JPEG is decoded straight to gray by libjpeg (its Y channel), other images
+    are reduced by `GRAY_WEIGHTS`; 16-bit images keep their high byte (as Pillow reads 16-bit
+    RGB). Refused with one line: what is not a regular file (a FIFO would block), not one of
+    IMAGE_FORMATS, over MAX_PIXELS from its header, animated, or of a float or 32-bit pixel type."""
+    import numpy as np
+    from PIL import Image
+
+    with _open_regular(path) as f:
+        try:
+            with warnings.catch_warnings():  # PIL warns (DecompressionBombWarning) before it refuses
+                warnings.simplefilter("ignore")
+                im = Image.open(f, formats=IMAGE_FORMATS)
+        except Image.DecompressionBombError as e:
+            raise DataError(f"dataset imagefolder: {path}: {e}") from None
+        except Image.UnidentifiedImageError:
+            raise DataError(f"cannot read image {path}: not a JPEG, PNG, GIF, WebP or BMP image") from None
+        except (OSError, ValueError, SyntaxError) as e:  # a header Pillow cannot parse
+            raise DataError(f"cannot read image {path}: {first_line(e)}") from None
+        with im:
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                raise DataError(f"dataset imagefolder: {path} is {width}x{height} pixels, over the {MAX_PIXELS:,} "
+                                f"an image may have (a decompression bomb?)")
+            if getattr(im, "is_animated", False) and im.format != "MPO":  # MPO: the first image is the photo
+                raise DataError(f"cannot read image {path}: an animated {im.format} ({width}x{height}); "
+                                f"netspec reads still images (save the frame you mean as a PNG)")
+            try:
+                arr = _pixels(im, channels, np)
+            except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt data
+                raise DataError(f"cannot read image {path}: {first_line(e)}") from None
+            if arr is None:
+                raise DataError(f"cannot read image {path}: {im.format} with {im.mode} pixels (32-bit or "
+                                f"floating point); netspec reads 8- and 16-bit images")
+    img = torch.from_numpy(arr)
+    img = img.unsqueeze(0) if img.dim() == 2 else img.permute(2, 0, 1).contiguous()
     if size is not None and tuple(img.shape[1:]) != tuple(size):
         img = torch.nn.functional.interpolate(img[None].float(), size=tuple(size), mode="bilinear",
                                               antialias=True, align_corners=False)[0]
@@ -244,11 +287,45 @@ def read_image(path: str, channels: int, size: tuple[int, int] | None) -> torch.
     return img
 
 
+def _pixels(im, channels: int, np):
+    """The decoded uint8 pixels of a PIL image, H×W (gray) or H×W×3; None for a pixel type
+    netspec does not read."""
+    if im.format in ("JPEG", "MPO") and channels == 1:
+        im.draft("L", im.size)  # libjpeg's own gray output, at full size
+    mode = im.mode
+    if mode.startswith("I;16"):  # 16-bit gray: its high byte, as Pillow reads 16-bit RGB
+        gray = (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)
+        return gray if channels == 1 else np.repeat(gray[..., None], 3, axis=2)
+    if mode in ("I", "F"):
+        return None
+    if channels == 3:
+        return np.array(im.convert("RGB"))
+    if mode in ("L", "LA", "1"):
+        return np.array(im.convert("L"))
+    rgb = np.asarray(im.convert("RGB")).astype(np.uint32)
+    return ((rgb @ np.array(GRAY_WEIGHTS, np.uint32)) >> 15).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def _open_regular(path: str):
+    """The file at `path`, opened for reading if it is a regular file: opened non-blocking
+    (a FIFO's open would wait for a writer) and checked with fstat, not by its name."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise DataError(f"cannot read image {path}: {e.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise DataError(f"cannot read image {path}: this is {kind}, not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        yield f
+
+
 def _decode_all(paths: list[str], channels: int, size: tuple[int, int] | None, progress=_silent) -> torch.Tensor:
-    # torchvision's decoders release the GIL, so threads decode in parallel; torchvision
-    # 0.29 warns that they move to torchcodec, which is not a dependency: quiet that
-    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
-        warnings.simplefilter("ignore", DeprecationWarning)
+    # Pillow's decoders release the GIL, so threads decode in parallel
+    with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
         images = []
         for img in pool.map(lambda p: read_image(p, channels, size), paths, chunksize=256):
             images.append(img)
@@ -260,38 +337,6 @@ def _decode_all(paths: list[str], channels: int, size: tuple[int, int] | None, p
             raise DataError(f"dataset imagefolder: {path} is {list(img.shape)} but {paths[0]} is "
                             f"{list(first)}; add --set train.dataset.resize=true")
     return torch.stack(images)
-
-
-def _check_pixels(path: str) -> None:
-    """Refuse an image too large to decode from its header alone: a 0.9 MB PNG can be
-    30000x30000 (2.7 GB decoded, 11 GB as floats for resize)."""
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():  # PIL warns (DecompressionBombWarning) before it refuses
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                width, height = im.size
-    except Image.DecompressionBombError as e:
-        raise DataError(f"dataset imagefolder: {path}: {e}") from None
-    except (OSError, ValueError):
-        return  # not an image PIL knows: the decoder says what it is
-    if width * height > MAX_PIXELS:
-        raise DataError(f"dataset imagefolder: {path} is {width}x{height} pixels, over the {MAX_PIXELS:,} "
-                        f"an image may have (a decompression bomb?)")
-
-
-def _decode_pil(path: str, channels: int) -> torch.Tensor:
-    import numpy as np
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
-    except OSError as e:
-        raise DataError(f"cannot read image {path}: {e}") from None
-    t = torch.from_numpy(arr.copy())
-    return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -306,6 +351,8 @@ def _save_atomic(obj, path: Path) -> None:
     except OSError:
         pass  # a cache we cannot write only costs time on the next run
 
+
+SEGMENTATION = ("digits_canvas", "segmentation_folder")   # netspec.data.masks owns these
 
 DATASETS: dict[str, Callable[..., ImageData]] = {
     "digits": _digits,

@@ -19,7 +19,15 @@ import torch.nn.functional as F
 
 def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images on the 0..1 scale (float64 sums, chunked
-    so a 50,000-image set never becomes one float copy)."""
+    so a 50,000-image set never becomes one float copy); `x` may be a list of C×H×W images of
+    several sizes (a segmentation folder)."""
+    if isinstance(x, list):
+        c = x[0].shape[0]
+        parts = [img.to(torch.float64).reshape(c, -1) / 255.0 for img in x]
+        n = sum(p.shape[1] for p in parts)
+        mean = sum(p.sum(1) for p in parts) / n
+        var = sum((p * p).sum(1) for p in parts) / n - mean * mean
+        return mean.tolist(), var.clamp_min(1e-12).sqrt().tolist()
     c = x.shape[1]
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)

@@ -19,6 +19,7 @@ from netspec.document.schema import INLINE_ITEMS
 
 # the item lists a name may be found in: every construct's slots, and `when:`'s else
 _CHILD_LISTS = tuple(dict.fromkeys([slot for cls in CONSTRUCTS.values() for slot in cls.slots] + ["else"]))
+_REPEAT_FIELDS = sorted(info.alias or name for name, info in INLINE_ITEMS["repeat"].model_fields.items())
 
 
 class PathError(Exception):
@@ -189,13 +190,23 @@ def locate(root, segs: list, doc, create: bool) -> tuple[Any, Any]:
             doc.names.entered.append((node, index))
             node, tag = _enter(node, index, doc)
         elif isinstance(node, dict):
+            if tag is None and "repeat" in node and seg not in _REPEAT_FIELDS and _child_in(node, seg, trail, doc) is None:
+                # a repeat of one item (a block call) is addressed like that item: `layers.stage2.c`
+                body = node.get("body")
+                if isinstance(body, list) and len(body) == 1:
+                    doc.names.entered.append((body, 0))
+                    node, tag = _enter(body, 0, doc)
+                elif isinstance(body, list):
+                    raise PathError(f"{show(trail + [seg])}: no field or module {seg!r} here ({_here(node, tag, root)}); "
+                                    f"the repeat's body has {len(body)} items: a field of one is "
+                                    f"{show(trail + ['body', 0, seg])}")
             if tag is not None and seg == tag and seg not in node and not last:
                 trail.append(seg)      # `layers.0.conv.k`: the type key is optional
                 tag = None
                 continue
             if last:
                 if seg not in node and not create:
-                    raise PathError(f"{show(trail + [seg])} does not exist")
+                    raise PathError(f"{show(trail + [seg])} does not exist ({_here(node, tag, root)})")
                 return node, seg
             if seg in node:
                 node, tag = node[seg], None
@@ -209,12 +220,35 @@ def locate(root, segs: list, doc, create: bool) -> tuple[Any, Any]:
                     doc.put_raw(node, seg, {}, doc.origin_of_node(node))
                     node = node[seg]
                 else:
-                    fields = ", ".join(str(k) for k in node) or "none set"
-                    raise PathError(f"{show(trail + [seg])}: no field or module {seg!r} here (fields: {fields})")
+                    raise PathError(f"{show(trail + [seg])}: no field or module {seg!r} here ({_here(node, tag, root)})")
         else:
             raise PathError(f"{show(trail)} is a value ({node!r}), not a mapping or list")
         trail.append(seg)
     raise AssertionError("unreachable")
+
+
+def _here(node: dict, tag, root) -> str:
+    """What a PATH may name inside an item's mapping, for errors: its fields (a layer's or
+    construct's, a block call's arguments, a macro's; a plain mapping's keys) and the
+    names of the items in its lists."""
+    model = (REGISTRY.get(tag) or CONSTRUCTS.get(tag)) if tag is not None else \
+        next((m for key, m in INLINE_ITEMS.items() if key in node), None)
+    if model is not None:
+        fields = [info.alias or name for name, info in model.model_fields.items()]
+    elif tag is not None:   # a block call: the block's arguments
+        block = (root.get("blocks") or {}).get(tag) if isinstance(root, dict) else None
+        args = block.get("args") if isinstance(block, dict) else None
+        fields = [*(args if isinstance(args, dict) else ()), "name"]
+    else:
+        fields = list(node)
+    names = []
+    for key in _CHILD_LISTS:
+        value = node.get(key)
+        lists = value.values() if isinstance(value, dict) else value if isinstance(value, list) and value and \
+            all(isinstance(b, list) for b in value) else [value]
+        names += [n for items in lists if isinstance(items, list) for n in map(_item_name, items) if n]
+    shown = ", ".join(names[:20]) + (f" and {len(names) - 20:,} more" if len(names) > 20 else "")
+    return f"fields: {', '.join(sorted(map(str, fields))) or 'none'}; named items: {shown or 'none'}"
 
 
 def _child_in(content: dict, seg, trail: list, doc):
@@ -242,6 +276,8 @@ def plain_path(data, segs: list) -> bool:
     for i, seg in enumerate(segs):
         if isinstance(node, dict):
             if from_list and _item_key(node) is not None and seg != _item_key(node):
+                return False
+            if from_list and "repeat" in node and seg not in _REPEAT_FIELDS:   # a field of the repeat's item
                 return False
             if i == len(segs) - 1:
                 return True

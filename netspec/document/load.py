@@ -70,6 +70,13 @@ class Source:
         table = self.key_positions if on_key and real in self.key_positions else self.positions
         return real, table.get(real, (1, 1) if self.positions else None)
 
+    def value_at(self, path: tuple) -> Any:
+        """The value at `path` as written (segments not in the data skipped, as `locate` does)."""
+        node = self.data
+        for part in self.locate(path)[0]:
+            node = node[part]
+        return node
+
     def copy(self) -> "Source":
         """An independent copy (later stages edit `data` in place: extends, --set)."""
         return Source(self.file, copy.deepcopy(self.data), dict(self.positions), dict(self.key_positions),
@@ -85,6 +92,8 @@ class Source:
         for n in range(len(path), 0, -1):
             if tuple(path[:n]) in self.sets:
                 return self.sets[tuple(path[:n])]
+        if path and tuple(path) not in self.positions:  # a mapping a --set made on its way (`a.b.c=1` made `b`)
+            return next((text for p, text in self.sets.items() if p[:len(path)] == tuple(path)), None)
         return None
 
     def error(self, message: str, path: tuple = (), **kw) -> SpecError:
@@ -536,6 +545,20 @@ def parse_override(text: str) -> tuple[list, Any]:
     return segs, value
 
 
+def _refuse_invented(data: dict, path: tuple, key, node: dict, text: str) -> None:
+    """A --set that would make up a graph node, or the other layout, on its way to a field is
+    a typo: one line naming what exists."""
+    if path == () and key in ("layers", "graph") and ({"layers", "graph"} - {key}) & set(data):
+        other = "graph" if key == "layers" else "layers"
+        hint = "graph.nodes.<id>.<field>" if other == "graph" else "layers.<name or index>.<field>"
+        raise SpecError(f"the spec has no {key}: its network is {other}: (a path through it: {hint})", file=set_label(text))
+    if path[-1:] == ("nodes",) and node:   # a graph's nodes
+        from netspec.document.locate import did_you_mean
+        where = ".".join(map(str, path))
+        raise SpecError(f"{where} has no node {key!r}{did_you_mean(str(key), node)} (nodes: {', '.join(map(str, node))})",
+                        file=set_label(text))
+
+
 def set_plain(source: Source, segs: list, value: Any, text: str) -> None:
     """Set the value at plain keys and indexes (mappings are created on the way) and
     record that `text` put it there."""
@@ -543,6 +566,7 @@ def set_plain(source: Source, segs: list, value: Any, text: str) -> None:
     for key in segs[:-1]:
         if isinstance(node, dict):
             if key not in node:
+                _refuse_invented(source.data, path, key, node, text)
                 node[key] = {}
                 created = created or path + (key,)
             node = node[key]

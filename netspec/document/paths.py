@@ -11,6 +11,7 @@ Must not import torch or any later stage.
 from __future__ import annotations
 
 import os
+import re
 
 from netspec.errors import SpecError
 
@@ -63,3 +64,11 @@ def check_dataset_root(spec) -> None:
     rule = ("a relative --set path is relative to the current directory" if source.set_by(where) is not None
             else f"relative paths in {source.origin(where)[0]} are relative to its folder")
     raise source.error(f"{problem} ({rule})", where)
+
+
+def file_stem(name: str, default: str) -> str:
+    """A spec's `name:` as a file or folder name here (train's run folder, draw's picture): what is
+    not a letter, digit, '_', '.' or '-' becomes '-' (no '/', no control character), with no
+    leading or trailing dot or dash (no '..', no hidden file, no option), at most 100 characters;
+    `default` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)[:100].strip("-.") or default

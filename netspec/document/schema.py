@@ -126,6 +126,9 @@ class When(_ItemBase):
 # Items written with their fields at the item's top level (`{repeat: 2, body: [...]}`), keyed
 # by the field that tells them apart; every other item is a one-key mapping.
 INLINE_ITEMS = {"when": When, "repeat": Repeat}
+# other names of layer types and constructs (PyTorch's): an item so spelled is pointed at the
+# tag, so no block may take one (and the JSON Schema refuses them as item keys)
+ALIASES = {alias: tag for tag, cls in [*REGISTRY.items(), *CONSTRUCTS.items()] for alias in cls.aliases}
 
 
 # -- structural constructs: spec variants generated from netspec.constructs ---------------
@@ -341,6 +344,9 @@ class Spec(Closed):
                 kind = "layer type" if name in REGISTRY else "construct"
                 raise ValueError(f"block {name!r} has the name of a {kind}: `{name}` in a layer list means the "
                                  f"{kind}, so the block could never be used; rename it")
+            if name in ALIASES:
+                raise ValueError(f"block {name!r} has another name of '{ALIASES[name]}' (`{name}` in a layer list is "
+                                 f"pointed at '{ALIASES[name]}'); rename it")
         return blocks
 
     @model_validator(mode="after")
@@ -397,12 +403,16 @@ def json_schema() -> dict:
             alternatives.append(defs[LAYER_FIELDS[tag].__name__]["properties"][cls.shorthand])
         item[tag] = {"description": fields.get("description", ""), "anyOf": alternatives}
     # a block call is written `blockname: {args}`; its model splits that into block/args
+    not_a_block = {"not": {"enum": [*REGISTRY, *STRUCTURAL, *INLINE_ITEMS, *ALIASES]}}
     defs["BlockCall"] = {
         "title": "BlockCall", "type": "object", "minProperties": 1, "maxProperties": 1,
         "description": BlockCall.__doc__,
-        "propertyNames": {"not": {"enum": [*REGISTRY, *STRUCTURAL, *INLINE_ITEMS]}},
+        "propertyNames": not_a_block,
         "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]},
     }
+    schema["properties"]["blocks"]["propertyNames"] = not_a_block
+    # a bare name is a layer type or a block: never another name of a type (`- BatchNorm2d`)
+    defs["Item"]["anyOf"][-1]["not"] = {"enum": list(ALIASES)}
     # a block's body may be written as one construct key (`residual: {...}`) instead of `body:`
     block = defs["Block"]
     block["required"] = []

@@ -49,9 +49,12 @@ def _tagged_by_name(default: str, kind: str, names: tuple[str, ...]):
                          custom_error_message=f"unknown {kind} name; valid names: {', '.join(names)}")
 
 
-DATASET_NAMES = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder")
+DATASET_NAMES = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder",
+                 "digits_canvas", "segmentation_folder")
+SEGMENTATION_DATASETS = ("digits_canvas", "segmentation_folder")   # masks, not labels
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
-SCHEDULE_NAMES = ("constant", "step", "cosine", "onecycle")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "onecycle", "poly")
+IGNORE = 255   # the mask value that counts nowhere (VOC's border)
 
 # ---------------------------------------------------------------- datasets
 
@@ -102,8 +105,35 @@ class ImageFolderData(_Strict):
     resize: bool = Field(False, description="Resize every image to the spec's input height and width (else sizes must already match).")
 
 
+class DigitsCanvasData(_Strict):
+    """Segmentation offline: scikit-learn's 8x8 digits, enlarged and placed on a canvas (up to one
+    per quarter, at random offsets); each pixel is labelled with its digit's class + 1, the
+    background 0, and the blurred rim between a digit and the background is ignored (255).
+    Deterministic from `seed`; a digit image is in the train or the test canvases, never both."""
+
+    name: Literal["digits_canvas"] = Field("digits_canvas", description="Dataset name.")
+    size: int = Field(32, ge=16, le=256, description="Canvas side in pixels (the spec's input is [1, size, size]).")
+    train_size: int = Field(2000, ge=1, le=MAX_IMAGES, description="Training canvases.")
+    test_size: int = Field(500, ge=1, le=MAX_IMAGES, description="Test canvases.")
+    seed: Seed = Field(0, description="Seed of the placement and of the split of the digit images.")
+
+
+class SegmentationFolderData(_Strict):
+    """`root/{train,test}/images/*.{jpg,png,...}` with `root/{train,test}/masks/<same stem>.png`: a
+    mask's pixels are class indices (8-bit gray or palette PNG; VOC's SegmentationClass is one
+    --set away), 255 ignored."""
+
+    name: Literal["segmentation_folder"] = Field("segmentation_folder", description="Dataset name.")
+    root: str = Field(description="Folder holding train/ and test/, each with images/ and masks/.")
+    classes: Annotated[list[str], Field(min_length=2)] = Field(description="Class names, in mask-index order (0 is usually the background).")
+    train_dir: str = Field("train", description="Subfolder of root with the training images/ and masks/.")
+    test_dir: str = Field("test", description="Subfolder of root with the test images/ and masks/.")
+
+
 Dataset = Annotated[
     Union[
+        Annotated[DigitsCanvasData, Tag("digits_canvas")],
+        Annotated[SegmentationFolderData, Tag("segmentation_folder")],
         Annotated[DigitsData, Tag("digits")],
         Annotated[SyntheticData, Tag("synthetic")],
         Annotated[TorchvisionData, Tag("cifar10")],
@@ -124,6 +154,12 @@ class Augmentation(_Strict):
     flip: bool = Field(False, description="Random horizontal flip with probability 1/2.")
     cutout: int = Field(0, ge=0, description="Zero (after normalization: set to the mean) one random square of this side per image (0 = off; 16 is usual for CIFAR).")
     test_flip: bool = Field(False, description="At evaluation, average the logits of each image and its mirror image.")
+    scale: Annotated[list[Annotated[float, Field(gt=0, le=16)]], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="Segmentation: resize each image and its mask by a random factor in [low, high] (masks nearest), e.g. [0.5, 2.0].")
+    crop: int | None = Field(None, ge=1, le=2**14, description="Segmentation: a random crop of this side (padded with 0, masks with the ignore index, where smaller); default the input's size.")
+
+
+MIN_STD = 1e-6  # the smallest per-channel std netspec measures (a constant channel) and accepts
 
 
 class Normalization(_Strict):
@@ -136,8 +172,8 @@ class Normalization(_Strict):
     def _same_length(self) -> "Normalization":
         if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
             raise ValueError(f"mean has {len(self.mean)} channels but std has {len(self.std)}")
-        if self.std is not None and any(s <= 0 for s in self.std):
-            raise ValueError("std must be positive")
+        if self.std is not None and any(not s >= MIN_STD for s in self.std):
+            raise ValueError(f"std must be at least {MIN_STD:g} (pixels are divided by it: less overflows to inf/NaN)")
         return self
 
 
@@ -206,8 +242,15 @@ class OneCycleSchedule(_Strict):
     anneal: Literal["linear", "cos"] = Field("linear", description="Shape of the rise and fall.")
 
 
+class PolySchedule(_Strict):
+    name: Literal["poly"] = Field("poly", description="Schedule name.")
+    power: float = Field(0.9, gt=0, description="The rate is peak * (1 - t/T) ** power over the steps after warmup (torchvision's segmentation references: 0.9).")
+    warmup_epochs: float = Field(0.0, ge=0, description="Epochs of linear warmup from 0 to the peak learning rate.")
+
+
 Schedule = Annotated[
     Union[
+        Annotated[PolySchedule, Tag("poly")],
         Annotated[ConstantSchedule, Tag("constant")],
         Annotated[StepSchedule, Tag("step")],
         Annotated[CosineSchedule, Tag("cosine")],
@@ -227,9 +270,13 @@ class EMA(_Strict):
 
 
 class Loss(_Strict):
-    """Cross-entropy on the model's logits."""
+    """Cross-entropy on the model's logits (per pixel for segmentation: the mean over the pixels
+    not ignored, PyTorch's default)."""
 
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
+    ignore_index: int = Field(IGNORE, ge=0, le=255, description="Segmentation: the mask value that counts in no loss and no metric.")
+    class_weights: list[Annotated[float, Field(ge=0)]] | None = Field(None, min_length=2, description="Weight of each class in the cross-entropy (torch's weight=; the mean is then weighted).")
+    outputs: dict[str, Annotated[float, Field(ge=0)]] | None = Field(None, min_length=1, description="For a model that returns a record: the loss weight of each output, e.g. {out: 1.0, aux: 0.5}; default out 1.0 and aux 0.5 (torchvision's references). Checked against the spec's outputs.")
 
 
 # ---------------------------------------------------------------- the section
@@ -242,7 +289,7 @@ class TrainConfig(_Strict):
     augmentation: Augmentation = Field(default_factory=Augmentation, description="Training-time augmentation, done on the training device.")
     normalization: Normalization = Field(default_factory=Normalization, description="Input normalization, done on the training device.")
     optimizer: Optimizer = Field(default_factory=SGD, description="The optimizer; `name` is sgd, adam or adamw.")
-    schedule: Schedule = Field(default_factory=OneCycleSchedule, description="Learning-rate schedule, stepped every batch; `name` is constant, step, cosine or onecycle.")
+    schedule: Schedule = Field(default_factory=OneCycleSchedule, description="Learning-rate schedule, stepped every batch; `name` is constant, step, cosine, onecycle or poly.")
     loss: Loss = Field(default_factory=Loss, description="The loss (cross-entropy).")
     ema: EMA = Field(default_factory=EMA, description="Evaluate a moving average of the weights (off by default).")
     epochs: int = Field(10, ge=1, le=1_000_000, description="Passes over the training set.")
@@ -279,6 +326,74 @@ def input_problem(config: TrainConfig, shape: list[int]) -> tuple[str, tuple] | 
         return (f"padding of {pad} is larger than the {height}x{width} input; at most {min(height, width)}",
                 ("train", "augmentation", "crop_padding"))
     return None
+
+
+DEFAULT_OUTPUT_WEIGHTS = {"out": 1.0, "aux": 0.5}   # torchvision's segmentation references
+DIGIT_CANVAS_CLASSES = 11   # background and the ten digits
+
+
+def task_of(output) -> str | None:
+    """What the model's output (its plain form) is for: 'classification' ([classes]),
+    'segmentation' ([classes, H, W], or a record whose `out` is that), or None."""
+    main = output.get("out") if isinstance(output, dict) else output
+    if isinstance(main, list) and main and all(isinstance(n, int) for n in main):
+        return {1: "classification", 3: "segmentation"}.get(len(main))
+    return None
+
+
+def output_problem(config: TrainConfig, output, shape: list[int]) -> tuple[str, tuple] | None:
+    """What in the train section cannot work with the model's output (from the analysis), as
+    (message, path into the document): the task the output is for against the dataset, a
+    segmenter's output size against its input (the masks'), the loss weights of a record's
+    outputs against its keys, class weights against the classes."""
+    task = task_of(output)
+    segmenting = config.dataset.name in SEGMENTATION_DATASETS
+    shown = _form_text(output)
+    if task is None:
+        return (f"the trainer trains a model whose output is class scores [classes] or per-pixel scores [classes, "
+                f"H, W] (or a record with `out`); this one gives {shown}"), ("train",)
+    if task == "segmentation" and not segmenting:
+        return (f"the spec outputs per-pixel scores {shown} (segmentation), but train.dataset {config.dataset.name} "
+                f"labels whole images; use a segmentation dataset ({', '.join(SEGMENTATION_DATASETS)})"), \
+            ("train", "dataset", "name")
+    if task == "classification" and segmenting:
+        return (f"train.dataset {config.dataset.name} labels every pixel, but the spec outputs {shown}, scores per "
+                f"image; end it with per-pixel scores [classes, H, W]"), ("train", "dataset", "name")
+    if task == "classification":
+        return None
+    records = output if isinstance(output, dict) else {}
+    main = records.get("out", output)
+    if list(main[1:]) != list(shape[1:]):
+        which = "out " if records else ""
+        return (f"the spec's output {which}{main} is not the input's size {shape[1]}x{shape[2]}, which the masks "
+                f"have; end the spec with a resize like the input (resize: {{like: input, mode: bilinear}})"), \
+            ("train", "dataset")
+    weights = config.loss.outputs
+    if weights is not None:
+        if not records:
+            return (f"train.loss.outputs weighs a record's outputs, but the spec outputs one tensor {shown}",
+                    ("train", "loss", "outputs"))
+        for key in weights:
+            if key not in records:
+                return (f"train.loss.outputs names {key!r}, but the spec's outputs are {', '.join(records)}",
+                        ("train", "loss", "outputs", key))
+        for key, value in records.items():
+            if weights.get(key) and (not isinstance(value, list) or list(value[1:]) != list(main[1:])):
+                return (f"output {key} {_form_text(value)} cannot be weighed against the masks "
+                        f"({main[1]}x{main[2]})"), ("train", "loss", "outputs", key)
+    classes = len(config.dataset.classes) if config.dataset.name == "segmentation_folder" else DIGIT_CANVAS_CLASSES
+    if main[0] < classes:
+        return (f"the spec's output has {main[0]} channels (class scores) but train.dataset has {classes} classes",
+                ("train", "dataset"))
+    if config.loss.class_weights is not None and len(config.loss.class_weights) != classes:
+        return (f"{len(config.loss.class_weights)} class weights for {classes} classes", ("train", "loss", "class_weights"))
+    return None
+
+
+def _form_text(form) -> str:
+    if isinstance(form, dict):
+        return "{" + ", ".join(f"{k}: {_form_text(v)}" for k, v in form.items()) + "}"
+    return str(form)
 
 
 def field_reference(model: type[BaseModel] = TrainConfig, prefix: str = "train") -> list[tuple[str, str, str, str]]:

@@ -25,7 +25,7 @@ class Activation(Layer):
         return getattr(nn, self.torch_name)(**self.model_dump(exclude={"name", "frozen"}))
 
 
-@register("relu")
+@register("relu", aliases=("ReLU",))
 class ReLU(Activation):
     """max(0, x) (torch.nn.ReLU)."""
     torch_name: ClassVar[str] = "ReLU"
@@ -33,54 +33,54 @@ class ReLU(Activation):
     keeps: ClassVar[str] = "output"
 
 
-@register("relu6")
+@register("relu6", aliases=("ReLU6",))
 class ReLU6(Activation):
     """min(max(0, x), 6) (torch.nn.ReLU6), as in MobileNetV2."""
     torch_name: ClassVar[str] = "ReLU6"
     runs_inplace: ClassVar[bool] = True
 
 
-@register("leaky_relu", shorthand="negative_slope")
+@register("leaky_relu", shorthand="negative_slope", aliases=("LeakyReLU",))
 class LeakyReLU(Activation):
     """x if x > 0 else negative_slope * x (torch.nn.LeakyReLU)."""
     torch_name: ClassVar[str] = "LeakyReLU"
     negative_slope: float = Field(0.01, description="Slope for negative inputs.")
 
 
-@register("sigmoid")
+@register("sigmoid", aliases=("Sigmoid",))
 class Sigmoid(Activation):
     """1 / (1 + exp(-x)) (torch.nn.Sigmoid)."""
     torch_name: ClassVar[str] = "Sigmoid"
     keeps: ClassVar[str] = "output"
 
 
-@register("tanh")
+@register("tanh", aliases=("Tanh",))
 class Tanh(Activation):
     """Hyperbolic tangent (torch.nn.Tanh)."""
     torch_name: ClassVar[str] = "Tanh"
     keeps: ClassVar[str] = "output"
 
 
-@register("gelu", shorthand="approximate")
+@register("gelu", shorthand="approximate", aliases=("GELU",))
 class GELU(Activation):
     """Gaussian error linear unit (torch.nn.GELU)."""
     torch_name: ClassVar[str] = "GELU"
     approximate: Literal["none", "tanh"] = Field("none", description="'tanh' uses the tanh approximation.")
 
 
-@register("silu")
+@register("silu", aliases=("SiLU", "Swish"))
 class SiLU(Activation):
     """x * sigmoid(x), a.k.a. swish (torch.nn.SiLU)."""
     torch_name: ClassVar[str] = "SiLU"
 
 
-@register("hardswish")
+@register("hardswish", aliases=("Hardswish",))
 class Hardswish(Activation):
     """x * relu6(x + 3) / 6 (torch.nn.Hardswish), as in MobileNetV3."""
     torch_name: ClassVar[str] = "Hardswish"
 
 
-@register("hardsigmoid")
+@register("hardsigmoid", aliases=("Hardsigmoid",))
 class Hardsigmoid(Activation):
     """relu6(x + 3) / 6 (torch.nn.Hardsigmoid), as in MobileNetV3's squeeze-excitation."""
     torch_name: ClassVar[str] = "Hardsigmoid"

@@ -27,7 +27,7 @@ from netspec.layers.registry import (Autograd, Layer, NonNegPair, Pair, PosInt, 
                                      register)
 
 
-@register("self_attention", shorthand="heads")
+@register("self_attention", shorthand="heads", aliases=("MultiheadAttention",))
 class SelfAttention(Layer):
     """Multi-head self-attention of tokens [N, D] (torch.nn.MultiheadAttention with
     batch_first, called as attn(x, x, x, need_weights=False), torchvision's ViT

@@ -17,7 +17,7 @@ def _check_groups(c: int, out: int, groups: int) -> None:
         raise LayerError("groups", f"{groups} does not divide out channels {out}")
 
 
-@register("conv")
+@register("conv", aliases=("Conv2d",))
 class Conv(Layer):
     """2-D convolution (torch.nn.Conv2d); in_channels is inferred from the input."""
     fresh_output: ClassVar[bool] = True
@@ -88,7 +88,7 @@ class Conv(Layer):
                          dilation=pair(self.dilation), groups=self.groups, bias=self.bias)
 
 
-@register("conv_transpose")
+@register("conv_transpose", aliases=("ConvTranspose2d",))
 class ConvTranspose(Layer):
     """2-D transposed convolution (torch.nn.ConvTranspose2d), e.g. learned upsampling;
     in_channels is inferred from the input."""

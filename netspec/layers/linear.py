@@ -10,7 +10,7 @@ from netspec.errors import LayerError
 from netspec.layers.registry import Autograd, Layer, NonNegPair, PosInt, Receptive, Shape, register
 
 
-@register("linear", shorthand="out")
+@register("linear", shorthand="out", aliases=("Linear",))
 class Linear(Layer):
     """y = x W^T + b over the last dimension (torch.nn.Linear); in_features is inferred."""
     fresh_output: ClassVar[bool] = True

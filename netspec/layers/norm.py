@@ -12,7 +12,7 @@ from netspec.errors import LayerError
 from netspec.layers.registry import Autograd, Layer, PosInt, Receptive, Shape, need_rank, register
 
 
-@register("bn")
+@register("bn", aliases=("BatchNorm2d", "BatchNorm1d", "BatchNorm"))
 class BatchNorm(Layer):
     """Batch normalization over channels: BatchNorm1d for [features] or [channels, length]
     inputs, BatchNorm2d for [channels, height, width]."""
@@ -46,7 +46,7 @@ class BatchNorm(Layer):
         return cls(shape[0], eps=self.eps, momentum=self.momentum, affine=self.affine)
 
 
-@register("frozen_bn")
+@register("frozen_bn", aliases=("FrozenBatchNorm2d",))
 class FrozenBatchNorm(Layer):
     """Batch normalization with fixed statistics and affine terms, all buffers (no
     parameters, no num_batches_tracked): torchvision.ops.FrozenBatchNorm2d, which
@@ -72,7 +72,7 @@ class FrozenBatchNorm(Layer):
         return FrozenBatchNorm2d(shape[0], eps=self.eps)
 
 
-@register("layernorm")
+@register("layernorm", aliases=("LayerNorm", "LayerNorm2d"))
 class LayerNorm(Layer):
     """Layer normalization over the last dimension (torch.nn.LayerNorm; any rank: [F],
     tokens [N, D], channels-last [H, W, C]) or over the channels of a [C, H, W] map
@@ -118,7 +118,7 @@ class LayerNorm(Layer):
         return cls(size, eps=self.eps, elementwise_affine=self.elementwise_affine, bias=self.bias)
 
 
-@register("groupnorm", shorthand="groups")
+@register("groupnorm", shorthand="groups", aliases=("GroupNorm",))
 class GroupNorm(Layer):
     """Group normalization: channels split into groups, each normalized over its channels
     and positions (torch.nn.GroupNorm); [C], [C, L] or [C, H, W] input."""

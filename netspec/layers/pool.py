@@ -53,13 +53,13 @@ class WindowPool(Layer):
                                             padding=pair(self.padding), ceil_mode=self.ceil_mode)
 
 
-@register("maxpool", shorthand="k")
+@register("maxpool", shorthand="k", aliases=("MaxPool2d",))
 class MaxPool(WindowPool):
     """Max pooling (torch.nn.MaxPool2d; AdaptiveMaxPool2d(1) for k: global)."""
     torch_name: ClassVar[str] = "MaxPool2d"
 
 
-@register("avgpool", shorthand="k")
+@register("avgpool", shorthand="k", aliases=("AvgPool2d",))
 class AvgPool(WindowPool):
     """Average pooling (torch.nn.AvgPool2d; AdaptiveAvgPool2d(1) for k: global)."""
     torch_name: ClassVar[str] = "AvgPool2d"
@@ -97,13 +97,13 @@ class AdaptivePool(Layer):
         return getattr(nn, self.torch_name)(pair(self.size))
 
 
-@register("adaptive_maxpool", shorthand="size")
+@register("adaptive_maxpool", shorthand="size", aliases=("AdaptiveMaxPool2d",))
 class AdaptiveMaxPool(AdaptivePool):
     """Max pooling to a fixed output size (torch.nn.AdaptiveMaxPool2d)."""
     torch_name: ClassVar[str] = "AdaptiveMaxPool2d"
 
 
-@register("adaptive_avgpool", shorthand="size")
+@register("adaptive_avgpool", shorthand="size", aliases=("AdaptiveAvgPool2d",))
 class AdaptiveAvgPool(AdaptivePool):
     """Average pooling to a fixed output size (torch.nn.AdaptiveAvgPool2d)."""
     torch_name: ClassVar[str] = "AdaptiveAvgPool2d"
@@ -112,7 +112,7 @@ class AdaptiveAvgPool(AdaptivePool):
 PosFloat = Annotated[float, Field(gt=0)]
 
 
-@register("upsample", shorthand="scale")
+@register("upsample", shorthand="scale", aliases=("Upsample",))
 class Upsample(Layer):
     """Resize a [C, H, W] map by a scale factor or to a size (torch.nn.Upsample)."""
     fresh_output: ClassVar[bool] = True

@@ -86,6 +86,9 @@ class Layer(BaseModel):
 
     tag: ClassVar[str] = ""
     shorthand: ClassVar[str | None] = None  # `dropout: 0.5` means `dropout: {p: 0.5}`
+    # other names people write for this type (PyTorch's class names): an item spelled so, in
+    # any case, is pointed at the tag (`BatchNorm2d` -> `bn`), and no block may take one
+    aliases: ClassVar[tuple[str, ...]] = ()
     # In-place execution, decided by the builder from the graph (netspec.builder):
     # `fresh_output`: the output is a new tensor that this layer's backward does not read,
     # so the next layer may overwrite it; `runs_inplace`: the built module has torch's
@@ -203,13 +206,15 @@ class Layer(BaseModel):
                 if v != type(self).model_fields[k].default}
 
 
-def register(tag: str, shorthand: str | None = None):
-    """Class decorator: add a layer type under `tag`. A duplicate tag is a bug."""
+def register(tag: str, shorthand: str | None = None, aliases: tuple[str, ...] = ()):
+    """Class decorator: add a layer type under `tag` (and its other names, `aliases`). A
+    duplicate tag is a bug."""
     def add(cls: type[Layer]) -> type[Layer]:
         if tag in REGISTRY:
             raise RuntimeError(f"layer tag {tag!r} registered twice ({REGISTRY[tag].__name__}, {cls.__name__})")
         cls.tag = tag
         cls.shorthand = shorthand
+        cls.aliases = aliases
         REGISTRY[tag] = cls
         return cls
     return add

@@ -19,7 +19,7 @@ def _sample_dim(dim: int, rank: int, field: str) -> int:
     return dim % rank
 
 
-@register("flatten")
+@register("flatten", aliases=("Flatten",))
 class Flatten(Layer):
     """Flatten sample dimensions start..end into one (torch.nn.Flatten); by default the
     whole sample. Dimensions exclude the batch: `start: 1` turns [C, H, W] into [C, H*W]."""
@@ -75,7 +75,7 @@ class Reshape(Layer):
         return Reshape(self.infer(shape))
 
 
-@register("permute", shorthand="dims")
+@register("permute", shorthand="dims", aliases=("Permute",))
 class Permute(Layer):
     """Reorder the sample dimensions (torch.permute; torchvision.ops.misc.Permute). The
     batch is excluded: `[1, 2, 0]` turns [C, H, W] into [H, W, C] and is torchvision's
@@ -99,7 +99,7 @@ class Permute(Layer):
         return Permute([0, *(d + 1 for d in self.dims)])
 
 
-@register("channel_shuffle", shorthand="groups")
+@register("channel_shuffle", shorthand="groups", aliases=("ChannelShuffle",))
 class ChannelShuffle(Layer):
     """ShuffleNet's channel shuffle of a [C, H, W] map: channels as [groups, C/groups],
     transposed (torchvision.models.shufflenetv2.channel_shuffle)."""
@@ -177,7 +177,7 @@ class SelectToken(Layer):
         return SelectToken(self.index)
 
 
-@register("identity")
+@register("identity", aliases=("Identity",))
 class Identity(Layer):
     """Pass the input through (torch.nn.Identity)."""
     passes_input: ClassVar[bool] = True
@@ -190,7 +190,7 @@ class Identity(Layer):
         return nn.Identity()
 
 
-@register("dropout", shorthand="p")
+@register("dropout", shorthand="p", aliases=("Dropout",))
 class Dropout(Layer):
     """Zero elements with probability p while training (torch.nn.Dropout)."""
     passes_input: ClassVar[bool] = True
@@ -207,7 +207,7 @@ class Dropout(Layer):
         return nn.Dropout(self.p)
 
 
-@register("stochastic_depth", shorthand="p")
+@register("stochastic_depth", shorthand="p", aliases=("StochasticDepth",))
 class StochasticDepth(Layer):
     """Drop whole samples (row) or the whole batch with probability p while training,
     scaling survivors by 1/(1-p); identity in eval (torchvision.ops.StochasticDepth)."""

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from netspec.budget import positive
-from netspec.errors import SpecError
-from netspec.sweep.execute import check_plan, run_sweep
+from netspec.errors import SpecError, one_line
+from netspec.sweep.execute import check_plan, run_sweep, train_command
 from netspec.sweep.plan import load_sweep_file, parse_grid, parse_seeds, plan_sweep, slug
 
 
@@ -58,12 +60,14 @@ def cmd_sweep(args) -> int:
         plan = plan_sweep(name=name, variants=[(lab, f, []) for lab, f in zip(labels, args.files)], grid=grid,
                           seeds=seeds or [0], common=list(args.set),
                           out=args.out or os.path.join("runs", f"sweep-{slug(name)}"))
+    log = lambda text: print(one_line(text), flush=True)  # noqa: E731  names and labels are the user's: escaped
     if args.dry_run:
         check_plan(plan)
-        print(f"sweep {plan.name}: {len(plan.configs)} configurations, {len(plan.runs)} runs -> {plan.out}")
-        for run in plan.runs:
+        log(f"sweep {plan.name}: {len(plan.configs)} configurations, {len(plan.runs)} runs -> {plan.out}")
+        for run in plan.runs:  # each line's command pasted into a shell trains that run
             done = (run.folder / "summary.json").is_file()
-            print(f"  {run.id}{'  (done)' if done else ''}: {run.config.spec} "
-                  + " ".join(f"--set {o}" for o in run.overrides))
+            log(f"  {run.id}{'  (done)' if done else ''}: "
+                + shlex.join([*train_command(run, args.device), "--out", str(run.folder)]))
         return 0
-    return run_sweep(plan, device=args.device, quiet=args.quiet, log=lambda s: print(s, flush=True), jobs=args.jobs)
+    return run_sweep(plan, device=args.device, quiet=args.quiet, log=log, jobs=args.jobs,
+                     command=["netspec", "sweep", *sys.argv[1:]])

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from netspec.errors import EXIT_CHECK_FAILED, NetspecError, SpecError
+from netspec.locks import FolderLock
 from netspec.sweep.plan import Plan, Run
 from netspec.sweep.tables import pct, write_results
 
@@ -47,14 +48,23 @@ def _plan_record(run: Run) -> dict:
     return {"spec": os.path.abspath(run.config.spec), "overrides": run.overrides, "seed": run.seed}
 
 
-def run_sweep(plan: Plan, device: str | None = None, quiet: bool = False, log=print, jobs: int = 1) -> int:
+def run_sweep(plan: Plan, device: str | None = None, quiet: bool = False, log=print, jobs: int = 1,
+              command: list[str] | None = None) -> int:
+    """Train the plan's runs not done yet; the sweep's folder is locked to this process
+    meanwhile (`command` names it to a second sweep refused there)."""
     check_plan(plan)
     try:
         plan.out.mkdir(parents=True, exist_ok=True)
         (plan.out / "runs").mkdir(exist_ok=True)
+        lock = FolderLock(plan.out, "sweep folder").acquire(command or ["netspec", "sweep", plan.name])
     except OSError as e:
         reason = "it is a file" if plan.out.is_file() or (plan.out / "runs").is_file() else e.strerror or str(e)
         raise SpecError(f"cannot use {plan.out} as the sweep's folder: {reason}", file="--out") from None
+    with lock:
+        return _run_sweep(plan, device, quiet, log, jobs)
+
+
+def _run_sweep(plan: Plan, device: str | None, quiet: bool, log, jobs: int) -> int:
     runs = plan.runs
     for run in runs:  # what is already there
         record = run.folder / "sweep.json"
@@ -110,7 +120,7 @@ def _train(run: Run, device: str | None, quiet: bool, what: str, log) -> None:
     resume = _prepare(run, what, log)
     try:
         fit(job, out=None if resume else run.folder, resume=resume, device=device, quiet=quiet,
-            command=_train_command(run, None))
+            command=train_command(run, None))
     except NetspecError as e:
         if getattr(e, "exit_code", 2) in _STOP_CODES:
             raise
@@ -119,7 +129,7 @@ def _train(run: Run, device: str | None, quiet: bool, what: str, log) -> None:
     _trained(run, what, log)
 
 
-def _train_command(run: Run, device: str | None) -> list[str]:
+def train_command(run: Run, device: str | None) -> list[str]:
     """The `netspec train` command line of a run (what its run folder records)."""
     return ["netspec", "train", run.config.spec, *[a for o in run.overrides for a in ("--set", o)],
             *(["--device", device] if device else [])]
@@ -128,7 +138,9 @@ def _train_command(run: Run, device: str | None) -> list[str]:
 def _trained(run: Run, what: str, log) -> None:
     _collect(run, "trained")
     s = run.summary
-    log(f"{what}: test {pct(s.get('test_acc'))} (best {pct(s.get('best_test_acc'))}), "
+    key = "test_miou" if s.get("task") == "segmentation" else "test_acc"
+    name = "mIoU " if key == "test_miou" else ""
+    log(f"{what}: test {name}{pct(s.get(key))} (best {pct(s.get('best_' + key))}), "
         f"{s.get('images_per_s') or 0:,.0f} images/s, {s.get('wall_s') or 0:.1f} s")
 
 
@@ -170,7 +182,7 @@ class _Pool:
 
     def _start(self, run: Run, what: str) -> None:
         resume = _prepare(run, what, self.log)
-        command = [sys.executable, "-m", *_train_command(run, self.device), "--quiet",
+        command = [sys.executable, "-m", *train_command(run, self.device), "--quiet",
                    *(["--resume", str(resume)] if resume else ["--out", str(run.folder)])]
         with open(run.folder / "train.log", "a") as log_file:  # the child keeps its own handle
             self.running[subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)] = (run, what)
@@ -226,17 +238,18 @@ def _collect(run: Run, status: str) -> None:
     run.status = status
 
 
-_ROW = re.compile(r"^\| (?P<cls>[^|]+?) \| (?P<acc>[0-9.]+)% \| \d+ / \d+ \|$")
+_ROW = re.compile(r"^\| (?P<cls>[^|]+?) \| (?P<acc>[0-9.]+)% \| (?:[0-9.]+% \| )?[\d,]+ / [\d,]+ \|$")
 
 
 def _per_class(report: Path) -> dict[str, float] | None:
-    """Per-class accuracy from the trainer's report.md (its 'Per-class accuracy' table)."""
+    """Per-class accuracy from the trainer's report.md (its 'Per-class accuracy' table), or for a
+    segmentation run its IoU (the first column of 'Per-class IoU and accuracy')."""
     if not report.is_file():
         return None
     out, inside = {}, False
     for line in report.read_text().splitlines():
         if line.startswith("## "):
-            inside = line.startswith("## Per-class accuracy")
+            inside = line.startswith("## Per-class accuracy") or line.startswith("## Per-class IoU")
             continue
         m = _ROW.match(line) if inside else None
         if m:

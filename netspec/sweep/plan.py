@@ -80,6 +80,7 @@ class Plan:
     axes: list[str]
     configs: list[Config]
     reported: dict[str, float]
+    common: list[str] = field(default_factory=list)   # PATH=VALUE set in every run (sweep file's set:, --set)
 
     @property
     def runs(self) -> list[Run]:
@@ -150,7 +151,7 @@ def plan_sweep(*, name: str, description: str = "", variants: list[tuple[str, st
         for seed in c.seeds:
             run_id = f"{slug(c.label.replace(' / ', '_')) or 'run'}_seed{seed}"
             c.runs.append(Run(c, seed, run_id, out / "runs" / run_id, [*c.overrides, f"train.seed={seed}"]))
-    return Plan(name, description, out, axes, configs, dict(reported or {}))
+    return Plan(name, description, out, axes, configs, dict(reported or {}), list(common))
 
 
 def plan_problem(grid: dict, seeds: list[int], common: list[str]) -> tuple[str, tuple] | None:

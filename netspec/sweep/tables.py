@@ -1,8 +1,8 @@
 """The sweep's results: results.md, results.csv, runs.csv and results.png in OUT.
 
-One row per configuration: the varied values, params, MACs, test accuracy (mean ± std over
-seeds), best accuracy, the figure reported elsewhere, images/s and wall time, and a
-per-class table. Every file is replaced whole (temporary file + rename), so the tables are
+One row per configuration: the varied values, params, MACs, the test score (mean ± std over
+seeds: accuracy, or mIoU for segmentation runs), the best one, the figure reported elsewhere,
+images/s and wall time, and a per-class table (accuracy, or IoU). Every file is replaced whole (temporary file + rename), so the tables are
 consistent after every run. Imports no torch.
 """
 from __future__ import annotations
@@ -11,8 +11,11 @@ import csv
 import math
 import os
 import statistics
+import textwrap
+import warnings
 from pathlib import Path
 
+from netspec.errors import one_line
 from netspec.sweep.plan import Plan, axis_names
 
 
@@ -27,12 +30,20 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def metric(plan: Plan) -> tuple[str, str]:
+    """(summary key, name) of the score a sweep compares: test accuracy, or mIoU when its runs
+    are segmentation runs (netspec train's summary says `task: segmentation`)."""
+    segmenting = any((r.summary or {}).get("task") == "segmentation" for c in plan.configs for r in c.runs)
+    return ("test_miou", "mIoU") if segmenting else ("test_acc", "accuracy")
+
+
 def aggregate(plan: Plan) -> list[dict]:
+    key, _ = metric(plan)
     rows = []
     for c in plan.configs:
         done = [r for r in c.runs if r.summary is not None]
-        acc, acc_std = _mean_std([r.summary.get("test_acc") for r in done])
-        best, _ = _mean_std([r.summary.get("best_test_acc") for r in done])
+        acc, acc_std = _mean_std([r.summary.get(key) for r in done])
+        best, _ = _mean_std([r.summary.get(f"best_{key}") for r in done])
         ips, _ = _mean_std([r.summary.get("images_per_s") for r in done])
         wall = sum(r.summary.get("wall_s") or 0 for r in done)
         classes: dict[str, list[float]] = {}
@@ -75,9 +86,11 @@ def _write_csv(plan: Plan, rows: list[dict], classes: list[str]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
     grid_cols = [f"grid:{a}" for a in plan.axes]
+    key, _ = metric(plan)
+    short = "iou" if key == "test_miou" else "acc"
     w.writerow(["label", "variant", *[a for a in plan.axes], "params", "macs", "seeds", "done", "failed",
-                "test_acc_mean", "test_acc_std", "best_test_acc_mean", "reported_acc", "images_per_s", "wall_s",
-                *[f"acc:{c}" for c in classes]])
+                f"{key}_mean", f"{key}_std", f"best_{key}_mean", f"reported_{short}", "images_per_s", "wall_s",
+                *[f"{short}:{c}" for c in classes]])
     for r in rows:
         w.writerow([r["label"], r["variant"], *[r[g] for g in grid_cols], r["params"], r["macs"], r["seeds"], r["done"],
                     r["failed"], _num(r["test_acc_mean"]), _num(r["test_acc_std"]), _num(r["best_test_acc_mean"]),
@@ -90,12 +103,13 @@ def _write_runs_csv(plan: Plan) -> None:
     import io
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["label", "seed", "status", "folder", "test_acc", "best_test_acc", "best_epoch", "epochs",
+    key, _ = metric(plan)
+    w.writerow(["label", "seed", "status", "folder", key, f"best_{key}", "best_epoch", "epochs",
                 "images_per_s", "wall_s", "error"])
     for run in plan.runs:
         s = run.summary or {}
         w.writerow([run.config.label, run.seed, run.status, os.path.relpath(run.folder, plan.out),
-                    _num(s.get("test_acc")), _num(s.get("best_test_acc")), s.get("best_epoch", ""), s.get("epochs", ""),
+                    _num(s.get(key)), _num(s.get(f"best_{key}")), s.get("best_epoch", ""), s.get("epochs", ""),
                     _num(s.get("images_per_s"), "{:.1f}"), _num(s.get("wall_s"), "{:.1f}"), run.error])
     _atomic(plan.out / "runs.csv", buf.getvalue())
 
@@ -109,10 +123,12 @@ def _write_md(plan: Plan, rows: list[dict], classes: list[str]) -> None:
         lines += [plan.description, ""]
     done = sum(r["done"] for r in rows)
     total = sum(r["seeds"] for r in rows)
-    lines += [f"{done} of {total} runs done. Test accuracy is the last evaluation, mean ± std over seeds; "
-              "images/s is training throughput (mean over seeds); wall is the sum over seeds.", ""]
+    _, name = metric(plan)
+    score = "test mIoU" if name == "mIoU" else "test acc"
+    lines += [*_every_run(plan), f"{done} of {total} runs done. The test {name} is the last evaluation's, mean ± std "
+              "over seeds; images/s is training throughput (mean over seeds); wall is the sum over seeds.", ""]
     head = (["variant"] if multi_variant else []) + [short[a] for a in plan.axes] + \
-        ["params", "MACs", "test acc", "best test acc"] + (["reported"] if has_reported else []) + \
+        ["params", "MACs", score, f"best {score}"] + (["reported"] if has_reported else []) + \
         ["seeds", "images/s", "wall"]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
@@ -125,14 +141,21 @@ def _write_md(plan: Plan, rows: list[dict], classes: list[str]) -> None:
              _num(r["images_per_s"], "{:,.0f}") or "-", f"{r['wall_s']:.1f} s" if r["done"] else "-"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     if classes:
-        lines += ["", "## Per-class test accuracy (mean over seeds)", "",
+        lines += ["", f"## Per-class test {'IoU' if name == 'mIoU' else 'accuracy'} (mean over seeds)", "", *_every_run(plan),
                   "| configuration | " + " | ".join(classes) + " |", "|" + " --- |" * (len(classes) + 1)]
         for r in rows:
             if r["per_class"]:
                 lines.append(f"| {r['label'] or r['variant']} | " +
                              " | ".join(pct(r["per_class"].get(c)) for c in classes) + " |")
-    lines += ["", "![test accuracy](results.png)", "", "Runs (one folder each, with the trainer's report): runs.csv", ""]
+    lines += ["", f"![test {name}](results.png)", "", "Runs (one folder each, with the trainer's report): runs.csv", ""]
     _atomic(plan.out / "results.md", "\n".join(lines))
+
+
+def _every_run(plan: Plan) -> list[str]:
+    """The sweep-wide settings above a table: a figure from `train.epochs=1` is not the real one."""
+    if not plan.common:
+        return []
+    return ["Every run with " + " ".join(f"`--set {s}`" for s in plan.common) + ".", ""]
 
 
 def _human(n: int) -> str:
@@ -143,13 +166,19 @@ def _human(n: int) -> str:
 
 
 def _plot(plan: Plan, rows: list[dict]) -> None:
+    with warnings.catch_warnings():  # a label's glyphs missing from the font: a warning per glyph
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        _draw(plan, rows)
+
+
+def _draw(plan: Plan, rows: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in rows if r["test_acc_mean"] is not None]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows) + 2), 4))
-    labels = [r["label"] or r["variant"] for r in rows]
+    labels = [one_line(r["label"] or r["variant"]) for r in rows]   # the user's text: no control characters drawn
     means = [100 * r["test_acc_mean"] for r in rows]
     stds = [100 * (r["test_acc_std"] or 0) for r in rows]
     numeric = len(plan.axes) == 1 and len({r["variant"] for r in rows}) == 1 and \
@@ -161,7 +190,7 @@ def _plot(plan: Plan, rows: list[dict]) -> None:
         if rep:
             ax.plot(*zip(*rep), "s--", color="gray", label="reported")
             ax.legend()
-        ax.set_xlabel(plan.axes[0])
+        ax.set_xlabel(one_line(plan.axes[0]))
     else:
         pos = range(len(rows))
         ax.bar(pos, means, yerr=stds, capsize=3, color="tab:blue", label="measured")
@@ -171,8 +200,9 @@ def _plot(plan: Plan, rows: list[dict]) -> None:
             ax.legend()
         ax.set_xticks(list(pos))
         ax.set_xticklabels(labels, rotation=30 if max(map(len, labels)) > 8 else 0, ha="right")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"sweep {plan.name}")
+    ax.set_ylabel(f"test {metric(plan)[1]} (%)")
+    every = textwrap.fill(one_line("every run with " + ", ".join(plan.common)), 100) if plan.common else ""
+    ax.set_title(one_line(f"sweep {plan.name}") + (f"\n{every}" if every else ""), fontsize=10 if every else None)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = plan.out / ".results.png.tmp.png"

@@ -11,6 +11,7 @@ Imports torch only. Must not import the loop, data or build.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from netspec.document.train import MIN_STD
 from netspec.errors import EXIT_CHECK_FAILED, NetspecError
 
 FORMAT = 1
@@ -33,9 +35,35 @@ class CheckpointError(NetspecError):
 
 class SaveFailed(CheckpointError):
     """A checkpoint could not be written (a full disk, a folder made read-only): the
-    previous file of that name is untouched. Exit 1, as a training run that cannot go on."""
+    previous file of that name is untouched. Exit 2: the fix is the machine's (space,
+    permissions), then --resume from the previous checkpoint."""
 
-    exit_code = EXIT_CHECK_FAILED
+
+class _WriteAll:
+    """A file whose write() writes every byte or raises, and remembers its OSError. A nearly
+    full disk writes part of a buffer (the count says so; the next write fails), and torch's
+    zip writer turns the OSError of some writes into its own "unexpected pos 704 vs 598"."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                written = os.write(self.fd, view[done:])
+                if written == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += written
+        except OSError as e:
+            self.error = e
+            raise
+        return done
+
+    def flush(self) -> None:
+        pass
 
 
 def save(state: dict, path: str | os.PathLike) -> None:
@@ -44,10 +72,14 @@ def save(state: dict, path: str | os.PathLike) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        # unbuffered: a failed write (a full disk) raises its OSError inside torch.save,
-        # which torch passes on; through a buffer it became "unexpected pos 704 vs 598"
         with os.fdopen(fd, "wb", buffering=0) as f:
-            torch.save({"netspec_checkpoint": FORMAT, **state}, f)
+            out = _WriteAll(f.fileno())
+            try:
+                torch.save({"netspec_checkpoint": FORMAT, **state}, out)
+            except RuntimeError:
+                if out.error is None:
+                    raise
+                raise out.error from None
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
@@ -86,15 +118,18 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", need
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle refusing a non-tensor object, truncation, not a zip...
-        if "Weights only load failed" in str(e):
-            first = "it holds objects other than tensors, numbers, strings and containers, and loading them would run code"
-        else:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {unreadable(e)}") from None
     if not isinstance(state, dict) or state.get("netspec_checkpoint") != FORMAT:
         raise CheckpointError(f"{path} is not a netspec checkpoint (format {FORMAT})")
     check_fields(state, path, needs)
     return state
+
+
+def unreadable(e: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in one line."""
+    if "Weights only load failed" in str(e):
+        return "it holds objects other than tensors, numbers, strings and containers, and loading them would run code"
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def check_fields(state: dict, path, needs: tuple[str, ...]) -> None:
@@ -128,7 +163,8 @@ HISTORY_ROW = ("epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "t
 FIELDS = {
     "model": ("a mapping of parameter names to tensors", _weights),
     "mean": ("a list of numbers", lambda v: isinstance(v, list) and len(v) > 0 and all(map(_number, v))),
-    "std": ("a list of positive numbers", lambda v: isinstance(v, list) and len(v) > 0 and all(_number(x) and x > 0 for x in v)),
+    "std": (f"a list of positive numbers (at least {MIN_STD:g})",
+            lambda v: isinstance(v, list) and len(v) > 0 and all(_number(x) and x >= MIN_STD for x in v)),
     "epoch": ("an epoch count", _int),
     "step": ("a step count", _int),
     "optimizer": ("an optimizer state (a mapping)", lambda v: isinstance(v, dict)),

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 
 from netspec.budget import DEFAULT_MAX_PARAMS, max_params
-from netspec.deploy.commands import add_init_options, read_weights, report
+from netspec.deploy.commands import add_init_options, add_precision_option, precision_note, precision_set, read_weights, report
 from netspec.errors import one_line
 
 
@@ -30,7 +31,8 @@ def _train_epilog() -> str:
         lines.append(f"      {desc}")
     lines += ["", "Several processes: torchrun --nproc_per_node=N -m netspec train SPEC",
               "(train.batch_size is the global batch; each process takes batch_size/N).",
-              "Exit codes: 0 trained, 1 training failed (NaN loss, out of memory), 2 invalid input,",
+              "Exit codes: 0 trained (or --resume of a finished run: nothing to do), 1 training failed (NaN loss,",
+              "out of memory), 2 invalid input or a run folder that cannot be written (a full disk) or is in use,",
               "130 stopped by Ctrl-C/SIGTERM after saving a resumable checkpoint."]
     return "\n".join(lines)
 
@@ -60,6 +62,7 @@ def add_commands(subparsers) -> None:
     add_init_options(ev, ckpt="checkpoint file (loaded with weights_only=True)", required=True)
     ev.add_argument("--device", choices=("cpu", "cuda"), help="where to evaluate (default: train.device, auto)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_precision_option(ev)
     ev.set_defaults(func=_eval)
 
 
@@ -88,25 +91,31 @@ def _fail(error) -> int:
     return getattr(error, "exit_code", 2)
 
 
+def _check_arguments(args) -> bool:
+    """Refuse contradicting arguments, each as one line naming the argument; -> whether a SPEC was given."""
+    from netspec.errors import SpecError
+
+    if args.resume and args.out:
+        raise SpecError("continues a run in its own folder; leave out --out", file=f"--resume {args.resume}")
+    if args.resume and not os.path.isfile(os.path.join(args.resume, "last.pt")):
+        raise SpecError("no last.pt there to continue from", file=f"--resume {args.resume}")
+    if args.resume and args.init:
+        raise SpecError("--init starts a run from weights; --resume continues one from its last.pt: use one",
+                        file=f"--resume {args.resume}")
+    if args.spec is not None:
+        return True
+    if not args.resume:
+        raise SpecError("needs a SPEC (or --resume DIR: the run folder holds its spec) (netspec train --help)",
+                        file="netspec train")
+    args.spec = os.path.join(args.resume, "spec.yaml")  # the resolved spec, --set values in it
+    return False
+
+
 def _train(args) -> int:
     from netspec.errors import NetspecError
 
-    if args.resume and args.out:
-        print("error: --resume continues in its own folder; leave out --out", file=sys.stderr)
-        return 2
-    if args.resume and not os.path.isfile(os.path.join(args.resume, "last.pt")):
-        print(one_line(f"error: --resume {args.resume}: no last.pt there to continue from"), file=sys.stderr)
-        return 2
-    spec_given = args.spec is not None
-    if not spec_given:
-        if not args.resume:
-            print("error: netspec train needs a SPEC (or --resume DIR: the run folder holds its spec)", file=sys.stderr)
-            return 2
-        args.spec = os.path.join(args.resume, "spec.yaml")  # the resolved spec, --set values in it
-    if args.resume and args.init:
-        print("error: --init starts a run from weights; --resume continues one from its last.pt: use one", file=sys.stderr)
-        return 2
     try:
+        spec_given = _check_arguments(args)
         init = read_weights(args)  # a bad source fails before the data is loaded
         job = _load_job(args)
         from netspec.train.loop import fit
@@ -122,7 +131,19 @@ def _train(args) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C
         print("aborted", file=sys.stderr)
         return 130
-    if "run_dir" in summary:  # rank 0 only
+    if summary.get("complete"):  # --resume of a finished run: nothing was done
+        more = [*_resume_command(args, spec_given), "--resume", summary["run_dir"], "--set",
+                f"train.epochs={2 * summary['epochs']}"]
+        print(one_line(f"{summary['run_dir']}: complete, {_plural(summary['epochs'], 'epoch')} trained (test accuracy "
+                       f"{100 * (summary.get('test_acc') or 0):.2f}%); nothing was changed. To train it further, give it "
+                       f"more epochs: {shlex.join(more)}"), flush=True)
+    elif "run_dir" in summary and summary.get("task") == "segmentation":
+        print(one_line(f"{summary['name']}: test mIoU {100 * summary['test_miou']:.2f}% (best "
+                       f"{100 * summary['best_test_miou']:.2f}% at epoch {summary['best_epoch']}), pixel accuracy "
+                       f"{100 * summary['test_acc']:.2f}%, {_plural(summary['epochs'], 'epoch')}, "
+                       f"{summary['images_per_s']:,.0f} images/s, {summary['wall_s']:.1f} s; run folder {summary['run_dir']}"),
+              flush=True)
+    elif "run_dir" in summary:  # rank 0 only
         acc, best = summary["test_acc"], summary["best_test_acc"]
         print(one_line(f"{summary['name']}: test accuracy {100 * acc:.2f}% (best {100 * best:.2f}% at epoch "
                        f"{summary['best_epoch']}), {_plural(summary['epochs'], 'epoch')}, {summary['images_per_s']:,.0f} images/s, "
@@ -135,14 +156,26 @@ def _eval(args) -> int:
 
     try:
         source = read_weights(args)
+        args.set = precision_set(args)
         job = _load_job(args)
+        report(precision_note(job, args, "eval"))
         from netspec.train.evaluate import evaluate_weights
 
         result = evaluate_weights(job, source, device=args.device, skip=args.init_skip, on_report=report)
     except NetspecError as e:
         return _fail(e)
+    result["precision"] = job.config.precision
     if args.json:
         print(json.dumps(result))
+        return 0
+    if "miou" in result:   # segmentation: mIoU, pixel accuracy, and IoU per class
+        print(one_line(f"{job.name}: mIoU {100 * result['miou']:.2f}%, pixel accuracy {100 * result['pixel_accuracy']:.2f}% "
+                       f"on {_plural(result['images'], 'image')} ({result['pixels']:,} pixels), loss {result['test_loss']:.4f} "
+                       f"({args.ckpt or args.init}" + (f", epoch {result['epoch']})" if result["epoch"] is not None else ")")))
+        width = max(len(c) for c in result["classes"])
+        for cls, iou, acc in zip(result["classes"], result["per_class_iou"], result["per_class_acc"]):
+            if iou is not None:
+                print(one_line(f"  {cls:<{width}}  IoU {100 * iou:6.2f}%  accuracy {100 * acc:6.2f}%"))
         return 0
     print(one_line(f"{job.name}: test accuracy {100 * result['test_acc']:.2f}% on {_plural(result['images'], 'image')}, "
                    f"loss {result['test_loss']:.4f} ({args.ckpt or args.init}"

@@ -1,8 +1,8 @@
-"""Evaluation: accuracy, loss and the confusion matrix of a model on a test loader.
+"""Evaluation: the loaders of a task's data, `netspec eval`, and what evaluation and predict share.
 
-Owns `evaluate` (used by the loop after each evaluated epoch), `evaluate_checkpoint` /
-`evaluate_weights` (`netspec eval --ckpt / --init`), the normalization evaluation and
-`netspec predict` share, and the checks that the spec's output fits the dataset's classes.
+Owns `make_loaders` (the loop's and eval's, for labels or masks), `evaluate_checkpoint` /
+`evaluate_weights` (`netspec eval --ckpt / --init`: the measures of task.py on the test
+set), and the normalization evaluation and `netspec predict` share.
 
 Imports torch, netspec.data and the trainer's checkpoint/distributed parts. Must not
 import loop.py (the loop imports this) or netspec.cli.
@@ -10,42 +10,42 @@ import loop.py (the loop imports this) or netspec.cli.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from netspec.data.datasets import DataError, ImageData, load_dataset
 from netspec.data.gpu_loader import DeviceLoader, channel_stats
+from netspec.errors import CheckFailed
 from netspec.train import checkpoint, distributed
+from netspec.train.task import make_task, per_class_iou
 
 
-@torch.no_grad()
-def evaluate(net: torch.nn.Module, loader: DeviceLoader, n_classes: int, d: distributed.Dist | None = None,
-             test_flip: bool = False, predictions: list | None = None) -> tuple[float, float, torch.Tensor]:
-    """(mean loss, accuracy, confusion matrix rows=true cols=predicted) over all ranks;
-    `predictions`, when given, gets each batch's predicted classes (this rank's images)."""
-    was_training = net.training
-    net.eval()
-    dev = loader.device
-    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-    confusion = torch.zeros(n_classes * n_classes, dtype=torch.long, device=dev)
-    for x, y, valid in loader.epoch(0):
-        logits = net(x)
-        if test_flip:  # the mean of the image's and its mirror image's logits
-            logits = (logits + net(x.flip(3))) / 2
-        logits, y = logits[:valid].float(), y[:valid]
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-        confusion += torch.bincount(y * n_classes + logits.argmax(1), minlength=n_classes * n_classes)
-        if predictions is not None:
-            predictions.append(logits.argmax(1).cpu())
-    counts = torch.cat([loss_sum.view(1), confusion.double()])
-    if d is not None:
-        d.sum_(counts)
-    net.train(was_training)
-    confusion = counts[1:].round().long().view(n_classes, n_classes)
-    total = max(1, int(confusion.sum()))
-    return float(counts[0]) / total, float(confusion.diag().sum()) / total, confusion
+def make_loaders(cfg, data, input_shape: list[int], task, mean, std, dev, d: distributed.Dist | None = None,
+                 train: bool = True):
+    """(training loader or None, test loader) for the task's data: images and labels
+    (DeviceLoader) or images and masks (MaskLoader, joint scale/crop/flip), this rank's share."""
+    from netspec.data.masks import MaskLoader
+    rank, world = (d.rank, d.world) if d is not None else (0, 1)
+    aug = cfg.augmentation
+    # capped at the test set: eval batches are padded to full size
+    eval_bs = max(1, min((cfg.eval_batch_size or 2 * cfg.batch_size) // world, -(-len(data.test_x) // world)))
+    if task.kind == "segmentation":
+        common = dict(device=dev, mean=mean, std=std, ignore=task.ignore, rank=rank, world=world,
+                      channels_last=cfg.channels_last)
+        test = MaskLoader(data.test_x, data.test_y, batch_size=eval_bs, train=False, **common)
+        crop = (aug.crop, aug.crop) if aug.crop else tuple(input_shape[1:])
+        trained = MaskLoader(data.train_x, data.train_y, batch_size=cfg.batch_size // world, train=True,
+                             seed=cfg.seed, scale=aug.scale, crop=crop, flip=aug.flip, **common) if train else None
+        return trained, test
+    test = DeviceLoader(data.test_x, data.test_y, batch_size=eval_bs, device=dev, mean=mean, std=std, train=False,
+                        rank=rank, world=world, channels_last=cfg.channels_last, on_device=cfg.data_on_device)
+    trained = DeviceLoader(data.train_x, data.train_y, batch_size=cfg.batch_size // world, device=dev, mean=mean,
+                           std=std, train=True, seed=cfg.seed, crop_padding=aug.crop_padding,
+                           padding_mode=aug.padding_mode, flip=aug.flip, cutout=aug.cutout, rank=rank, world=world,
+                           channels_last=cfg.channels_last, on_device=cfg.data_on_device) if train else None
+    return trained, test
 
 
 def evaluate_checkpoint(job, ckpt: str | Path, device: str | None = None, per_image: bool = False) -> dict:
@@ -65,30 +65,34 @@ def evaluate_weights(job, source, device: str | None = None, skip=(), per_image:
 
     cfg = job.config
     dev = distributed.pick_device(device or cfg.device)
-    if source.mean is not None and len(source.mean) != job.input[0]:
-        raise weights.WeightsError(f"{source.origin} normalizes {len(source.mean)} channels; "
-                                   f"the spec's input has {job.input[0]}")
+    source.check_channels(job.input[0])
     data = load_dataset(cfg.dataset, job.input)
-    n_classes = check_classes(job, data)
+    task = make_task(job, data, cfg)
     model = job.build()
     on_report(weights.load_into(model, source, skip, job.name).lines())
     model = model.to(dev)
     mean, std = normalization(cfg, data, source)
-    loader = DeviceLoader(data.test_x, data.test_y, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
-                          device=dev, mean=mean, std=std, train=False, channels_last=cfg.channels_last)
+    _, loader = make_loaders(cfg, data, job.input, task, mean, std, dev, train=False)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     predictions: list[torch.Tensor] | None = [] if per_image else None
     with autocast(cfg, dev):
-        loss, acc, confusion = evaluate(model, loader, n_classes, test_flip=cfg.augmentation.test_flip,
-                                        predictions=predictions)
+        row, confusion = task.evaluate(model, loader, test_flip=cfg.augmentation.test_flip, predictions=predictions)
+    if not math.isfinite(row["test_loss"]):  # NaN logits would still have an argmax, and an accuracy
+        raise CheckFailed(f"the model's output on the test set is not finite (NaN or inf) at train.precision "
+                          f"{cfg.precision}; no accuracy", job.source)
     rows = confusion.sum(1).clamp_min(1)
     per_class = (confusion.diag().double() / rows).tolist()
-    result = {"test_acc": acc, "test_loss": loss, "classes": class_names(data, n_classes),
-              "per_class_acc": per_class, "confusion": confusion.tolist(), "epoch": source.epoch,
-              "images": int(confusion.sum())}
+    result = {**row, "classes": task.classes, "per_class_acc": per_class, "confusion": confusion.tolist(),
+              "epoch": source.epoch}
+    if task.kind == "segmentation":   # fractions, as test_acc: pixel accuracy and mIoU
+        result.update(pixel_accuracy=row["test_acc"], miou=row["test_miou"], per_class_iou=per_class_iou(confusion),
+                      images=len(data.test_x), pixels=int(confusion.sum()))
+    else:
+        result["images"] = int(confusion.sum())
     if predictions is not None:
-        result["predictions"] = torch.cat(predictions).tolist()
+        result["predictions"] = [p.tolist() for p in torch.cat(predictions)] if task.kind == "segmentation" else \
+            torch.cat(predictions).tolist()
     return result
 
 
@@ -115,23 +119,6 @@ def normalization(cfg, data: ImageData | None, source=None) -> tuple[list[float]
 
 
 # ---------------------------------------------------------------- checks
-
-def check_classes(job, data: ImageData) -> int:
-    """The number of class scores, checked against the dataset's classes."""
-    n = len(data.classes)
-    if job.outputs is None:
-        return n
-    if len(job.outputs) != 1:
-        raise DataError(f"spec output {job.outputs} is not a vector of class scores; end the spec with "
-                        f"flatten and linear: {{out: {n}}}")
-    if job.outputs[0] < n:
-        raise DataError(f"spec output [{job.outputs[0]}] has fewer scores than {data.name}'s {n} classes")
-    return job.outputs[0]
-
-
-def class_names(data: ImageData, n: int) -> list[str]:
-    return list(data.classes) + [f"unused{i}" for i in range(len(data.classes), n)]
-
 
 def load_weights(model: torch.nn.Module, state: dict, path, name: str | None = None) -> None:
     """The checkpoint's training weights into model (a resumed run; `netspec eval` and

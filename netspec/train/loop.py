@@ -14,12 +14,14 @@ import contextlib
 import copy
 import errno
 import json
-import shlex
+import logging
 import re
+import shlex
 import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,13 +29,13 @@ from typing import Callable
 import torch
 
 from netspec.budget import DEFAULT_MAX_PARAMS, physical_memory, refuse_huge, refuse_training
-from netspec.data.datasets import DataError, ImageData, load_dataset
-from netspec.data.gpu_loader import DeviceLoader
+from netspec.data.datasets import DataError, load_dataset
 from netspec.errors import EXIT_CHECK_FAILED, NetspecError
-from netspec.document.train import TrainConfig, input_problem
+from netspec.document.train import TrainConfig, input_problem, output_problem
 from netspec.train import checkpoint, distributed, optim
-from netspec.train.evaluate import check_classes, class_names, evaluate, load_weights, normalization
-from netspec.train.runs import Progress, RunFolder, default_run_dir, make_summary
+from netspec.train.evaluate import load_weights, make_loaders, normalization
+from netspec.train.task import make_task
+from netspec.train.runs import Progress, RunFolder, RunFolderError, check_run_folder, default_run_dir, make_summary
 
 
 class TrainingFailed(NetspecError):
@@ -62,7 +64,7 @@ class Job:
     input: list[int]
     config: TrainConfig
     build: Callable[[], torch.nn.Module]
-    outputs: list[int] | None = None
+    outputs: list | dict | None = None   # the model's output form (netspec.ir.form): [classes], or a record
     params: int | None = None
     macs: int | None = None
     document: dict = field(default_factory=dict)
@@ -81,13 +83,16 @@ class Job:
             problem = input_problem(TrainConfig(), list(spec.input))
             if problem is not None:
                 raise spec.source.error(*problem)
+        problem = output_problem(spec.train or TrainConfig(), analysis.output, list(spec.input))
+        if problem is not None:   # the output against the task, the data and the loss (netspec check finds it too)
+            raise spec.source.error(*problem)
         # the document as loaded, --set overrides applied; the train section with defaults filled in
         loaded = getattr(spec, "source", None)
         document = copy.deepcopy(loaded.data) if loaded is not None else {"name": spec.name}
         config = spec.train if spec.train is not None else TrainConfig()
         document["train"] = config.model_dump(mode="json")
         return cls(name=spec.name, input=list(spec.input), config=config, build=lambda: netspec.build(spec),
-                   outputs=list(analysis.output), params=int(analysis.params), macs=int(analysis.macs),
+                   outputs=analysis.output, params=int(analysis.params), macs=int(analysis.macs),
                    document=document, source=source, analysis=analysis)
 
 
@@ -97,13 +102,18 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
         device: str | None = None, quiet: bool = False, command: list[str] | None = None,
         resume_command: list[str] | None = None, on_step: Callable[[int, int], None] | None = None) -> dict:
     """Train `job`; returns the summary (also written to OUT/summary.json). `command`
-    is recorded in the run folder; `resume_command` + `--resume DIR` is the command an
-    interrupted run tells to continue with (default `netspec train`: the run folder holds
-    the spec). `on_step(epoch, step)` is called after every optimizer step (tests use it
-    to interrupt a run at a chosen point)."""
+    is recorded in the run folder (and names this process to another refused there);
+    `resume_command` + `--resume DIR` is the command an interrupted run tells to continue
+    with (default `netspec train`: the run folder holds the spec). `out` must not hold a
+    run already. `resume` of a finished run changes nothing and returns its summary with
+    `complete: True`; with more train.epochs than it had, the run goes on. `on_step(epoch,
+    step)` is called after every optimizer step (tests use it to interrupt a run at a
+    chosen point)."""
     threads = torch.get_num_threads()
     try:
-        return _fit(job, out, resume, device, quiet, command, resume_command or ["netspec", "train"], on_step)
+        with contextlib.ExitStack() as held, _quiet_torch():
+            return _fit(job, out, resume, device, quiet, command or sys.argv, resume_command or ["netspec", "train"],
+                        on_step, held)
     except (MemoryError, RuntimeError) as e:  # CPU allocations fail as RuntimeError, not OutOfMemoryError
         if not isinstance(e, MemoryError) and "can't allocate memory" not in str(e):
             raise
@@ -119,7 +129,7 @@ def fit(job: Job, *, out: str | Path | None = None, resume: str | Path | None = 
         torch.set_num_threads(threads)  # fit may lower it for a small model (_cpu_threads)
 
 
-def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step) -> dict:
+def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step, held) -> dict:
     t_start = time.perf_counter()
     cfg = job.config
     d = distributed.setup(device or cfg.device)
@@ -134,10 +144,14 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
         torch.backends.cudnn.allow_tf32 = True
 
     progress = Progress(enabled=d.main and not quiet, epochs=cfg.epochs)
-    if d.main and dev.type == "cpu" and cfg.precision != "fp32" and not _native_low_precision(cfg.precision):
-        print(f"warning: train.precision {cfg.precision}: this CPU has no native {cfg.precision} arithmetic, so "
-              f"autocast emulates it and trains slower than fp32; --set train.precision=fp32 is faster here",
-              file=sys.stderr, flush=True)
+    folder = Path(resume or out or default_run_dir(job.name))
+    if resume is not None:
+        finished = _finished(folder, cfg)
+        if finished is not None:  # nothing to do: the folder is left as it is
+            distributed.teardown(d)
+            return {**finished, "run_dir": str(folder), "complete": True} if d.main else {}
+    if d.main:  # before the data is loaded: a folder in use, or a run a new one would replace
+        check_run_folder(folder, new=resume is None)
     if cfg.batch_size % d.world:
         raise DataError(f"train.batch_size {cfg.batch_size} is not divisible by the {d.world} processes")
     if job.analysis is not None:  # what cannot train, or cannot fit in this device's memory, is refused now
@@ -148,31 +162,27 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
     # data: decoded once (rank 0 first, so a download or cache happens once)
     with _rank0_first(d):
         data = load_dataset(cfg.dataset, job.input, progress=progress.count if d.main else None)
-    n_classes = check_classes(job, data)
+    task = make_task(job, data, cfg)   # classification or segmentation: its loss and its measures
     mean, std = normalization(cfg, data)
     if len(mean) != job.input[0] or len(std) != job.input[0]:
         raise DataError(f"train.normalization has {len(mean)} means and {len(std)} standard deviations; "
                         f"the spec input has {job.input[0]} channels")
     aug = cfg.augmentation
-    train_loader = DeviceLoader(data.train_x, data.train_y, batch_size=cfg.batch_size // d.world, device=dev,
-                                mean=mean, std=std, train=True, seed=cfg.seed, crop_padding=aug.crop_padding,
-                                padding_mode=aug.padding_mode, flip=aug.flip, cutout=aug.cutout, rank=d.rank, world=d.world,
-                                channels_last=cfg.channels_last, on_device=cfg.data_on_device)
-    # capped at the test set: eval batches are padded to full size
-    eval_bs = max(1, min((cfg.eval_batch_size or 2 * cfg.batch_size) // d.world, -(-data.test_x.shape[0] // d.world)))
-    test_loader = DeviceLoader(data.test_x, data.test_y, batch_size=eval_bs, device=dev, mean=mean, std=std,
-                               train=False, rank=d.rank, world=d.world, channels_last=cfg.channels_last,
-                               on_device=cfg.data_on_device)
+    train_loader, test_loader = make_loaders(cfg, data, job.input, task, mean, std, dev, d)
     steps = len(train_loader)
     if steps == 0:
         raise DataError(f"train.batch_size {cfg.batch_size} is larger than the training set "
-                        f"({data.train_x.shape[0]} images); lower it")
+                        f"({len(data.train_x)} images); lower it")
 
     # model: the plain module owns the weights; DDP and torch.compile wrap it
     model = job.build().to(dev)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = job.params if job.params is not None else sum(p.numel() for p in model.parameters())
+    if d.main and dev.type == "cpu" and cfg.precision != "fp32":
+        slow = _slow_cpu_precision(cfg.precision, model)
+        if slow:
+            print(f"warning: train.precision {cfg.precision}: {slow}", file=sys.stderr, flush=True)
     net: torch.nn.Module = model
     if d.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -194,46 +204,54 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.loss.label_smoothing)
 
-    # run folder and where to start from
-    run = RunFolder(resume or out or default_run_dir(job.name)) if d.main else None
+    # run folder (locked to this process while it trains) and where to start from
+    run = held.enter_context(contextlib.closing(RunFolder(folder, new=resume is None, command=command))) \
+        if d.main else None
     config_json = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
     st = {"epoch": 0, "step": 0, "history": [], "best_acc": -1.0, "best_epoch": 0, "wall_s": 0.0,
-          "partial": None}
+          "partial": None, "epochs": cfg.epochs}
     if resume is not None:
         st = _restore(Path(resume) / "last.pt", config_json, model, optimizer, scheduler, scaler, ema, dev, job)
-    if run is not None:
-        run.write_spec(job.document, command or sys.argv)
-    if d.main and not quiet:
-        where = f"{dev}" + (f" x{d.world}" if d.enabled else "")
-        progress.print(f"training {job.name} on {data.name} ({data.train_x.shape[0]:,} train / "
-                       f"{data.test_x.shape[0]:,} test images), {params:,} params, {where}, run folder {run.path}"
-                       + (f", resumed at epoch {st['epoch'] + 1} step {st['step']}" if resume else ""))
+    # the checkpoint to continue from if a write fails (the previous one is kept)
+    saved = None if resume is None else _position(st["epoch"], st["step"])
 
     def save_last(epoch: int, step: int, partial: dict | None) -> None:
+        nonlocal saved
         if d.main:
             checkpoint.save({
                 "epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
                 "history": st["history"], "best_acc": st["best_acc"], "best_epoch": st["best_epoch"],
                 "wall_s": st["wall_s"] + time.perf_counter() - t_start, "partial": partial,
-                "train_config": config_json, **_meta(job, data, mean, std),
+                "train_config": config_json, **_meta(job, data, mean, std, task),
                 **({"ema": {"model": ema.module.state_dict(), "n_averaged": int(ema.n_averaged)}} if ema else {}),
             }, run.file("last.pt"))
+            saved = _position(epoch, step)
 
     confusion = None
-    try:
+    try:  # a file that cannot be written (a full disk) names the checkpoint to continue from
+        if run is not None:
+            run.write_spec(job.document, command)
+        if d.main and not quiet:
+            where = f"{dev}" + (f" x{d.world}" if d.enabled else "")
+            progress.print(f"training {job.name} on {data.name} ({data.train_x.shape[0]:,} train / "
+                           f"{data.test_x.shape[0]:,} test images), {params:,} params, {where}, run folder {run.path}"
+                           + (f", resumed at epoch {st['epoch'] + 1} step {st['step']}" if resume else "")
+                           + _extension(st, cfg, optimizer))
         with _stop_on_signals() as stop:
             for epoch in range(st["epoch"], cfg.epochs):
                 net.train()
                 start_step, partial = (st["step"], st["partial"]) if epoch == st["epoch"] else (0, None)
                 losses = torch.zeros(steps, device=dev)
                 correct = torch.zeros((), dtype=torch.long, device=dev)
+                counted = torch.zeros((), dtype=torch.long, device=dev)   # images, or pixels not ignored
                 train_s = 0.0
                 if partial is not None:  # a run stopped mid-epoch: carry its sums on
                     losses[:start_step] = partial["losses"].to(dev)
                     correct += partial["correct"].to(dev)
+                    counted += partial["counted"].to(dev) if "counted" in partial else \
+                        start_step * train_loader.batch_size
                     train_s = partial["train_s"]
                 check_every = max(1, min(25, steps // 4))
                 progress.start_epoch(epoch, steps, start_step)
@@ -241,7 +259,7 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
                 for step, (x, y, _) in enumerate(train_loader.epoch(epoch, start_step), start=start_step):
                     with autocast():
                         logits = net(x)
-                        loss = criterion(logits, y)
+                        loss = task.loss(logits, y)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     if cfg.grad_clip is not None:
@@ -253,14 +271,16 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
                     if ema is not None and (step + 1) % cfg.ema.every == 0:
                         ema.update_parameters(model)
                     losses[step] = loss.detach()
-                    correct += (logits.detach().argmax(1) == y).sum()
+                    right, n = task.hits(logits, y)
+                    correct += right
+                    counted += n
                     if on_step is not None:
                         on_step(epoch, step)
                     done = step + 1
                     seen = done * train_loader.batch_size
                     if done % check_every and done != steps:
                         if progress.due():  # a log line between check points (slow steps)
-                            progress.update(done, losses[:done].mean().item(), correct.item() / seen,
+                            progress.update(done, losses[:done].mean().item(), correct.item() / max(1, counted.item()),
                                             seen * d.world / max(train_s + time.perf_counter() - t0, 1e-9))
                         continue
                     # a check point: every rank reaches the same ones, so stopping agrees
@@ -269,10 +289,10 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
                     if flags[1] > 0:
                         raise _nonfinite(losses, bad, epoch, run)
                     elapsed = train_s + time.perf_counter() - t0
-                    progress.update(done, losses[:done].mean().item(), correct.item() / seen,
+                    progress.update(done, losses[:done].mean().item(), correct.item() / max(1, counted.item()),
                                     seen * d.world / max(elapsed, 1e-9))
                     if flags[0] > 0 and done < steps:
-                        save_last(epoch, done, {"losses": losses[:done].cpu(), "correct": correct.cpu(),
+                        save_last(epoch, done, {"losses": losses[:done].cpu(), "correct": correct.cpu(), "counted": counted.cpu(),
                                                 "train_s": elapsed})
                         raise Interrupted(f"at epoch {epoch + 1} step {done}; resumable checkpoint "
                                           f"{run.file('last.pt') if run else 'on rank 0'}; continue with: "
@@ -280,41 +300,46 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 train_s += time.perf_counter() - t0
-                row = _epoch_row(d, epoch, scheduler, losses, correct, steps, train_loader, train_s)
+                row = _epoch_row(d, epoch, scheduler, losses, correct, counted, steps, train_loader, train_s, task)
                 if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                     with autocast():
-                        row["test_loss"], row["test_acc"], confusion = evaluate(
-                            eval_net, test_loader, n_classes, d, test_flip=aug.test_flip)
+                        measured, confusion = task.evaluate(eval_net, test_loader, d, test_flip=aug.test_flip)
+                    row.update(measured)
                 row["wall_s"] = round(st["wall_s"] + time.perf_counter() - t_start, 3)
                 st["history"].append(row)
-                improved = row["test_acc"] is not None and row["test_acc"] > st["best_acc"]
+                # the best checkpoint by the task's score: test accuracy, or mIoU for segmentation
+                improved = row[task.score] is not None and row[task.score] > st["best_acc"]
                 if improved:
-                    st["best_acc"], st["best_epoch"] = row["test_acc"], epoch + 1
-                save_last(epoch + 1, 0, None)
-                if improved and d.main:
+                    st["best_acc"], st["best_epoch"] = row[task.score], epoch + 1
+                if improved and d.main:  # before last.pt: if it cannot be written, last.pt redoes this epoch
                     checkpoint.save({"epoch": epoch + 1, "model": evaluated.state_dict(), "test_acc": row["test_acc"],
-                                     **_meta(job, data, mean, std)}, run.file("best.pt"))
+                                     **_meta(job, data, mean, std, task)}, run.file("best.pt"))
+                save_last(epoch + 1, 0, None)
                 if run is not None:
                     run.write_metrics(st["history"])
                 progress.end_epoch(row)
                 if stop.requested and epoch + 1 < cfg.epochs:
                     raise Interrupted(f"after epoch {epoch + 1}; resumable checkpoint {run.file('last.pt') if run else ''}; "
                                       f"continue with: {_continue_with(resume_command, run)}")
+        if confusion is None:  # resumed after the last epoch: evaluate once for the report
+            with autocast():
+                _, confusion = task.evaluate(eval_net, test_loader, d, test_flip=aug.test_flip)
+        summary = make_summary(job, cfg, d, data, st, params, time.perf_counter() - t_start, task)
+        if run is not None:
+            run.write_curves(st["history"])
+            run.write_report(job.name, task, confusion.cpu(), summary)
+            if task.kind == "segmentation":   # a few test images: ground truth and prediction side by side
+                with autocast():
+                    run.write_predictions(eval_net, test_loader, task, mean, std)
+            run.write_summary(summary)
+            summary["run_dir"] = str(run.path)
     except torch.OutOfMemoryError:
         raise TrainingFailed(f"out of GPU memory at train.batch_size {cfg.batch_size}; try "
                              f"--set train.batch_size={max(1, cfg.batch_size // 2)}") from None
+    except (checkpoint.SaveFailed, RunFolderError) as e:
+        raise _resume_hint(e, run, saved, resume_command) from None
     finally:
         progress.close()
-
-    if confusion is None:  # resumed after the last epoch: evaluate once for the report
-        with autocast():
-            _, _, confusion = evaluate(eval_net, test_loader, n_classes, d, test_flip=aug.test_flip)
-    summary = make_summary(job, cfg, d, data, st, params, time.perf_counter() - t_start)
-    if run is not None:
-        run.write_curves(st["history"])
-        run.write_report(job.name, class_names(data, n_classes), confusion.cpu(), summary)
-        run.write_summary(summary)
-        summary["run_dir"] = str(run.path)
     distributed.teardown(d)
     return summary
 
@@ -324,6 +349,58 @@ def _fit(job: Job, out, resume, device, quiet, command, resume_command, on_step)
 def _continue_with(resume_command: list[str], run: RunFolder | None) -> str:
     """The command that continues this run, quoted for a shell: pasted as it is, it works."""
     return shlex.join([*resume_command, "--resume", str(run.path) if run is not None else "DIR"])
+
+
+def _finished(folder: Path, cfg: TrainConfig) -> dict | None:
+    """The summary of the run in `folder` if it is complete: every one of train.epochs
+    trained and its results written (a run stopped while writing them is resumed)."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    epochs = summary.get("epochs") if isinstance(summary, dict) else None
+    return summary if isinstance(epochs, int) and epochs >= cfg.epochs else None
+
+
+def _position(epoch: int, step: int) -> str:
+    """Where a checkpoint of (epoch done, step into the next) stands, for a message."""
+    return f"end of epoch {epoch}" if step == 0 else f"step {step} of epoch {epoch + 1}"
+
+
+def _resume_hint(e: NetspecError, run: RunFolder | None, saved: str | None, resume_command: list[str]) -> NetspecError:
+    """A write that failed (its message says which file and why), with what to do next."""
+    if run is None or saved is None:
+        return type(e)(f"{e.args[0]}; no checkpoint had been written: train again once it can be")
+    return type(e)(f"{e.args[0]}; once it can be written, continue from {run.file('last.pt')} ({saved}) with: "
+                   f"{_continue_with(resume_command, run)}")
+
+
+def _extension(st: dict, cfg: TrainConfig, optimizer) -> str:
+    """What a resume with more train.epochs than the run had means for its schedule."""
+    if st["epochs"] == cfg.epochs:
+        return ""
+    note = f"; train.epochs {st['epochs']} -> {cfg.epochs}"
+    if cfg.schedule.name == "constant":
+        return note
+    lr, was = optimizer.param_groups[0]["lr"], st["history"][-1]["lr"] if st["history"] else None
+    return (note + f": the {cfg.schedule.name} schedule is recomputed over {cfg.epochs} epochs (lr {lr:.4g} from here"
+            + (f", {was:.4g} at the end of epoch {st['epoch']})" if was is not None else ")"))
+
+
+def _slow_cpu_precision(precision: str, model: torch.nn.Module) -> str | None:
+    """Why bf16/fp16 autocast trains this model slower than fp32 on this CPU, if it does.
+    fp16: torch's CPU convolution backward in fp16 is 50-170x slower than in fp32 or bf16
+    (digits: bench/cpu_precision.py), even where oneDNN reports native fp16; other layers
+    are not. bf16/fp16 without native arithmetic (AVX512-BF16/FP16, AMX) are
+    emulated, slower than fp32."""
+    if precision == "fp16" and any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules()):
+        return ("torch's fp16 convolution backward on the CPU trains 50-170x slower than fp32 (specs/digits.yaml, "
+                "measured by bench/cpu_precision.py); --set train.precision=fp32, or bf16 on a CPU with native bf16, "
+                "trains at full speed")
+    if not _native_low_precision(precision):
+        return (f"this CPU has no native {precision} arithmetic, so autocast emulates it and trains slower than "
+                f"fp32; --set train.precision=fp32 is faster here")
+    return None
 
 
 def _native_low_precision(precision: str) -> bool:
@@ -336,20 +413,30 @@ def _native_low_precision(precision: str) -> bool:
         return False
 
 
-def _meta(job: Job, data: ImageData, mean: list[float], std: list[float]) -> dict:
-    return {"name": job.name, "input": list(job.input), "classes": list(data.classes), "mean": mean, "std": std}
+def _meta(job: Job, data, mean: list[float], std: list[float], task) -> dict:
+    meta = {"name": job.name, "input": list(job.input), "classes": list(data.classes), "mean": mean, "std": std}
+    if task.kind == "segmentation":
+        meta.update(task="segmentation", ignore_index=task.ignore)
+    return meta
 
 
 def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, ema, dev, job: Job) -> dict:
     state = checkpoint.load(path, map_location=dev, needs=checkpoint.RESUME)
-    if state.get("train_config") != config_json:
-        old, new = json.loads(state.get("train_config") or "{}"), json.loads(config_json)
-        diff = _first_difference(old, new, "train")
+    try:
+        old = json.loads(state["train_config"])
+    except ValueError:
+        old = None
+    new = json.loads(config_json)
+    if not isinstance(old, dict) or {**old, "epochs": 0} != {**new, "epochs": 0}:  # more epochs may be asked for
+        diff = _first_difference(old if isinstance(old, dict) else {}, new, "train")
         raise checkpoint.CheckpointError(f"cannot resume {path}: the spec's train section changed ({diff}); "
                                          f"train into a new --out instead")
     load_weights(model, state, path, name=job.name)
     if len(state["history"]) != state["epoch"] or (state["partial"] is None) != (state["step"] == 0):
         raise checkpoint.CheckpointError(f"cannot resume {path}: its epoch, step and history disagree")
+    if new["epochs"] < state["epoch"] + (state["step"] > 0):
+        raise checkpoint.CheckpointError(f"cannot resume {path}: it is at the {_position(state['epoch'], state['step'])}"
+                                         f", past train.epochs {new['epochs']}")
     part = "ema"
     try:  # a crafted state that passed the type checks still ends as one line
         if ema is not None:
@@ -364,7 +451,11 @@ def _restore(path: Path, config_json: str, model, optimizer, scheduler, scaler, 
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise checkpoint.CheckpointError(f"cannot resume {path}: its {part} state does not fit this run ({first})") from None
-    return {k: state[k] for k in ("epoch", "step", "history", "best_acc", "best_epoch", "wall_s", "partial")}
+    if old.get("epochs") != new["epochs"]:  # extended: the schedule's lr at this step, over the new length
+        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * factor(scheduler.last_epoch)
+    return {**{k: state[k] for k in ("epoch", "step", "history", "best_acc", "best_epoch", "wall_s", "partial")},
+            "epochs": old.get("epochs")}
 
 
 def _first_difference(old, new, path: str) -> str:
@@ -392,13 +483,16 @@ def _nonfinite(losses: torch.Tensor, bad: int | None, epoch: int, run: RunFolder
                           f"try a lower train.optimizer.lr or train.precision=fp32")
 
 
-def _epoch_row(d, epoch: int, scheduler, losses, correct, steps: int, loader: DeviceLoader, train_s: float) -> dict:
-    sums = d.sum_(torch.stack([losses.sum().double(), correct.double()]))
+def _epoch_row(d, epoch: int, scheduler, losses, correct, counted, steps: int, loader, train_s: float, task) -> dict:
+    sums = d.sum_(torch.stack([losses.sum().double(), correct.double(), counted.double()]))
     images = loader.images_per_epoch
-    return {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr": scheduler.get_last_lr()[0],
-            "train_loss": float(sums[0]) / (steps * d.world), "train_acc": float(sums[1]) / images,
-            "test_loss": None, "test_acc": None, "images_per_s": images / max(train_s, 1e-9),
-            "epoch_s": round(train_s, 3), "wall_s": None}
+    row = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr": scheduler.get_last_lr()[0],
+           "train_loss": float(sums[0]) / (steps * d.world), "train_acc": float(sums[1]) / max(1.0, float(sums[2])),
+           "test_loss": None, "test_acc": None, "images_per_s": images / max(train_s, 1e-9),
+           "epoch_s": round(train_s, 3), "wall_s": None}
+    if task.kind == "segmentation":   # train_acc and test_acc are pixel accuracies here
+        row["test_miou"] = None
+    return row
 
 
 def _cpu_threads(cfg: TrainConfig, job: Job, dev) -> int | None:
@@ -412,6 +506,28 @@ def _cpu_threads(cfg: TrainConfig, job: Job, dev) -> int | None:
     if job.macs is not None and job.macs * cfg.batch_size < 1e9:
         return 1
     return None
+
+
+@contextlib.contextmanager
+def _quiet_torch():
+    """Keep torch's messages that are not the user's concern off the console, each matched
+    narrowly: DDP's "Grad strides do not match bucket view strides" (a 1-channel conv's
+    weight gradient is laid out differently only in its size-1 dimension, which costs
+    nothing; 4 lines per process), and the "No CUDA runtime is found" that torch.compile's
+    import of cpp_extension logs on every machine without a GPU."""
+    cpp_extension = logging.getLogger("torch.utils.cpp_extension")
+
+    def no_cuda_runtime(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No CUDA runtime is found")
+
+    cpp_extension.addFilter(no_cuda_runtime)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides",
+                                    category=UserWarning)
+            yield
+    finally:
+        cpp_extension.removeFilter(no_cuda_runtime)
 
 
 @contextlib.contextmanager

@@ -110,8 +110,14 @@ def _onecycle(c, total: int, warmup: int) -> LrFactor:
     return factor
 
 
+def _poly(c, total: int, warmup: int) -> LrFactor:
+    # torchvision's segmentation references: (1 - t / T) ** 0.9 over the steps after warmup
+    span = max(1, total - warmup)
+    return _with_warmup(lambda step: (1 - min(1.0, max(0, step - warmup) / span)) ** c.power, warmup)
+
+
 SCHEDULES: dict[str, Callable[..., LrFactor]] = {
-    "constant": _constant, "step": _step, "cosine": _cosine, "onecycle": _onecycle,
+    "constant": _constant, "step": _step, "cosine": _cosine, "onecycle": _onecycle, "poly": _poly,
 }
 
 

@@ -11,18 +11,23 @@ is the slowest import here) lazily. Must not import the loop, data or build.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import json
 import os
 import re
+import shlex
+import sys
 import time
 import warnings
 from pathlib import Path
 
 from rich.console import Console
 
+from netspec.document.paths import file_stem
 from netspec.errors import NetspecError, one_line
+from netspec.locks import FolderLock
 
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
               "images_per_s", "epoch_s", "wall_s"]
@@ -30,28 +35,53 @@ CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "te
 
 def default_run_dir(name: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
-    return Path("runs") / f"{safe}-{stamp}"
+    safe = file_stem(name, "run")
+    path, n = Path("runs") / f"{safe}-{stamp}", 1
+    while path.exists():  # two runs started in one second
+        n += 1
+        path = Path("runs") / f"{safe}-{stamp}-{n}"
+    return path
 
 
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with _writing(path):
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    """An OSError while writing `path` (a full disk, a folder made read-only) as one line."""
+    try:
+        yield
+    except OSError as e:
+        raise RunFolderError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 class RunFolderError(NetspecError):
-    """The run folder cannot be made or written (a file, under a file, under /proc). Exit 2."""
+    """The run folder cannot be made or written (a file, under a file, under /proc, a full
+    disk), or holds another run. Exit 2."""
 
     def __str__(self) -> str:
         return f"error: {self.args[0]}"
 
 
-class RunFolder:
-    """The files of one run. Every write replaces a whole file, so a run stopped at any
-    point leaves each file complete."""
+# a run a new one would replace (its best.pt with it): one to resume, or a finished one. A
+# folder without them (a run stopped before its first checkpoint) has nothing to lose.
+RESULTS = ("last.pt", "summary.json")
 
-    def __init__(self, path: str | os.PathLike):
+
+class RunFolder:
+    """The files of one run, locked to this process while it trains (`close` releases it).
+    Every write replaces a whole file, so a run stopped at any point leaves each file
+    complete; a write that fails is a RunFolderError naming the file."""
+
+    def __init__(self, path: str | os.PathLike, new: bool = True, command: list[str] | None = None):
         self.path = Path(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -61,6 +91,16 @@ class RunFolder:
         except OSError as e:
             reason = "it is a file" if self.path.is_file() else e.strerror or str(e)
             raise RunFolderError(f"cannot use {self.path} as the run folder: {reason}") from None
+        self.lock = FolderLock(self.path, "run folder").acquire(command or sys.argv)
+        if new:
+            try:
+                refuse_a_run_in(self.path)
+            except RunFolderError:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        self.lock.release()
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -83,12 +123,16 @@ class RunFolder:
         # duplicate or orphan rows from epochs after the last checkpoint
         _write_text(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
         tmp = self.file(".metrics.csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-            w.writeheader()
-            for row in history:
-                w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
-        os.replace(tmp, self.file("metrics.csv"))
+        fields = list(CSV_FIELDS)
+        if any("test_miou" in row for row in history):   # segmentation: its score beside the pixel accuracy
+            fields.insert(fields.index("test_acc") + 1, "test_miou")
+        with _writing(self.file("metrics.csv")):
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+                w.writeheader()
+                for row in history:
+                    w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
+            os.replace(tmp, self.file("metrics.csv"))
 
     def write_summary(self, summary: dict) -> None:
         _write_text(self.file("summary.json"), json.dumps(summary, indent=2) + "\n")
@@ -103,7 +147,10 @@ class RunFolder:
         ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
         ax_acc.plot(ep, [100 * r["train_acc"] for r in history], label="train")
         ax_acc.plot([r["epoch"] for r in tested], [100 * r["test_acc"] for r in tested], label="test", marker=".")
-        ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+        segmenting = any(r.get("test_miou") is not None for r in tested)
+        if segmenting:
+            ax_acc.plot([r["epoch"] for r in tested], [100 * r["test_miou"] for r in tested], label="test mIoU", marker=".")
+        ax_acc.set(xlabel="epoch", ylabel="%", title="pixel accuracy and mIoU" if segmenting else "accuracy")
         from matplotlib.ticker import MaxNLocator
 
         for ax in (ax_loss, ax_acc):
@@ -111,32 +158,50 @@ class RunFolder:
             ax.grid(alpha=0.3)
             ax.legend()
         fig.tight_layout()
-        fig.savefig(self.file("curves.png"), dpi=100)
-        plt.close(fig)
+        try:
+            with _writing(self.file("curves.png")):
+                fig.savefig(self.file("curves.png"), dpi=100)
+        finally:
+            plt.close(fig)
 
-    def write_report(self, name: str, classes: list[str], confusion, summary: dict) -> None:
-        """report.md: the summary, per-class accuracy and the confusion matrix (rows are
-        true classes, columns predictions), plus confusion.png."""
+    def write_report(self, name: str, task, confusion, summary: dict) -> None:
+        """report.md: the summary, per-class accuracy (and for segmentation IoU) and the confusion
+        matrix (rows are true classes, columns predictions; images, or pixels), plus confusion.png."""
+        from netspec.train.task import per_class_iou
+        classes = task.classes
         cm = confusion.tolist()
         lines = [f"# {name}: training report", "",
                  "| | |", "| --- | --- |"]
-        for key in ("test_acc", "best_test_acc", "best_epoch", "epochs", "images_per_s", "wall_s",
-                    "params", "macs", "device", "dataset", "precision", "world_size"):
+        for key in ("test_miou", "best_test_miou", "test_acc", "best_test_acc", "best_epoch", "epochs", "images_per_s",
+                    "wall_s", "params", "macs", "device", "dataset", "precision", "world_size"):
             if key in summary:
                 value = summary[key]
-                if key.endswith("_acc") and value is not None:
+                if (key.endswith("_acc") or key.endswith("_miou")) and value is not None:
                     value = f"{100 * value:.2f}%"
                 elif isinstance(value, float):
                     value = f"{value:,.1f}"
                 elif isinstance(value, int):
                     value = f"{value:,}"
                 lines.append(f"| {key} | {value} |")
-        lines += ["", "## Per-class accuracy (last evaluation)", "", "| class | accuracy | correct / images |",
-                  "| --- | ---: | ---: |"]
-        for i, cls in enumerate(classes):
-            total = sum(cm[i])
-            acc = f"{100 * cm[i][i] / total:.2f}%" if total else "n/a"
-            lines.append(f"| {cls} | {acc} | {cm[i][i]} / {total} |")
+        if task.kind == "segmentation":
+            lines.append("")
+            lines.append("test_acc is the pixel accuracy; mIoU is the mean IoU over the classes in the target or the "
+                         "prediction (pixels of the ignore index count nowhere).")
+            iou = per_class_iou(confusion)
+            lines += ["", "## Per-class IoU and accuracy (last evaluation)", "",
+                      "| class | IoU | accuracy | correct / pixels |", "| --- | ---: | ---: | ---: |"]
+            for i, cls in enumerate(classes):
+                total = sum(cm[i])
+                acc = f"{100 * cm[i][i] / total:.2f}%" if total else "n/a"
+                shown = f"{100 * iou[i]:.2f}%" if iou[i] is not None else "n/a"
+                lines.append(f"| {one_line(cls)} | {shown} | {acc} | {cm[i][i]:,} / {total:,} |")
+        else:
+            lines += ["", "## Per-class accuracy (last evaluation)", "", "| class | accuracy | correct / images |",
+                      "| --- | ---: | ---: |"]
+            for i, cls in enumerate(classes):
+                total = sum(cm[i])
+                acc = f"{100 * cm[i][i] / total:.2f}%" if total else "n/a"
+                lines.append(f"| {cls} | {acc} | {cm[i][i]} / {total} |")
         lines += ["", "## Confusion matrix", "", "Rows: true class; columns: predicted class.", ""]
         if len(classes) <= 20:
             lines.append("| true \\ predicted | " + " | ".join(classes) + " |")
@@ -146,6 +211,8 @@ class RunFolder:
         else:
             lines.append(f"({len(classes)} classes: see the image.)")
         lines += ["", "![confusion matrix](confusion.png)", "", "![curves](curves.png)", ""]
+        if task.kind == "segmentation":
+            lines += ["![test images: image, ground truth, prediction](predictions.png)", ""]
         _write_text(self.file("report.md"), "\n".join(lines))
         self._confusion_png(classes, cm)
 
@@ -171,8 +238,79 @@ class RunFolder:
                             color="white" if cm[i][j] > peak / 2 else "black", fontsize=8)
         ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
         fig.tight_layout()
-        fig.savefig(self.file("confusion.png"), dpi=100)
-        plt.close(fig)
+        try:
+            with _writing(self.file("confusion.png")):
+                fig.savefig(self.file("confusion.png"), dpi=100)
+        finally:
+            plt.close(fig)
+
+
+    def write_predictions(self, net, loader, task, mean: list[float], std: list[float], n: int = 6) -> None:
+        """predictions.png: the first test images, their ground truth and the prediction side by
+        side, in VOC's palette (the ignored pixels white), with a legend of the classes shown."""
+        import torch
+
+        from netspec.data.masks import palette
+        x, y, valid = next(iter(loader.epoch(0)))
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            predicted = task.main(net(x)).float().argmax(1)
+        net.train(was_training)
+        k = min(n, valid)
+        colours = torch.tensor(palette(task.n_classes) + [(255, 255, 255)], dtype=torch.uint8)
+        m = torch.tensor(mean).view(-1, 1, 1)
+        s = torch.tensor(std).view(-1, 1, 1)
+
+        def painted(mask):
+            index = mask.cpu().long().clone()
+            index[(index >= task.n_classes) | (index < 0)] = task.n_classes   # the ignore index
+            return colours[index].numpy()
+
+        plt = _pyplot()
+        fig, axes = plt.subplots(k, 3, figsize=(7.5, 2.4 * k), squeeze=False)
+        shown = set()
+        for i in range(k):
+            image = (x[i].float().cpu() * s + m).clamp(0, 1)
+            axes[i][0].imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0), cmap="gray")
+            axes[i][1].imshow(painted(y[i]))
+            axes[i][2].imshow(painted(predicted[i]))
+            shown |= set(y[i].unique().tolist()) | set(predicted[i].unique().tolist())
+            for j, title in enumerate(("image", "ground truth", "prediction")):
+                axes[i][j].set_axis_off()
+                if i == 0:
+                    axes[i][j].set_title(title, fontsize=9)
+        from matplotlib.patches import Patch
+        handles = [Patch(facecolor=[c / 255 for c in colours[c].tolist()], edgecolor="#888888",
+                         label=one_line(task.classes[c])) for c in sorted(shown) if c < task.n_classes]
+        fig.legend(handles=handles, loc="lower center", ncol=min(6, max(1, len(handles))), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        try:
+            with _writing(self.file("predictions.png")), warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # a class name's glyph missing from the font
+                fig.savefig(self.file("predictions.png"), dpi=100)
+        finally:
+            plt.close(fig)
+
+
+def check_run_folder(path: str | os.PathLike, new: bool) -> None:
+    """What RunFolder would refuse, found before the data is loaded: the folder in use by
+    another process, or (for a new run) holding a run already."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            FolderLock(path, "run folder").acquire(["(checking)"]).release()
+        except OSError as e:
+            raise RunFolderError(f"cannot use {path} as the run folder: {e.strerror or e}") from None
+        if new:
+            refuse_a_run_in(path)
+
+
+def refuse_a_run_in(path: Path) -> None:
+    found = [name for name in RESULTS if (path / name).exists()]
+    if found:
+        raise RunFolderError(f"{path} already holds a run ({', '.join(found)}); continue it with "
+                             f"--resume {shlex.quote(str(path))}, or train into another --out")
 
 
 def _pyplot():
@@ -254,7 +392,10 @@ class Progress:
         if not self.enabled:
             return
         test = ""
-        if row.get("test_acc") is not None:
+        if row.get("test_miou") is not None:   # segmentation: pixel accuracy and mIoU
+            test = (f"  test loss {row['test_loss']:.4f}  pixel acc {100 * row['test_acc']:.2f}%  "
+                    f"mIoU {100 * row['test_miou']:.2f}%")
+        elif row.get("test_acc") is not None:
             test = f"  test loss {row['test_loss']:.4f}  test acc {100 * row['test_acc']:.2f}%"
         self.console.print(f"epoch {row['epoch']}/{self.epochs}  loss {row['train_loss']:.4f}  "
                            f"acc {100 * row['train_acc']:.2f}%{test}  {row['images_per_s']:,.0f} img/s  "
@@ -275,9 +416,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def make_summary(job, cfg, d, data, st: dict, params: int, wall: float) -> dict:
+def make_summary(job, cfg, d, data, st: dict, params: int, wall: float, task=None) -> dict:
     """summary.json: the run's results and setting. `st` is the loop's state (history,
-    best epoch, wall time before a resume); `d` its distributed setup; `data` the dataset."""
+    best epoch, wall time before a resume); `d` its distributed setup; `data` the dataset;
+    for segmentation (`task`) also test_miou and best_test_miou (fractions)."""
     import torch
 
     hist = st["history"]
@@ -299,9 +441,12 @@ def make_summary(job, cfg, d, data, st: dict, params: int, wall: float) -> dict:
         "macs": job.macs, "device": str(dev.type),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "world_size": d.world, "precision": cfg.precision, "batch_size": cfg.batch_size,
-        "dataset": data.name, "train_images": int(data.train_x.shape[0]), "test_images": int(data.test_x.shape[0]),
+        "dataset": data.name, "train_images": len(data.train_x), "test_images": len(data.test_x),
         "torch": torch.__version__, "evaluated_weights": "ema" if cfg.ema.decay else "model",
     }
+    if task is not None and task.kind == "segmentation":   # the score the best checkpoint is chosen by
+        out.update(task="segmentation", test_miou=tested[-1]["test_miou"] if tested else None,
+                   best_test_miou=max((r["test_miou"] for r in tested), default=None))
     if job.macs and out["images_per_s"]:
         # training ≈ 3 passes (forward, and backward's two) of 2 FLOPs per multiply-add
         out["train_tflops"] = 6 * job.macs * out["images_per_s"] / 1e12
