@@ -130,9 +130,9 @@ def _settings(layer) -> str:
     return " ".join(parts)
 
 
-_FAMILY = {"conv": "conv", "conv_transpose": "conv", "linear": "linear", "self_attention": "attention", "attend": "attention", "bn": "norm",
-           "layernorm": "norm", "groupnorm": "norm", "maxpool": "pool", "avgpool": "pool", "adaptive_maxpool": "pool",
-           "adaptive_avgpool": "pool"}
+_FAMILY = {"conv": "conv", "conv_transpose": "conv", "linear": "linear", "self_attention": "attention",
+           "attend": "attention", "bn": "norm", "layernorm": "norm", "groupnorm": "norm", "maxpool": "pool",
+           "avgpool": "pool", "adaptive_maxpool": "pool", "adaptive_avgpool": "pool"}
 _ACTS = {"relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "leaky_relu", "gelu"}
 
 
