@@ -98,6 +98,15 @@ EXPECTED = {
     "unknown_scalar.yaml": ("5:5", "layers[0].avgpol", "unknown layer type or block 'avgpol' (did you mean 'avgpool'?)"),
     "block_residual_typo.yaml": ("9:33", "blocks.basic.residual.body[0].conv.paddng", "unknown field 'paddng' (did you mean 'padding'?)"),
     "float_literal.yaml": ("5:17", "layers[0].conv.out", "Input should be a valid integer, got 64.0"),
+    # issue 22: attention in parts, partitions
+    "partition_grid.yaml": ("5:23", "layers[0].partition.size", "a grid of [3, 3] tokens needs sizes that are multiples of it, not [10, 8]"),
+    "partition_shift.yaml": ("5:33", "layers[0].partition.shift", "shift [3, 3] must be smaller than the window [3, 3]"),
+    "partition_body.yaml": ("7:13", "layers[0].partition.body", "the body must keep the groups and tokens: it turns [4, 16, 4]"),
+    "attend_unsplit.yaml": ("6:5", "layers[1]", "attend takes fused q, k, v [..., 3, heads, tokens, head width], got [10, 36]"),
+    "attend_window.yaml": ("7:13", "layers[2].attend", "a position bias or mask is over a token grid: give window [h, w]"),
+    "attend_twice.yaml": ("14:19", "layers[0].partition.body[6].attend",
+                          "two modules at '0.relative_position_bias_table': attend registers 'relative_position_bias_table'"),
+    "split_heads.yaml": ("5:26", "layers[0].split_heads.heads", "3 parts of 5 heads do not divide the token width 12"),
 }
 
 

@@ -169,6 +169,9 @@ def test_resnext50_shares_the_bottleneck_block():
     ("regnet_y_400mf", ["vars.depth=22", "vars.w_0=24", "vars.w_a=24.48", "vars.w_m=2.54", "vars.group_width=16",
                         "vars.se_ratio=0"], "regnet_x_400mf"),
     ("vit_b_16", ["vars.dim=1024", "vars.depth=24", "vars.heads=16", "vars.mlp_dim=4096"], "vit_l_16"),
+    ("swin_t", ["vars.depth3=18", "vars.stochastic_depth_prob=0.3"], "swin_s"),
+    ("swin_v2_t", ["vars.width=128", "vars.depth3=18", "vars.heads1=4", "vars.heads2=8", "vars.heads3=16",
+                   "vars.heads4=32", "vars.stochastic_depth_prob=0.5"], "swin_v2_b"),
 ])
 def test_set_turns_one_member_into_another(base, overrides, target):
     a = netspec.analyze(SPECS / f"{base}.yaml", overrides=overrides)

@@ -71,8 +71,7 @@ def geometry(settings: dict, shape: tuple) -> Geometry:
     grid, channels = settings["kind"] == "grid", settings["channels"]
     if len(shape) == 2:
         if channels == "first":
-            raise LayerError("channels", f"tokens [N, D] have their channels last; channels: first is for maps [C, H, W], "
-                                         f"got {list(shape)}")
+            raise LayerError("channels", "tokens [N, D] have their channels last; channels: first is for maps [C, H, W]")
         if not all(isinstance(v, int) for v in (settings["size"], settings["shift"])):
             raise LayerError("size", "tokens [N, D] are grouped along N: give size and shift as numbers")
         layout, size, c = "tokens", (1, shape[0]), shape[1]
@@ -82,15 +81,13 @@ def geometry(settings: dict, shape: tuple) -> Geometry:
         size, c = (shape[:2], shape[2]) if layout == "hwc" else (shape[1:], shape[0])
         window, shift = pair(settings["size"]), pair(settings["shift"])
     else:
-        raise LayerError(None, f"partition groups a map [H, W, C] ([C, H, W] with channels: first) or tokens [N, D], "
-                               f"got {list(shape)}")
+        raise LayerError(None, "partition groups a map [H, W, C] ([C, H, W] with channels: first) or tokens [N, D]")
     if grid and any(shift):
         raise LayerError("shift", "a grid is not shifted (shift is for windows)")
     if any(s >= w for s, w in zip(shift, window) if s):
         raise LayerError("shift", f"shift {list(shift)} must be smaller than the window {list(window)}")
     if grid and any(n % w for n, w in zip(size, window)):
-        raise LayerError("size", f"a grid of {list(window)} tokens needs input sizes that are multiples of it; "
-                                 f"the input is {list(size)}")
+        raise LayerError("size", f"a grid of {list(window)} tokens needs sizes that are multiples of it, not {list(size)}")
     groups = tuple(-(-n // w) for n, w in zip(size, window))
     # torchvision's Swin: no shift along an axis that one window covers
     shift = tuple(0 if w >= g * w else s for s, w, g in zip(shift, window, groups))
