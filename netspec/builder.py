@@ -8,7 +8,9 @@ takes effect, and `load_state_dict(assign=True)` too). A construct that is a mod
 its own is an `nn.Sequential` when it is a plain chain, else a `Net` running its step;
 a `flat` construct registers its children on the enclosing module and runs there. A
 layer with a `bare_parameter` registers that tensor on the enclosing module under the
-layer's own name (ConvNeXt's `features.1.0.layer_scale`). state_dict keys are the
+layer's own name (ConvNeXt's `features.1.0.layer_scale`); a layer that `owns_tensors` registers
+its module's tensors and children there under their own names (Swin's `attn.relative_position_index`
+beside `attn.qkv`). state_dict keys are the
 analysed paths; `build_analysis` checks that the module tree it made is exactly the
 analysed one. Wiring is plain Python over modules, which torch.compile (fullgraph) and
 torch.export trace without graph breaks.

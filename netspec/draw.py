@@ -298,7 +298,8 @@ class _Layout:
             inner = self.column(m.children, inner_level)
         if m.node.flat or not m.path:
             return inner
-        title = f"{_name(m)} · {_short(m) if kind == 'partition' else kind}" + (f" · {_si(m.params)} params" if m.params else "")
+        what = _short(m) if kind == "partition" else kind
+        title = f"{_name(m)} · {what}" + (f" · {_si(m.params)} params" if m.params else "")
         return self.framed(inner, title, m.path)
 
     def folded(self, m) -> _Block:

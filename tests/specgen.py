@@ -2,7 +2,8 @@
 
 `random_spec(r)` builds a spec while tracking the shape, so every layer is legal: stacks
 of every layer type, token specs (patch embedding, attention whole or in parts, token groups),
-windows and grids of maps (partition, shifted, channels first or last) with attention in parts, blocks with arguments, repeats with overrides, grouped and dilated
+windows and grids of maps (partition, shifted, channels first or last) with attention in parts,
+blocks with arguments, repeats with overrides, grouped and dilated
 convs, residuals with each shortcut kind, concat, dense, gate, sequence, when, vars and
 expressions, graphs (skips, merges, reduces, resize/pad/crop like another node, reads of a
 chain's children, blocks of several inputs, records, dotted names, `order`, `keys: index`,

@@ -153,7 +153,7 @@ class Partition(Construct):
     @classmethod
     def autograd(cls, m, f, x):
         g = cls.grouping(m)
-        (h, w), (wh, ww), (gh, gw), (ph, pw) = g.size, g.window, g.groups, g.padded
+        (wh, ww), (gh, gw), (ph, pw) = g.window, g.groups, g.padded
         c = g.channels
         grad = x.grad and not f.frozen
         if g.layout == "tokens":

@@ -240,7 +240,7 @@ class Attend(_Replayed):
         return (2 * wh - 1) * (2 * ww - 1)
 
     def owned(self, shape: Shape) -> dict:
-        _, h, n, _ = self._sizes(shape)
+        h = self._sizes(shape)[1]
         out = {"logit_scale": ("parameter", h)} if self.cosine else {}
         if self.position_bias == "table":
             out.update(relative_position_bias_table=("parameter", self._table() * h), relative_position_index=("buffer", 0))
@@ -295,7 +295,7 @@ class Attend(_Replayed):
 
     # -- the training step, op by op -------------------------------------------------------
     def replay(self, f, m, x):
-        rows, h, n, d = self._sizes(m.input)
+        _, h, n, _ = self._sizes(m.input)
         weight_grad = m.trainable_params > 0 and not f.frozen
         grad = (x.grad or weight_grad) and not f.frozen
         path, r = m.path, len(m.input) - 4
@@ -391,7 +391,7 @@ class Attend(_Replayed):
 
     def build(self, shape: Shape):
         from netspec.modules import Attend
-        _, h, n, d = self._sizes(shape)
+        _, h, _, d = self._sizes(shape)
         return Attend(h, d, scale=self.scale if self.scale is not None else d ** -0.5, scaled=self.scaled,
                       cosine=self.cosine, position_bias=self.position_bias,
                       window=pair(self.window) if self.window is not None else None, index=self.index, mlp=self.mlp,
