@@ -293,12 +293,20 @@ class MaskLoader:
         draws = torch.rand(n, 4, generator=g)   # per position: scale, crop row, crop column, flip
         gb, b = self.batch_size * self.world, self.batch_size
         steps = len(self)
+        whole = self.scale is None and isinstance(self.x, torch.Tensor) and tuple(self.x.shape[-2:]) == self.crop
         for step in range(start_step, steps):
             pos = torch.arange(step * gb + self.rank * b, step * gb + (self.rank + 1) * b)
-            pairs = [self._augment(int(perm[p]), draws[p]) for p in pos]
-            xb = torch.stack([p[0] for p in pairs]).to(self.device, non_blocking=True)
-            yb = torch.stack([p[1] for p in pairs]).to(self.device, non_blocking=True)
-            yield self._normalize(xb), yb.long(), b
+            if whole:   # every image at its size: gathered as one batch, mirrored where drawn
+                idx = perm[pos]
+                xb, yb = self.x[idx].float(), self.y[idx]
+                if self.flip:
+                    mirror = draws[pos, 3] < 0.5
+                    xb = torch.where(mirror[:, None, None, None], xb.flip(-1), xb)
+                    yb = torch.where(mirror[:, None, None], yb.flip(-1), yb)
+            else:
+                pairs = [self._augment(int(perm[p]), draws[p]) for p in pos]
+                xb, yb = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            yield self._normalize(xb.to(self.device, non_blocking=True)), yb.to(self.device, non_blocking=True).long(), b
 
     def _augment(self, i: int, draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image i and its mask, scaled, cropped (padded first where smaller) and flipped alike."""
