@@ -4,7 +4,7 @@ each at its spec's input and at an odd size (+13, +7 pixels). CI (tests/test_zoo
 compares one member per family at 65x71; this compares every member where the dilations
 (ASPP's 12, 24, 36; the backbones' 2 and 4) read real neighbours.
 
-    python bench/segmentation_parity.py                       # everything (about 30 CPU-minutes here)
+    python bench/segmentation_parity.py                       # everything (90 minutes on a shared 2-core CPU)
     python bench/segmentation_parity.py --only lraspp_mobilenet_v3_large unet --odd 0
 
 Per row: the reference with seeded random weights, BatchNorm calibrated on a real batch, the
