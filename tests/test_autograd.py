@@ -110,11 +110,11 @@ def test_a_wrong_rule_is_seen(monkeypatch):
 # -- MACs --------------------------------------------------------------------------------
 def counted(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
     """FlopCounterMode's forward and backward FLOPs of one step (attention on the math kernel,
-    the one the counter sees)."""
+    the one the counter sees; a loss on every output of a dict, segmentation's out and aux)."""
     with counted_attention(), FlopCounterMode(display=False) as fwd:
         y = model(x)
     with counted_attention(), FlopCounterMode(display=False) as bwd:
-        y.float().sum().backward()
+        sum(t.float().sum() for t in (y.values() if isinstance(y, dict) else [y])).backward()   # every output of a dict
     return fwd.get_total_flops(), bwd.get_total_flops()
 
 

@@ -133,6 +133,9 @@ FAMILIES = {
     # EfficientNetV2
     "efficientnet_v2_s": ["efficientnet_v2_m", "efficientnet_v2_l"],
     "vit_b_16": ["vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"],
+    # segmentation (tests/zoo_segmentation.py holds their torchvision references)
+    "fcn_resnet50": ["fcn_resnet101"],
+    "deeplabv3_resnet50": ["deeplabv3_resnet101"],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
