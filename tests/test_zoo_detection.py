@@ -19,8 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import netspec
-from netspec.document.load import read
-from test_zoo import MEMBER_KEYS, TOLERANCE, called_settings
+from test_zoo import TOLERANCE, called_settings, resolved_members
 from zoo import SPECS, parity, shapes
 from zoo_detection import BUILDERS, DETECTION, FAMILIES, VARIANTS, reference
 
@@ -84,11 +83,4 @@ def test_family_members_differ_only_in_vars_and_input(base):
     """A member is `extends:` its base plus vars (and input, name, description, expect); resolved,
     nothing else differs. mask/keypoint R-CNN and FCOS have no vars of their own: the same
     backbone under another builder's name."""
-    resolved_base = netspec.load(SPECS / f"{base}.yaml").source.data
-    for member in FAMILIES[base]:
-        raw = read(SPECS / f"{member}.yaml").data
-        assert raw["extends"] == f"{base}.yaml"
-        assert set(raw) <= MEMBER_KEYS, f"{member}.yaml has more than vars: {sorted(set(raw) - MEMBER_KEYS)}"
-        resolved = netspec.load(SPECS / f"{member}.yaml").source.data
-        assert {k: v for k, v in resolved.items() if k not in MEMBER_KEYS} == \
-               {k: v for k, v in resolved_base.items() if k not in MEMBER_KEYS}
+    resolved_members(base, FAMILIES[base])
