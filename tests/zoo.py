@@ -240,6 +240,8 @@ def calibrate(model: torch.nn.Module, x: torch.Tensor) -> None:
     """Set every BatchNorm's running statistics to those of batch x (momentum None: a
     cumulative average, which after one batch is that batch's statistics)."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:   # nothing to calibrate (SSD's VGG): spare the forward
+        return
     saved = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
