@@ -36,11 +36,13 @@ def saved_bytes(model: torch.nn.Module, x: torch.Tensor, low: torch.dtype | None
     """Bytes autograd keeps for one forward: each storage once, model state excluded."""
     state = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
     seen: dict[int, int] = {}
+    alive = []   # every saved storage held until the forward ends: a freed one's address, reused, would count once
 
     def pack(t):
         storage = t.untyped_storage()
         if storage.data_ptr() not in state:
             seen[storage.data_ptr()] = storage.nbytes()
+        alive.append(t.detach())
         return t.detach()  # the tensor itself would tie a saved output to its own grad_fn: a cycle
         #                   that gc cannot see, which kept every model and its activations alive
 
