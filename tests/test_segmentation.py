@@ -338,3 +338,26 @@ def test_vocs_layout_is_one_set_away(cli, write, tmp_path):
     assert run.code == 0, run.err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["train_images"], summary["test_images"]) == (3, 1)
+
+
+def test_the_zoos_recipe_trains_on_vocs_layout(cli, tmp_path):
+    """specs/lraspp_mobilenet_v3_large.yaml's train: section (torchvision's recipe, VOC's layout):
+    --set train.dataset.root is the whole command (here at a small size, one step)."""
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 44, 3), dtype=np.uint8)
+    for i in range(3):
+        Image.fromarray(rgb).save(root / "JPEGImages" / f"im{i}.jpg")
+        mask = np.zeros((40, 44), np.uint8)
+        mask[10:30, 10:30] = 15   # a person
+        mask[10, :] = 255
+        Image.fromarray(mask).save(root / "SegmentationClass" / f"im{i}.png")
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("im0\nim1\n")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("im2\n")
+    run = cli("train", ROOT / "specs" / "lraspp_mobilenet_v3_large.yaml", "--out", tmp_path / "run", "--quiet",
+              "--set", f"train.dataset.root={root}", "--set", "input=[3,32,32]", "--set", "train.augmentation.crop=32",
+              "--set", "train.batch_size=2", "--set", "train.epochs=1", "--set", "train.device=cpu")
+    assert run.code == 0, run.err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["task"] == "segmentation" and summary["train_images"] == 2
