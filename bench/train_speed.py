@@ -1,6 +1,7 @@
 """Trainer throughput vs a minimal hand-written PyTorch loop, same model, same data, same process.
 
     python bench/train_speed.py                       # CPU, ResNet-18-CIFAR, batch 32
+    python bench/train_speed.py --segmentation        # CPU, specs/unet_digits.yaml on digits_canvas masks
     python bench/train_speed.py --device cuda --batch-size 512 --steps 40 --precision bf16 --channels-last
 
 Both sides train `netspec.build(specs/resnet18_cifar.yaml)` (fresh weights each repeat) on
@@ -31,14 +32,23 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import netspec  # noqa: E402
-from netspec.train.loop import Job, fit  # noqa: E402
+from netspec.train.loop import Job, _cpu_threads, fit  # noqa: E402
+
+default_threads = torch.get_num_threads()
 
 
 def train_section(args) -> dict:
+    if args.segmentation:   # per-pixel labels, the trainer's segmentation path (MaskLoader, ignored pixels)
+        data = {"name": "digits_canvas", "size": 32, "train_size": args.batch_size * args.steps,
+                "test_size": args.batch_size}
+        norm = {"mean": [0.5], "std": [0.25]}
+    else:
+        data = {"name": "synthetic", "train_size": args.batch_size * args.steps, "test_size": args.batch_size,
+                "classes": 10, "seed": 0}
+        norm = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     return {
-        "dataset": {"name": "synthetic", "train_size": args.batch_size * args.steps, "test_size": args.batch_size,
-                    "classes": 10, "seed": 0},
-        "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+        "dataset": data,
+        "normalization": norm,
         "epochs": 2, "batch_size": args.batch_size, "eval_every": 2,
         "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
                       "decay_norm_and_bias": True},
@@ -51,6 +61,9 @@ def train_section(args) -> dict:
 def hand_loop(spec, data, args) -> float:
     """images/s of the plainest loop: batches pre-made, no augmentation, no bookkeeping."""
     dev = torch.device(args.device)
+    threads = _cpu_threads(spec.train, Job.from_spec(spec), dev)   # the trainer's choice (1 for a small model)
+    if threads is not None:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = netspec.build(spec).to(dev)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -60,15 +73,16 @@ def hand_loop(spec, data, args) -> float:
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
                           **({"fused": True} if dev.type == "cuda" else {}))
     x = ((data.train_x.float() / 255 - 0.5) / 0.25).to(dev).contiguous(memory_format=fmt)
-    y = data.train_y.to(dev)
+    y = data.train_y.to(dev).long()
     b = args.batch_size
     batches = [(x[i:i + b], y[i:i + b]) for i in range(0, args.steps * b, b)]
     amp = (torch.autocast(dev.type, dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext())
 
     def step(xb, yb):
         opt.zero_grad(set_to_none=True)
-        with amp:
-            loss = F.cross_entropy(step_model(xb), yb)
+        with amp:   # masks: 255 counts nowhere, as the trainer's ignore_index
+            loss = F.cross_entropy(step_model(xb), yb, ignore_index=255) if args.segmentation else \
+                F.cross_entropy(step_model(xb), yb)
         loss.backward()
         opt.step()
 
@@ -83,6 +97,7 @@ def hand_loop(spec, data, args) -> float:
         stamps.append(time.perf_counter())
     sync()
     rate = len(batches) * b / (time.perf_counter() - t0)
+    torch.set_num_threads(default_threads)
     return rate, [t1 - t0 for t0, t1 in zip(stamps, stamps[1:])]
 
 
@@ -99,7 +114,8 @@ def trainer(spec, args) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--spec", default="specs/resnet18_cifar.yaml")
+    p.add_argument("--spec", help="default specs/resnet18_cifar.yaml (with --segmentation specs/unet_digits.yaml)")
+    p.add_argument("--segmentation", action="store_true", help="per-pixel labels: the trainer's segmentation path")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=4, help="timed steps per repeat")
@@ -109,6 +125,7 @@ def main() -> int:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = p.parse_args()
+    args.spec = args.spec or ("specs/unet_digits.yaml" if args.segmentation else "specs/resnet18_cifar.yaml")
 
     spec = netspec.load(args.spec, [f"train={json.dumps(train_section(args))}"])
     from netspec.data.datasets import load_dataset

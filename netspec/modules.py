@@ -46,14 +46,20 @@ class ChannelShuffle(nn.Module):
 class LearnedTensor(nn.Module):
     """One learned tensor `weight` combined elementwise with the input. The builder
     registers `weight` on the enclosing module under the layer's name (torchvision's
-    bare parameters: `layer_scale`, `pos_embedding`) and calls `functional(x, that)`."""
+    bare parameters: `layer_scale`, `pos_embedding`) and calls `functional(x, that)`.
+    `view`: the shape a tensor kept as a vector is viewed as when applied (SSD's
+    scale_weight [C], applied as [C, 1, 1])."""
 
-    def __init__(self, weight):
+    def __init__(self, weight, view: tuple | None = None):
         super().__init__()
         self.weight = nn.Parameter(weight)
+        self.view = view
 
     def forward(self, x):
         return self.functional(x, self.weight)
+
+    def shaped(self, weight):
+        return weight if self.view is None else weight.view(self.view)
 
     def functional(self, x, weight):
         raise NotImplementedError
@@ -63,14 +69,14 @@ class Scale(LearnedTensor):
     """x * weight (ConvNeXt's layer_scale)."""
 
     def functional(self, x, weight):
-        return x * weight
+        return x * self.shaped(weight)
 
 
 class Add(LearnedTensor):
     """x + weight (ViT's pos_embedding)."""
 
     def functional(self, x, weight):
-        return x + weight
+        return x + self.shaped(weight)
 
 
 class ClassToken(LearnedTensor):
@@ -105,6 +111,20 @@ class SelfAttention(nn.MultiheadAttention):
 
     def forward(self, x):
         return super().forward(x, x, x, need_weights=False)[0]
+
+
+class Normalize(nn.Module):
+    """F.normalize(x, p, dim, eps) (netspec.layers.norm.Normalize)."""
+
+    def __init__(self, p: float, dim: int, eps: float):
+        super().__init__()
+        self.p, self.dim, self.eps = p, dim, eps
+
+    def forward(self, x):
+        return nn.functional.normalize(x, p=self.p, dim=self.dim, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, dim={self.dim}, eps={self.eps}"
 
 
 class Merge(nn.Module):

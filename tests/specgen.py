@@ -106,7 +106,7 @@ class Gen:
         r = self.r
         c, h, w = shape
         kind = r.choice(["permute", "reshape", "layernorm", "groupnorm", "channel_shuffle",
-                         "stochastic_depth", "conv_transpose", "upsample", "scale", "add"])
+                         "stochastic_depth", "conv_transpose", "upsample", "scale", "add", "normalize", "frozen_bn"])
         self.used[kind] += 1
         divisor = r.choice([g for g in range(1, c + 1) if c % g == 0])
         if kind == "permute":  # to another order (maybe a layer over its last dim) and back
@@ -143,7 +143,13 @@ class Gen:
             fields = {"per": r.choice(["channels", "last", "sample"]), "init": r.choice([0.5, 1e-6, 2.0])}
             if kind == "add" and r.chance(0.5):
                 fields["std"] = 0.02
+            if r.chance(0.3):   # kept as a vector, viewed when applied (SSD's scale_weight)
+                fields["vector"] = True
             return {kind: fields}, shape
+        if kind == "normalize":
+            return {"normalize": {"dim": r.choice([0, -1, 1]), "p": r.choice([2.0, 1.0])}}, shape
+        if kind == "frozen_bn":
+            return {"frozen_bn": {"eps": r.choice([1e-5, 1e-3])}}, shape
         if kind == "stochastic_depth":
             return {"stochastic_depth": {"p": r.choice([0.0, 0.2, 0.5, 1.0]), "mode": r.choice(["row", "batch"])}}, shape
         if kind == "conv_transpose":

@@ -24,9 +24,10 @@ from netspec.errors import SpecError
 from specgen import random_spec
 from test_fuzz import HypothesisDraw
 from test_layers import counted_attention
-from zoo import FAMILIES, SPECS, at_size
+from zoo import FAMILIES, IMAGE_VAR, SPECS, at_size
+from zoo_detection import SAME_AS_BASE
 
-MEMBERS = {m for members in FAMILIES.values() for m in members}
+MEMBERS = {m for members in FAMILIES.values() for m in members} | SAME_AS_BASE
 # one spec per family and every spec of a structure of its own, at a small input
 CI_SPECS = sorted(p.stem for p in SPECS.glob("*.yaml") if p.stem not in MEMBERS)
 
@@ -35,11 +36,13 @@ def saved_bytes(model: torch.nn.Module, x: torch.Tensor, low: torch.dtype | None
     """Bytes autograd keeps for one forward: each storage once, model state excluded."""
     state = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
     seen: dict[int, int] = {}
+    alive = []   # every saved storage held until the forward ends: a freed one's address, reused, would count once
 
     def pack(t):
         storage = t.untyped_storage()
         if storage.data_ptr() not in state:
             seen[storage.data_ptr()] = storage.nbytes()
+        alive.append(t.detach())
         return t.detach()  # the tensor itself would tie a saved output to its own grad_fn: a cycle
         #                   that gc cannot see, which kept every model and its activations alive
 
@@ -93,6 +96,21 @@ def test_saved_bytes_are_exact_on_random_specs(data, precision):
     assert static == measured, f"static {static:,} vs measured {measured:,}"
 
 
+L2_SCALE = [{"normalize": {}}, {"scale": {"per": "channels", "vector": True, "init": 20.0, "name": "scale_weight"}}]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("layers", [
+    [{"conv": {"out": 8, "k": 3}}, "relu", *L2_SCALE, {"conv": {"out": 4, "k": 1}}],   # SSD's conv4_3 head
+    [*L2_SCALE, {"conv": {"out": 4, "k": 3}}],                                          # the input needs no gradient
+    [{"conv": {"out": 6, "k": 1}}, {"normalize": {"p": 1.0, "dim": -1}}, "flatten", {"linear": 3}]],
+    ids=["ssd", "first", "rows"])
+def test_saved_bytes_of_normalize_and_a_vector_scale(layers, precision):
+    analysis = netspec.analyze({"netspec": 1, "name": "l2", "input": [3, 9, 7], "layers": layers})
+    measured, static = measured_vs_static(analysis, precision)
+    assert static == measured, f"static {static:,} vs measured {measured:,}"
+
+
 def test_a_wrong_rule_is_seen(monkeypatch):
     """A layer rule that forgets what its backward keeps (relu's output) breaks the equality."""
     from dataclasses import replace
@@ -110,12 +128,17 @@ def test_a_wrong_rule_is_seen(monkeypatch):
 # -- MACs --------------------------------------------------------------------------------
 def counted(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
     """FlopCounterMode's forward and backward FLOPs of one step (attention on the math kernel,
-    the one the counter sees)."""
+    the one the counter sees; a loss on every output of a dict, segmentation's out and aux)."""
     with counted_attention(), FlopCounterMode(display=False) as fwd:
         y = model(x)
     with counted_attention(), FlopCounterMode(display=False) as bwd:
-        y.float().sum().backward()
+        total(y).backward()
     return fwd.get_total_flops(), bwd.get_total_flops()
+
+
+def total(y) -> torch.Tensor:
+    """The sum of an output: a tensor, or every tensor of a record (an FPN's feature maps)."""
+    return sum(v.float().sum() for v in y.values()) if isinstance(y, dict) else y.float().sum()
 
 
 def one_group(conv: torch.nn.Conv2d) -> torch.nn.Conv2d:

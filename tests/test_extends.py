@@ -87,6 +87,25 @@ def test_train_and_expect_merge_recursively(base, write):
     assert spec.expect.params == 7 and spec.expect.output == [10]
 
 
+def test_an_expected_output_record_replaces_the_bases_whole(write):
+    """A member whose graph returns other keys states its own output record; the base's keys
+    are not merged into it (an FPN over C3..C5 has no '3' or 'pool')."""
+    write(BASE.replace("expect: {params: 1, output: [10]}", "expect: {params: 1, output: {a: [10], b: [10]}}"),
+          "base.yaml")
+    spec = netspec.load(child(write, "expect: {output: {a: [10], c: [10]}}\n"))
+    assert spec.source.data["expect"] == {"params": 1, "output": {"a": [10], "c": [10]}}
+
+
+def test_a_graph_replaces_the_bases_layers(base, write):
+    """`layers:` and `graph:` are one layout: a child's graph replaces the base's chain (and
+    keeps its blocks and vars), where both together would be refused."""
+    spec = netspec.load(child(write, "graph:\n  nodes:\n    a: {unit: {c: $w}}\n    b: {from: input, conv: {out: 4, k: 3}}\n"
+                                     "  outputs: {a: a, b: b}\nexpect: {params: 352, output: {a: [8, 16, 16], b: [4, 14, 14]}}\n"))
+    assert "layers" not in spec.source.data
+    a = netspec.analyze(spec)
+    assert [r.path for r in a.layers if r.type == "conv"] == ["a.conv", "b"] and a.params == 352
+
+
 def test_layers_replace_wholesale(base, write):
     spec = netspec.load(child(write, "layers: [flatten, linear: 10]\n"))
     assert [r.type for r in netspec.analyze(spec).layers] == ["flatten", "linear"]

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from netspec.errors import LayerError
 from netspec.layers import REGISTRY
 
 # tag -> list of (fields, input shape without batch)
@@ -46,6 +47,7 @@ SAMPLES = {
     "groupnorm": [({"groups": 2}, (6, 3, 5)), ({"groups": 3, "affine": False}, (6, 4)), ({"groups": 1, "eps": 1e-3}, (5,)),
                   ({"groups": 7}, (7, 2, 2))],
     "scale": [({"init": 1e-6}, (6, 3, 3)), ({"per": "last"}, (5, 8)), ({"per": "sample", "batch_dim": True}, (3, 4)),
+              ({"per": "channels", "vector": True, "init": 20.0}, (6, 3, 3)), ({"per": "sample", "vector": True}, (2, 3, 4)),
               ({"per": "channels", "batch_dim": True}, (4, 2, 3)), ({}, (9,))],
     "add": [({}, (6, 3, 3)), ({"per": "sample", "batch_dim": True, "std": 0.02}, (7, 16)), ({"per": "last", "init": 0.5}, (4, 6)),
             ({"per": "sample", "std": 1.0, "init": 2.0}, (2, 3, 3))],
@@ -90,6 +92,7 @@ SAMPLES.update({
     "pad": [({"like": "x"}, [(3, 4, 5), (2, 7, 9)]), ({"like": "x", "align": "start", "value": 1.5}, [(2, 3, 3), (1, 4, 6)])],
     "crop": [({"like": "x"}, [(3, 9, 8), (1, 4, 5)]), ({"like": "x", "align": "start"}, [(2, 7, 7), (2, 6, 7)])],
     "frozen_bn": [({}, (4, 3, 3)), ({"eps": 1e-3}, (2, 5, 5))],
+    "normalize": [({}, (6, 3, 3)), ({"p": 1.0, "dim": -1, "eps": 1e-6}, (4, 7)), ({"dim": 1}, (2, 5, 3)), ({}, (9,))],
 })
 SAMPLES["dropout"].append(({"p": 0.1}, (5, 8)))
 
@@ -228,6 +231,25 @@ def test_stochastic_depth_draws_as_torchvision_in_training(p, mode):
         kept = outs[0][0].flatten(1).abs().sum(1) > 0
         assert 0 < kept.sum() < len(kept)
     assert ours.eval()(x) is x
+
+
+def test_ssd_l2_scale_is_torchvisions():
+    """normalize then a per-channel scale kept as a vector is SSDFeatureExtractorVGG's
+    `scale_weight.view(1, -1, 1, 1) * F.normalize(x)`, bit for bit, with a zero vector (the
+    norm's eps) among the positions; the vector is torchvision's [512] of 20."""
+    from torchvision.models.detection.ssd import SSDFeatureExtractorVGG
+    from torchvision.models import vgg16
+    ref = SSDFeatureExtractorVGG(vgg16().features, highres=False)
+    layer, scale = _build("scale", {"per": "channels", "vector": True, "init": 20.0}, (512, 5, 4))
+    assert layer.param_count((512, 5, 4)) == 512 and torch.equal(scale.weight, ref.scale_weight)
+    _, normalize = _build("normalize", {}, (512, 5, 4))
+    x = torch.randn(2, 512, 5, 4).relu()
+    x[0, :, 1, 2] = 0
+    weight = torch.rand(512) * 30
+    want = weight.view(1, -1, 1, 1) * torch.nn.functional.normalize(x)
+    assert torch.equal(scale.functional(normalize(x), weight), want) and not want.isnan().any()
+    with pytest.raises(LayerError, match="vector or batch_dim"):
+        REGISTRY["scale"].model_validate({"vector": True, "batch_dim": True}).infer((4, 2, 2))
 
 
 def test_permute_reshape_flatten_are_torchs():

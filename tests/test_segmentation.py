@@ -316,3 +316,48 @@ def test_init_prefix_loads_a_classifier_into_a_backbone(cli, write, tmp_path):
               "--init-skip", "enc.fc.*", "--set", "train.epochs=1")
     assert run.code == 0, run.err
     assert "as the model's enc.* (--init-prefix)" in run.err and "skipped enc.fc.weight" in run.err
+
+
+def test_vocs_layout_is_one_set_away(cli, write, tmp_path):
+    """images/ and masks/ holding every image, and lists naming each split's stems (VOC's
+    JPEGImages, SegmentationClass, ImageSets/Segmentation/*.txt)."""
+    root = tmp_path / "VOC"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationClass").mkdir()
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray(np.full((12, 10), 30 * i, np.uint8)).save(root / "JPEGImages" / f"2007_{i}.jpg")
+        if i < 4:   # the last image has no mask (VOC has images outside the segmentation set)
+            Image.fromarray(np.full((12, 10), i % 3, np.uint8)).save(root / "SegmentationClass" / f"2007_{i}.png")
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("2007_0\n2007_1\n2007_2\n")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_3\n")
+    spec = write(_folder_spec(tmp_path / "unused"))
+    voc = ("train.dataset={name: segmentation_folder, root: " + str(root) + ", classes: [c0, c1, c2], images: JPEGImages, "
+           "masks: SegmentationClass, train_list: ImageSets/Segmentation/train.txt, test_list: ImageSets/Segmentation/val.txt}")
+    run = cli("train", spec, "--out", tmp_path / "run", "--quiet", "--set", voc)
+    assert run.code == 0, run.err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["train_images"], summary["test_images"]) == (3, 1)
+
+
+def test_the_zoos_recipe_trains_on_vocs_layout(cli, tmp_path):
+    """specs/lraspp_mobilenet_v3_large.yaml's train: section (torchvision's recipe, VOC's layout):
+    --set train.dataset.root is the whole command (here at a small size, one step)."""
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 44, 3), dtype=np.uint8)
+    for i in range(3):
+        Image.fromarray(rgb).save(root / "JPEGImages" / f"im{i}.jpg")
+        mask = np.zeros((40, 44), np.uint8)
+        mask[10:30, 10:30] = 15   # a person
+        mask[10, :] = 255
+        Image.fromarray(mask).save(root / "SegmentationClass" / f"im{i}.png")
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("im0\nim1\n")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("im2\n")
+    run = cli("train", ROOT / "specs" / "lraspp_mobilenet_v3_large.yaml", "--out", tmp_path / "run", "--quiet",
+              "--set", f"train.dataset.root={root}", "--set", "input=[3,32,32]", "--set", "train.augmentation.crop=32",
+              "--set", "train.batch_size=2", "--set", "train.epochs=1", "--set", "train.device=cpu")
+    assert run.code == 0, run.err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["task"] == "segmentation" and summary["train_images"] == 2

@@ -136,19 +136,29 @@ def test_squeeze_excitation_is_a_gate():
     assert [n for n, _ in se.named_children()] == ["avgpool", "fc1", "activation", "fc2", "scale_activation"]
 
 
-@pytest.mark.parametrize("base", list(FAMILIES))
-def test_family_members_differ_only_in_vars(base):
-    """Families, not copies: a member file is `extends:` its family's base plus `vars`; it has no
-    blocks or layers of its own, and resolved, only vars (and name, description, expect) differ."""
+def resolved_members(base: str, members: list[str]) -> tuple[dict, list[dict]]:
+    """The resolved base and members, after checking that each member file is `extends:` the
+    base plus MEMBER_KEYS only, and that resolved, nothing else differs."""
     from netspec.document.load import read
     resolved_base = netspec.load(SPECS / f"{base}.yaml").source.data
-    for member in FAMILIES[base]:
+    out = []
+    for member in members:
         raw = read(SPECS / f"{member}.yaml").data
         assert raw["extends"] == f"{base}.yaml"
         assert set(raw) <= MEMBER_KEYS, f"{member}.yaml has more than vars: {sorted(set(raw) - MEMBER_KEYS)}"
         resolved = netspec.load(SPECS / f"{member}.yaml").source.data
         assert {k: v for k, v in resolved.items() if k not in MEMBER_KEYS} == \
                {k: v for k, v in resolved_base.items() if k not in MEMBER_KEYS}
+        out.append(resolved)
+    return resolved_base, out
+
+
+@pytest.mark.parametrize("base", list(FAMILIES))
+def test_family_members_differ_only_in_vars(base):
+    """Families, not copies: a member file is `extends:` its family's base plus `vars`; it has no
+    blocks or layers of its own, and resolved, only vars (and name, description, expect) differ."""
+    resolved_base, members = resolved_members(base, FAMILIES[base])
+    for resolved in members:
         assert resolved["vars"] != resolved_base["vars"]
 
 

@@ -143,6 +143,9 @@ FAMILIES = {
     "vit_b_16": ["vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"],
     "swin_t": ["swin_s", "swin_b"],
     "swin_v2_t": ["swin_v2_s", "swin_v2_b"],   # swin_v2_t.yaml: swin_t.yaml with Swin-v2's blocks
+    # segmentation (tests/zoo_segmentation.py holds their torchvision references)
+    "fcn_resnet50": ["fcn_resnet101"],
+    "deeplabv3_resnet50": ["deeplabv3_resnet101"],
 }
 
 # the specs whose outputs CI compares (small inputs; the bench compares all at full size)
@@ -262,6 +265,8 @@ def calibrate(model: torch.nn.Module, x: torch.Tensor) -> None:
     """Set every BatchNorm's running statistics to those of batch x (momentum None: a
     cumulative average, which after one batch is that batch's statistics)."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:   # nothing to calibrate (SSD's VGG): spare the forward
+        return
     saved = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()

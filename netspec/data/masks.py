@@ -127,8 +127,10 @@ def segmentation_folder(config, input_shape: list[int], progress) -> MaskData:
     if not root.is_dir():
         raise DataError(f"dataset segmentation_folder: {root} is not a folder")
     splits = {}
-    for split, sub in (("train", config.train_dir), ("test", config.test_dir)):
-        splits[split] = _read_split(root / sub, input_shape[0], len(config.classes), progress)
+    for split, sub, listed in (("train", config.train_dir, config.train_list), ("test", config.test_dir, config.test_list)):
+        folder = root if listed is not None else root / sub
+        stems = _stems(root / listed) if listed is not None else None
+        splits[split] = _read_split(folder, config.images, config.masks, input_shape[0], len(config.classes), progress, stems)
     (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
     return MaskData("segmentation_folder", _stacked(train_x), _stacked(train_y), _stacked(test_x), _stacked(test_y),
                     list(config.classes))
@@ -157,21 +159,44 @@ def _listing(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Pa
     return out
 
 
-def _read_split(folder: Path, channels: int, n_classes: int, progress) -> tuple[list, list]:
-    images = _listing(folder / "images", IMAGE_SUFFIXES, "images")
-    masks = _listing(folder / "masks", (".png",), "masks")
+def _stems(path: Path) -> list[str]:
+    """The stems a split list names (VOC's ImageSets/Segmentation/train.txt), in order."""
+    try:
+        with _open_regular(str(path)) as f:
+            text = f.read(64 << 20).decode("utf-8", "replace")
+    except DataError as e:
+        raise DataError(f"dataset segmentation_folder: {str(e).removeprefix('error: ').removeprefix('cannot read image ')}") from None
+    stems = [line.strip() for line in text.splitlines() if line.strip()]
+    if not stems:
+        raise DataError(f"dataset segmentation_folder: {path} names no images")
+    if len(stems) > MAX_FILES:
+        raise DataError(f"dataset segmentation_folder: {path} names over {MAX_FILES:,} images")
+    return stems
+
+
+def _read_split(folder: Path, images_dir: str, masks_dir: str, channels: int, n_classes: int, progress,
+                listed: list[str] | None = None) -> tuple[list, list]:
+    images = _listing(folder / images_dir, IMAGE_SUFFIXES, "images")
+    masks = _listing(folder / masks_dir, (".png",), "masks")
+    if listed is not None:   # a list picks its images; the folders may hold more (VOC's hold every image)
+        missing = [s for s in listed if s not in images]
+        if missing:
+            raise DataError(f"dataset segmentation_folder: the list names {missing[0]!r}, which is not in "
+                            f"{folder / images_dir}" + (f" (and {len(missing) - 1:,} more)" if len(missing) > 1 else ""))
+        images = {s: images[s] for s in listed}
+        masks = {s: m for s, m in masks.items() if s in images}
     if not images:
-        raise DataError(f"dataset segmentation_folder: {folder / 'images'} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"dataset segmentation_folder: {folder / images_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     unmasked = sorted(set(images) - set(masks))
     if unmasked:
-        raise DataError(f"dataset segmentation_folder: {images[unmasked[0]]} has no mask {folder / 'masks' / unmasked[0]}.png"
+        raise DataError(f"dataset segmentation_folder: {images[unmasked[0]]} has no mask {folder / masks_dir / unmasked[0]}.png"
                         + (f" (and {len(unmasked) - 1:,} more images without one)" if len(unmasked) > 1 else ""))
     orphans = sorted(set(masks) - set(images))
     if orphans:
-        raise DataError(f"dataset segmentation_folder: {len(orphans):,} masks in {folder / 'masks'} have no image "
-                        f"(first: {masks[orphans[0]].name}); every mask needs images/<same name>")
+        raise DataError(f"dataset segmentation_folder: {len(orphans):,} masks in {folder / masks_dir} have no image "
+                        f"(first: {masks[orphans[0]].name}); every mask needs {images_dir}/<same name>")
     xs, ys = [], []
-    stems = sorted(images)
+    stems = list(listed) if listed is not None else sorted(images)
     progress(f"reading {len(stems):,} images and masks in {folder}", 0, len(stems))
     for i, stem in enumerate(stems):
         x = read_image(str(images[stem]), channels, None)
@@ -293,12 +318,20 @@ class MaskLoader:
         draws = torch.rand(n, 4, generator=g)   # per position: scale, crop row, crop column, flip
         gb, b = self.batch_size * self.world, self.batch_size
         steps = len(self)
+        whole = self.scale is None and isinstance(self.x, torch.Tensor) and tuple(self.x.shape[-2:]) == self.crop
         for step in range(start_step, steps):
             pos = torch.arange(step * gb + self.rank * b, step * gb + (self.rank + 1) * b)
-            pairs = [self._augment(int(perm[p]), draws[p]) for p in pos]
-            xb = torch.stack([p[0] for p in pairs]).to(self.device, non_blocking=True)
-            yb = torch.stack([p[1] for p in pairs]).to(self.device, non_blocking=True)
-            yield self._normalize(xb), yb.long(), b
+            if whole:   # every image at its size: gathered as one batch, mirrored where drawn
+                idx = perm[pos]
+                xb, yb = self.x[idx].float(), self.y[idx]
+                if self.flip:
+                    mirror = draws[pos, 3] < 0.5
+                    xb = torch.where(mirror[:, None, None, None], xb.flip(-1), xb)
+                    yb = torch.where(mirror[:, None, None], yb.flip(-1), yb)
+            else:
+                pairs = [self._augment(int(perm[p]), draws[p]) for p in pos]
+                xb, yb = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            yield self._normalize(xb.to(self.device, non_blocking=True)), yb.to(self.device, non_blocking=True).long(), b
 
     def _augment(self, i: int, draw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image i and its mask, scaled, cropped (padded first where smaller) and flipped alike."""

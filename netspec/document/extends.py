@@ -8,8 +8,10 @@ resolved on the raw data, before validation:
    chains deeper than MAX_CHAIN are located errors at the `extends:` that causes them);
 2. the document's own top-level keys are merged over the base's: `vars` and `blocks`
    entry by entry (a redefined name replaces the base's entry, new names are appended),
-   `train` and `expect` recursively (mappings key by key; lists and scalars replace),
-   every other key (`name`, `input`, `layers`, ...) replaces the base's;
+   `train` and `expect` recursively (mappings key by key; lists and scalars replace; an
+   `expect.output` replaces the base's whole: a record of output shapes is one value),
+   every other key (`name`, `input`, `layers`, ...) replaces the base's; `layers:` and `graph:`
+   are one layout, so either replaces the base's (a graph over a base's chain: reuse its blocks);
 3. the document's `patch:` operations are applied, in order, to the merged document.
 
 A patch operation is a one-key mapping:
@@ -45,7 +47,9 @@ from netspec.document.load import Source, parse_override, read, set_label, set_p
 MAX_CHAIN = 32                       # extends depth; deeper is surely a mistake
 MERGE_ENTRIES = ("vars", "blocks")   # merged one level: name -> definition
 MERGE_DEEP = ("train", "expect")     # merged recursively
+WHOLE = {("expect", "output")}       # ... except these values: a record of output shapes is one value
 OPS = ("set", "delete", "replace", "insert_before", "insert_after")
+LAYOUTS = ("layers", "graph")          # the model's layout: a document's own replaces the base's
 
 
 @dataclass
@@ -161,17 +165,21 @@ def _merge(base: dict, own: dict, doc: "_Doc") -> dict:
             for name, entry in value.items():
                 doc.put(old, name, entry, doc.origins(value)[name])
         elif key in MERGE_DEEP and isinstance(old, dict) and isinstance(value, dict):
-            _deep(old, value, doc)
+            _deep(old, value, doc, (key,))
         else:
+            if key in LAYOUTS:
+                for other in LAYOUTS:
+                    if other != key and other in base:
+                        doc.remove(base, other)
             doc.put(base, key, value, own_origins[key])
     return base
 
 
-def _deep(old: dict, new: dict, doc: "_Doc") -> None:
+def _deep(old: dict, new: dict, doc: "_Doc", path: tuple) -> None:
     origins = doc.origins(new)
     for key, value in new.items():
-        if isinstance(old.get(key), dict) and isinstance(value, dict):
-            _deep(old[key], value, doc)
+        if isinstance(old.get(key), dict) and isinstance(value, dict) and path + (key,) not in WHOLE:
+            _deep(old[key], value, doc, path + (key,))
         else:
             doc.put(old, key, value, origins[key])
 

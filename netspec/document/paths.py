@@ -48,7 +48,7 @@ def check_dataset_root(spec) -> None:
     problem = None
     if not os.path.isdir(root):
         problem = f"{root} is not a folder"
-        if dataset.name != "imagefolder":
+        if hasattr(dataset, "download"):   # torchvision's sets; a folder of one's own is not fetched
             problem += f"; add --set train.dataset.download=true to fetch {dataset.name} into it"
     elif dataset.name == "imagefolder" and dataset.split is None:
         missing = [d for d in (dataset.train_dir, dataset.test_dir) if not os.path.isdir(os.path.join(root, d))]

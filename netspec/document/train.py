@@ -120,20 +120,30 @@ class DigitsCanvasData(_Strict):
 
 class SegmentationFolderData(_Strict):
     """`root/{train,test}/images/*.{jpg,png,...}` with `root/{train,test}/masks/<same stem>.png`: a
-    mask's pixels are class indices (8-bit gray or palette PNG; VOC's SegmentationClass is one
-    --set away), 255 ignored."""
+    mask's pixels are class indices (8-bit gray or palette PNG), 255 ignored. With `train_list` and
+    `test_list` (files of stems, one a line), both splits come from `root/images` and `root/masks`:
+    PASCAL VOC's layout (images: JPEGImages, masks: SegmentationClass, lists in
+    ImageSets/Segmentation)."""
 
     name: Literal["segmentation_folder"] = Field("segmentation_folder", description="Dataset name.")
-    root: str = Field(description="Folder holding train/ and test/, each with images/ and masks/.")
+    root: str = Field(description="Folder holding train/ and test/, each with images/ and masks/ (or images/ and masks/ and the lists).")
     classes: Annotated[list[str], Field(min_length=2)] = Field(description="Class names, in mask-index order (0 is usually the background).")
     train_dir: str = Field("train", description="Subfolder of root with the training images/ and masks/.")
     test_dir: str = Field("test", description="Subfolder of root with the test images/ and masks/.")
+    images: str = Field("images", description="Name of the images subfolder (VOC: JPEGImages).")
+    masks: str = Field("masks", description="Name of the masks subfolder (VOC: SegmentationClass).")
+    train_list: str | None = Field(None, description="A file (relative to root) naming the training images' stems, one a line; with test_list, both splits are read from root/images and root/masks (VOC: ImageSets/Segmentation/train.txt).")
+    test_list: str | None = Field(None, description="A file (relative to root) naming the test images' stems (VOC: ImageSets/Segmentation/val.txt).")
+
+    @model_validator(mode="after")
+    def _lists_together(self):
+        if (self.train_list is None) != (self.test_list is None):
+            raise ValueError("give train_list and test_list together (or neither: train_dir and test_dir)")
+        return self
 
 
 Dataset = Annotated[
     Union[
-        Annotated[DigitsCanvasData, Tag("digits_canvas")],
-        Annotated[SegmentationFolderData, Tag("segmentation_folder")],
         Annotated[DigitsData, Tag("digits")],
         Annotated[SyntheticData, Tag("synthetic")],
         Annotated[TorchvisionData, Tag("cifar10")],
@@ -141,6 +151,8 @@ Dataset = Annotated[
         Annotated[TorchvisionData, Tag("mnist")],
         Annotated[TorchvisionData, Tag("fashion_mnist")],
         Annotated[ImageFolderData, Tag("imagefolder")],
+        Annotated[DigitsCanvasData, Tag("digits_canvas")],
+        Annotated[SegmentationFolderData, Tag("segmentation_folder")],
     ],
     _tagged_by_name("digits", "dataset", DATASET_NAMES),
 ]
@@ -250,11 +262,11 @@ class PolySchedule(_Strict):
 
 Schedule = Annotated[
     Union[
-        Annotated[PolySchedule, Tag("poly")],
         Annotated[ConstantSchedule, Tag("constant")],
         Annotated[StepSchedule, Tag("step")],
         Annotated[CosineSchedule, Tag("cosine")],
         Annotated[OneCycleSchedule, Tag("onecycle")],
+        Annotated[PolySchedule, Tag("poly")],
     ],
     _tagged_by_name("onecycle", "schedule", SCHEDULE_NAMES),
 ]

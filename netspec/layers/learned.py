@@ -1,5 +1,6 @@
 """Learned tensors: applied elementwise, `scale` (x * t, ConvNeXt's layer_scale) and `add`
-(x + t), whose shape follows the input (`per`); and on tokens [N, D], `class_token` (a
+(x + t), whose shape follows the input (`per`; kept as a vector with `vector`, as SSD's
+scale_weight [C]); and on tokens [N, D], `class_token` (a
 learned token prepended, ViT's class_token) and `pos_embedding` (x + a learned [1, N, D],
 ViT's encoder.pos_embedding, N checked against a declared token count).
 
@@ -25,11 +26,22 @@ class Learned(Layer):
 
     per: Literal["channels", "last", "sample"] = Field("channels", description="Shape of the tensor: 'channels' one value per channel ([C, 1, 1] for [C, H, W], as ConvNeXt's layer_scale), 'last' per element of the last dimension ([D] for tokens [N, D]), 'sample' the whole sample shape.")
     batch_dim: bool = Field(False, description="Give the tensor a leading dimension of size 1 (ViT's pos_embedding is [1, N, D]).")
+    vector: bool = Field(False, description="Keep the tensor as a vector of its values ([C] for per channels, as SSD's scale_weight), viewed to the shape `per` gives when applied.")
     # `init` (the fill value) is declared by each subclass, with its own default
 
-    def tensor_shape(self, shape: Shape) -> Shape:
+    def infer(self, shape: Shape) -> Shape:
+        if self.vector and self.batch_dim:
+            raise LayerError("vector", "a vector has no leading dimension; give vector or batch_dim, not both")
+        return shape
+
+    def applied_shape(self, shape: Shape) -> Shape:
+        """The shape the tensor has where it meets x."""
         own = {"channels": (shape[0], *(1,) * (len(shape) - 1)), "last": (shape[-1],), "sample": shape}[self.per]
         return (1, *own) if self.batch_dim else own
+
+    def tensor_shape(self, shape: Shape) -> Shape:
+        own = self.applied_shape(shape)
+        return (prod(own),) if self.vector else own
 
     def param_count(self, shape: Shape) -> int:
         return prod(self.tensor_shape(shape))
@@ -48,7 +60,7 @@ class Learned(Layer):
 
     def build(self, shape: Shape):
         from netspec import modules
-        return getattr(modules, self.module_name)(self.initial(shape))
+        return getattr(modules, self.module_name)(self.initial(shape), self.applied_shape(shape) if self.vector else None)
 
 
 @register("scale")

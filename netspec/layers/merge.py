@@ -17,15 +17,9 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Autograd, Layer, Receptive, Shape, register
+from netspec.layers.registry import Autograd, Layer, Receptive, Shape, register, sample_dim
 
 ELEMENTWISE = ("sum", "product", "difference", "quotient", "mean", "max")
-
-
-def _sample_dim(dim: int, rank: int, field: str) -> int:
-    if not -rank <= dim < rank:
-        raise LayerError(field, f"dimension {dim} is out of range for a sample of {rank} dimensions")
-    return dim % rank
 
 
 def broadcast(shapes: list[Shape], what: str) -> Shape:
@@ -67,7 +61,7 @@ class Merge(Layer):
         if self.op in ELEMENTWISE:
             return broadcast(shapes, f"merge {self.op}")
         first = shapes[0]
-        d = _sample_dim(self.dim, len(first), "dim")
+        d = sample_dim(self.dim, len(first), "dim")
         for i, other in enumerate(shapes[1:], 1):
             if len(other) != len(first) or other[:d] + other[d + 1:] != first[:d] + first[d + 1:]:
                 raise LayerError(None, f"merge concat along dim {self.dim} needs equal sizes elsewhere: input 1 is "
@@ -107,7 +101,7 @@ class Merge(Layer):
         return Autograd(inputs_kept=tuple(sorted(kept)), extra=tuple(extra), layout="like")
 
     def receptive(self, shapes, out):
-        return Receptive(along=_sample_dim(self.dim, len(shapes[0]), "dim") if self.op == "concat" else None)
+        return Receptive(along=sample_dim(self.dim, len(shapes[0]), "dim") if self.op == "concat" else None)
 
     def build(self, shapes):
         from netspec.modules import Merge
@@ -126,7 +120,7 @@ class Reduce(Layer):
     p: float = Field(2.0, gt=0, description="norm only: the order p of the norm.")
 
     def _dims(self, shape: Shape) -> tuple[int, ...]:
-        dims = tuple(sorted({_sample_dim(d, len(shape), "dims") for d in self.dims}))
+        dims = tuple(sorted({sample_dim(d, len(shape), "dims") for d in self.dims}))
         if len(dims) != len(self.dims):
             raise LayerError("dims", f"dims {self.dims} name one dimension twice")
         return dims

@@ -1,6 +1,6 @@
 """Normalization layers: `bn` (BatchNorm1d or BatchNorm2d, chosen by the input's rank),
 `frozen_bn` (torchvision's FrozenBatchNorm2d), `layernorm` (over the last dimension or the
-channels), `groupnorm`."""
+channels), `groupnorm`, `normalize` (each vector to unit p-norm, F.normalize)."""
 from __future__ import annotations
 
 from math import prod
@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from netspec.errors import LayerError
-from netspec.layers.registry import Autograd, Layer, PosInt, Receptive, Shape, need_rank, register
+from netspec.layers.registry import Autograd, Layer, PosInt, Receptive, Shape, need_rank, register, sample_dim
 
 
 @register("bn", aliases=("BatchNorm2d", "BatchNorm1d", "BatchNorm"))
@@ -153,3 +153,32 @@ class GroupNorm(Layer):
     def build(self, shape: Shape):
         from torch import nn
         return nn.GroupNorm(self.groups, shape[0], eps=self.eps, affine=self.affine)
+
+
+@register("normalize")
+class Normalize(Layer):
+    """Each vector along `dim` divided by its p-norm, at least eps (F.normalize: x /
+    max(||x||_p, eps)); by default the channels of each position, as SSD's L2 normalisation
+    of conv4_3 (then a learned per-channel `scale`). No parameters."""
+    fresh_output: ClassVar[bool] = True
+
+    p: float = Field(2.0, gt=0, description="The order p of the norm (F.normalize's p).")
+    dim: int = Field(0, description="The sample dim whose vectors are normalised (0: the channels of [C, H, W]; negative from the end).")
+    eps: float = Field(1e-12, gt=0, description="Lower bound of the norm, against division by zero (F.normalize's eps).")
+
+    def infer(self, shape: Shape) -> Shape:
+        sample_dim(self.dim, len(shape), "dim")
+        return shape
+
+    def autograd(self, shape, out, *, input_grad, weight_grad, contiguous, inplace):
+        # x / norm.clamp_min(eps).expand_as(x): the division keeps x and the clamped norm, the
+        # clamp its input (the norm), the norm x again; each norm has one value per vector
+        vectors = prod(shape) // shape[sample_dim(self.dim, len(shape), "dim")]
+        return Autograd(input=True, extra=((vectors, 0, "act"), (vectors, 0, "act")), layout="like")
+
+    def receptive(self, shape, out):
+        return Receptive(mix=(sample_dim(self.dim, len(shape), "dim"),))   # the norm reads the whole vector
+
+    def build(self, shape: Shape):
+        from netspec.modules import Normalize
+        return Normalize(self.p, sample_dim(self.dim, len(shape), "dim") + 1, self.eps)

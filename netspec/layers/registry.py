@@ -227,6 +227,13 @@ def need_rank(shape: Shape, rank: int, what: str) -> None:
         raise LayerError(None, f"{what} needs input {names[rank]}, got {list(shape)}")
 
 
+def sample_dim(dim: int, rank: int, field: str) -> int:
+    """A sample dimension index (negative counts from the end) as 0..rank-1."""
+    if not -rank <= dim < rank:
+        raise LayerError(field, f"dimension {dim} is out of range for a sample of {rank} dimensions")
+    return dim % rank
+
+
 def need_tokens(shape: Shape, what: str) -> None:
     if len(shape) != 2:
         raise LayerError(None, f"{what} needs tokens [tokens, width], got {list(shape)}"

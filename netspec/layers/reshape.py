@@ -9,14 +9,7 @@ from pydantic import Field
 
 from netspec.errors import LayerError
 from netspec.layers.registry import (Autograd, Layer, NonNegInt, PosInt, Receptive, Shape, need_rank, need_tokens,
-                                     register)
-
-
-def _sample_dim(dim: int, rank: int, field: str) -> int:
-    """A sample dimension index (negative counts from the end) as 0..rank-1."""
-    if not -rank <= dim < rank:
-        raise LayerError(field, f"dimension {dim} is out of range for a sample of {rank} dimensions")
-    return dim % rank
+                                     register, sample_dim)
 
 
 @register("flatten", aliases=("Flatten",))
@@ -28,7 +21,7 @@ class Flatten(Layer):
     end: int = Field(-1, description="Last sample dimension to flatten (end_dim, minus 1 for the batch); negative counts from the end.")
 
     def infer(self, shape: Shape) -> Shape:
-        start, end = _sample_dim(self.start, len(shape), "start"), _sample_dim(self.end, len(shape), "end")
+        start, end = sample_dim(self.start, len(shape), "start"), sample_dim(self.end, len(shape), "end")
         if start > end:
             raise LayerError("end", f"end {self.end} comes before start {self.start}")
         return (*shape[:start], prod(shape[start:end + 1]), *shape[end + 1:])
