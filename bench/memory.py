@@ -1,10 +1,10 @@
 """Issue 15's figures for the static training-step model (netspec/autograd.py).
 
-    python bench/memory.py [--fuzz 2000] [--skip-zoo] [SPEC ...]
+    python bench/memory.py [--fuzz 2000] [--skip-zoo] [--full-size] [SPEC ...]
 
 1. Saved-activation bytes, static vs measured (`saved_tensors_hooks`, each storage once,
    parameters and buffers excluded), fp32 and bf16 autocast, batch 2: every spec in specs/ at
-   a small input (64 px, or the smallest of 96/128 it accepts), then `--fuzz N` random specs
+   a small input (64 px, or the smallest of 96/128 it accepts; `--full-size`: its own), then `--fuzz N` random specs
    of the differential fuzz (tests/specgen.py).
 2. Backward MACs, static vs `FlopCounterMode` on a real backward, every spec in specs/ (torch
    2.14's counter counts a grouped conv's weight gradient `groups` times, pytorch#183405: that
@@ -38,7 +38,7 @@ def zoo(args) -> None:
     exact = {"fp32": 0, "bf16": 0}
     macs_exact = total = 0
     for path in args.specs or sorted(SPECS.glob("*.yaml")):
-        a = small(path)
+        a = netspec.analyze(path) if args.full_size else small(path)
         total += 1
         line = []
         for precision in ("fp32", "bf16"):
@@ -49,7 +49,10 @@ def zoo(args) -> None:
         model = netspec.build(a).train()
         fwd, bwd = counted(model, torch.randn(2, *a.input))
         excess = sum(grouped_excess(conv, m.input, m.path != a.layers[0].path, 2) for m, conv in grouped_convs(model, a))
-        ok = (a.macs, training_step(a, 2).backward_macs) == (fwd // 4, (bwd - excess) // 4)
+        fixed = [m.node.layer.fixed_macs(m.input, weight_grad=m.trainable_params > 0) for m in a.tree_leaves()]
+        fixed_fwd, fixed_bwd = sum(f for f, _ in fixed), sum(b for _, b in fixed)   # once per batch (a bias MLP)
+        ok = (a.macs - fixed_fwd, training_step(a, 2).backward_macs - fixed_bwd) == \
+            ((fwd // 2 - fixed_fwd) // 2, ((bwd - excess) // 2 - fixed_bwd) // 2)
         macs_exact += ok
         line.append(f"MACs {'=' if ok else 'DIFF'}")
         print(f"  {path.stem:24s} {'x'.join(map(str, a.input)):>10s}  " + "  ".join(line), flush=True)
@@ -113,6 +116,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fuzz", type=int, default=2000, help="random specs (0: none)")
     p.add_argument("--skip-zoo", action="store_true")
+    p.add_argument("--full-size", action="store_true", help="zoo specs at their own input, not a small one")
     p.add_argument("--skip-cost", action="store_true", help="skip parts 3 and 4")
     p.add_argument("specs", nargs="*", type=Path, help="zoo specs (default: specs/*.yaml)")
     args = p.parse_args()
