@@ -52,8 +52,15 @@ def _analyze(path: str, args):
 
 
 def cmd_check(args) -> int:
+    import gc
+
     import netspec
+    import netspec.document
+    import netspec.resolver
     from netspec.analysis import check_expect
+    # what the imports made lives until exit: the collector need not rescan it while a
+    # folder of specs is checked (a fifth of the zoo's time)
+    gc.freeze()
     worst = EXIT_OK
     for path in args.specs:
         try:
