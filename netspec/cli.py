@@ -56,18 +56,18 @@ def cmd_check(args) -> int:
     import netspec.document  # noqa: F401
     import netspec.resolver  # noqa: F401
     worst = EXIT_OK
-    with _imports_frozen():
+    with _imports_frozen(unfreeze=not args.ends_process):
         for path in args.specs:
             worst = max(worst, _check_one(path, args))
     return worst
 
 
 @contextlib.contextmanager
-def _imports_frozen():
+def _imports_frozen(unfreeze: bool):
     """What the imports made lives until exit: the collector need not rescan it while a
-    folder of specs is checked (a tenth of the zoo's CPU time). Unfrozen after, so a process
-    that calls main() again and again collects as before; a host that froze its own objects
-    (gc.get_freeze_count) is left alone."""
+    folder of specs is checked (a tenth of the zoo's CPU time). Unfrozen after where the
+    process goes on (a caller of main() collects as before; the `netspec` command would only
+    pay for a full collection at exit); a host that froze its own objects is left alone."""
     import gc
     if gc.get_freeze_count():
         yield
@@ -76,7 +76,8 @@ def _imports_frozen():
     try:
         yield
     finally:
-        gc.unfreeze()
+        if unfreeze:
+            gc.unfreeze()
 
 
 def _check_one(path: str, args) -> int:
@@ -334,16 +335,18 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    ends_process = argv is None  # the `netspec` command itself, not a call in a process that goes on
     argv = sys.argv[1:] if argv is None else list(argv)
     with _closed_pipes_end_output(), warnings.catch_warnings():
         warnings.simplefilter("default", SpecWarning)
         warnings.showwarning = _show_warning
-        return _run(argv)
+        return _run(argv, ends_process)
 
 
-def _run(argv: list[str]) -> int:
+def _run(argv: list[str], ends_process: bool = False) -> int:
     try:
         args = make_parser(argv).parse_args(argv)
+        args.ends_process = ends_process
         code = args.func(args)
         _flush_warnings(code == EXIT_OK)
         return code

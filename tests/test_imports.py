@@ -74,3 +74,12 @@ def test_check_builds_the_models_of_what_the_document_uses_only():
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "['avgpool', 'bn', 'conv', 'flatten', 'linear', 'maxpool', 'relu'] ['residual'] False"
+
+
+def test_check_called_in_a_process_that_goes_on_leaves_the_collector_as_it_was(cli):
+    """The `netspec` command freezes what its imports made for its check loop; main() called
+    by a program that goes on (an editor, this test) unfreezes it, or what was alive then
+    would never be collected."""
+    import gc
+    assert cli("check", ROOT / "specs" / "resnext50.yaml").code == 0
+    assert gc.get_freeze_count() == 0
