@@ -104,9 +104,9 @@ def _check_one(path: str, args) -> int:
 def train_problem(analysis) -> None:
     """A `train:` section that cannot train the model's output (another task, a segmenter's output
     size, a record's loss weights): found by `check`, as `train` would find it."""
-    from netspec.document.train import output_problem
     spec = analysis.spec
     if getattr(spec, "train", None) is not None:
+        from netspec.document.train import output_problem  # only then: the train config's models load on use
         problem = output_problem(spec.train, analysis.output, analysis.input)
         if problem is not None:
             raise spec.source.error(*problem)

@@ -140,6 +140,7 @@ class _Scope:
 
     def warn(self, message: str, path: tuple) -> None:
         from netspec.document.usage import warn
+        self.res.bodies.warned(self.stack, message, path)
         warn(self.error(message, path))
 
     @staticmethod
@@ -401,15 +402,16 @@ class _Bodies:
     the same nodes: EfficientNet and RegNet call a block ~1,000 times with a few dozen
     argument sets. A use after the first gets copies of the body's top-level nodes (the
     caller names those); what lies below them is shared, since resolve never changes a
-    node once the node holding it is made. A stored body is used only where resolving it
-    again would succeed too: it calls no block on the current call stack (a cycle is an
-    error) and its items and range-loop work fit what is left of the spec's bounds;
-    otherwise it is resolved again, to raise that error at its place. Errors are never
-    stored: a body that fails, fails on its first call with those arguments."""
+    node once the node holding it is made. The body's warnings are given again, each
+    placed as at that use. A stored body is used only where resolving it again would
+    succeed too: it calls no block on the current call stack (a cycle is an error) and its
+    items and range-loop work fit what is left of the spec's bounds; otherwise it is
+    resolved again, to raise that error at its place. Errors are never stored: a body that
+    fails, fails on its first call with those arguments."""
 
     def __init__(self):
         self.done: dict[tuple, _Body] = {}
-        self.calling: list[set[str]] = []  # blocks called by each body being resolved, innermost last
+        self.resolving: list[_Body] = []  # the bodies being resolved, innermost last
 
     def expand(self, inner: _Scope, block_name: str, block, bound: dict) -> list:
         res = inner.res
@@ -420,22 +422,32 @@ class _Bodies:
             res.expanded += hit.items
             res.budget.left -= hit.steps
             self._called(hit.blocks | {block_name})
+            for frames, message, path in hit.warnings:
+                _Scope(res, None, inner.stack + frames).warn(message, path)
             return [_unnamed_copy(node) for node in hit.nodes]
         expanded, left = res.expanded, res.budget.left
+        body = _Body([], set(), 0, 0, [], len(inner.stack))
         inner.vars = {**res.globals, **bound}
-        self.calling.append(set())
+        self.resolving.append(body)
         try:
             nodes = inner.items(block.body, ("blocks", block_name, "body"))
         finally:
-            blocks = self.calling.pop()
-        self._called(blocks | {block_name})
-        self.done[key] = _Body([_unnamed_copy(node) for node in nodes], blocks, res.expanded - expanded,
-                               left - res.budget.left)
+            self.resolving.pop()
+        self._called(body.blocks | {block_name})
+        body.nodes = [_unnamed_copy(node) for node in nodes]
+        body.items, body.steps = res.expanded - expanded, left - res.budget.left
+        self.done[key] = body
         return nodes
 
     def _called(self, blocks: set[str]) -> None:
-        if self.calling:
-            self.calling[-1] |= blocks
+        if self.resolving:
+            self.resolving[-1].blocks |= blocks
+
+    def warned(self, stack: tuple, message: str, path: tuple) -> None:
+        """A warning given while bodies are resolved: each keeps it, with the call frames
+        below its own call (its own call's place is where it is used)."""
+        for body in self.resolving:
+            body.warnings.append((stack[body.depth:], message, path))
 
 
 @dataclass
@@ -444,6 +456,8 @@ class _Body:
     blocks: set[str]   # blocks it calls, directly or not
     items: int         # items it expands (MAX_ITEMS)
     steps: int         # range-loop operations its expressions spend (expr.Budget)
+    warnings: list     # (call frames below its call, message, path), in order
+    depth: int         # the length of the call stack with its own call
 
 
 def _frozen(value):

@@ -4,6 +4,8 @@ cache is a silent wrong model, so every outcome here — the graph, or the error
 place and words — is compared with resolving everything at every use."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 import netspec
@@ -42,12 +44,15 @@ def uncached(monkeypatch):
 
 
 def outcome(spec, **kw):
-    """The resolved graph in full (every module's name and layer), or the error a user sees."""
-    try:
-        graph = resolver.resolve(netspec.load(spec), **kw)
-    except SpecError as e:
-        return f"error: {e}"
-    return f"{graph}\n{graph!r}"
+    """The resolved graph in full (every module's name and layer), or the error a user sees;
+    and the warnings given on the way."""
+    with warnings.catch_warnings(record=True) as given:
+        warnings.simplefilter("always")
+        try:
+            graph = resolver.resolve(netspec.load(spec), **kw)
+        except SpecError as e:
+            return f"error: {e}"
+    return "\n".join([f"{graph}", f"{graph!r}", *(str(w.message) for w in given)])
 
 
 def both(spec, uncached, **kw) -> tuple[str, str]:
@@ -132,3 +137,15 @@ def test_the_range_loop_budget_runs_out_at_the_same_call(uncached):
     cached, plain = both(spec([{"repeat": 5, "body": ["b"]}], blocks), uncached)
     assert cached == plain
     assert "a range loop of" in cached and "refused" in cached
+
+
+def test_warnings_are_given_again_where_a_stored_body_is_used(uncached):
+    # a graph body with a node that reaches no output, called with one argument set at two places
+    # (and inside another block, twice): every use warns, placed as it is
+    blocks = {"g": {"args": {"c": 4}, "body": [{"graph": {"nodes": {"a": "relu", "b": {"from": "input", "conv": {"out": "$c", "k": 1}}},
+                                                         "outputs": "b"}}]},
+              "two": {"args": {}, "body": [{"g": {"name": "x"}}, {"g": {"name": "y"}}]}}
+    cached, plain = both(spec(["g", "g", "two", "two"], blocks), uncached)
+    assert cached == plain
+    warned = [line for line in cached.splitlines() if "reaches no output" in line]
+    assert len(warned) == 6 and len(set(warned)) == 4, warned   # each use warns, placed at its own call
