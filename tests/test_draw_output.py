@@ -9,6 +9,7 @@ import pytest
 from netspec.document.paths import file_stem
 
 
+@pytest.mark.filterwarnings("ignore:Glyph")  # matplotlib has no glyph for ESC or NUL in the title
 @pytest.mark.parametrize("name, stem", [
     ("../x", "x"), ("/tmp/abs", "tmp-abs"), ("a\nb\x1b[2J\x00c", "a-b-2J-c"), ("..", "spec"), (".hidden", "hidden"),
     ("-rf", "rf"), ("résumé net", "r-sum-net"), ("x" * 300, "x" * 100), ("resnet50", "resnet50"),

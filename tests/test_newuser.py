@@ -192,9 +192,9 @@ def test_help_texts(capsys):
     assert "plain graph" in resolve and "input shape instead of the spec's `input`" in resolve
     assert "--set" not in _help(capsys, "schema")
     train = _help(capsys, "train")
-    for line in ("train.dataset.name  (digits|synthetic|cifar10|cifar100|mnist|fashion_mnist|imagefolder, default 'digits')",
+    for line in ("train.dataset.name  (digits|synthetic|cifar10|cifar100|mnist|fashion_mnist|imagefolder|digits_canvas|segmentation_folder, default 'digits')",
                  "train.optimizer.name  (sgd|adam|adamw, default 'sgd')",
-                 "train.schedule.name  (constant|step|cosine|onecycle, default 'onecycle')"):
+                 "train.schedule.name  (constant|step|cosine|onecycle|poly, default 'onecycle')"):
         assert line in train
     assert "sweep" in _help(capsys) and "eval" in _help(capsys)  # every command still listed
 

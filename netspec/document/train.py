@@ -144,8 +144,6 @@ class SegmentationFolderData(_Strict):
 
 Dataset = Annotated[
     Union[
-        Annotated[DigitsCanvasData, Tag("digits_canvas")],
-        Annotated[SegmentationFolderData, Tag("segmentation_folder")],
         Annotated[DigitsData, Tag("digits")],
         Annotated[SyntheticData, Tag("synthetic")],
         Annotated[TorchvisionData, Tag("cifar10")],
@@ -153,6 +151,8 @@ Dataset = Annotated[
         Annotated[TorchvisionData, Tag("mnist")],
         Annotated[TorchvisionData, Tag("fashion_mnist")],
         Annotated[ImageFolderData, Tag("imagefolder")],
+        Annotated[DigitsCanvasData, Tag("digits_canvas")],
+        Annotated[SegmentationFolderData, Tag("segmentation_folder")],
     ],
     _tagged_by_name("digits", "dataset", DATASET_NAMES),
 ]
@@ -262,11 +262,11 @@ class PolySchedule(_Strict):
 
 Schedule = Annotated[
     Union[
-        Annotated[PolySchedule, Tag("poly")],
         Annotated[ConstantSchedule, Tag("constant")],
         Annotated[StepSchedule, Tag("step")],
         Annotated[CosineSchedule, Tag("cosine")],
         Annotated[OneCycleSchedule, Tag("onecycle")],
+        Annotated[PolySchedule, Tag("poly")],
     ],
     _tagged_by_name("onecycle", "schedule", SCHEDULE_NAMES),
 ]
