@@ -134,6 +134,8 @@ def _step(annotation, seg, value) -> list:
         origin, args = typing.get_origin(alt), typing.get_args(alt)
         child = value.get(seg) if isinstance(value, dict) else None
         if _is_model(alt):
+            if not alt.__pydantic_complete__:   # built on first use: its fields' forward references resolve now
+                alt.model_rebuild()
             fields = {info.alias or name: info for name, info in alt.model_fields.items()}
             if seg in fields:
                 out.append((_field_type(fields[seg]), child))
