@@ -12,7 +12,7 @@ import netspec
 from conftest import ROOT
 from netspec.ir import Leaf
 from netspec.receptive import Field, fields
-from specgen import UNUSED_VARS
+from specgen import RANDOM_SPEC_WARNINGS
 
 ACTIVATIONS = ("ReLU", "ReLU6", "Sigmoid", "Tanh", "SiLU", "GELU", "Hardswish", "Hardsigmoid", "LeakyReLU")
 
@@ -261,7 +261,7 @@ def test_inputs_without_positions_have_no_fields():
     assert fields(spec([{"linear": 4}], input=(8,))) == {}
 
 
-@pytest.mark.filterwarnings(UNUSED_VARS)
+@pytest.mark.filterwarnings(RANDOM_SPEC_WARNINGS)
 def test_random_specs():
     """Every module of random valid specs (every layer type, every construct, permutes and
     reshapes) whose output positions are tracked: exact figures equal the measured extent,
