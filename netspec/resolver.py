@@ -30,13 +30,14 @@ Must not import torch or analysis/build.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from netspec.constructs import CONSTRUCTS
 from netspec.constructs.sequence import Sequence
 from netspec.errors import SpecError, format_path
-from netspec.ir import Graph, Leaf, Node
+from netspec.ir import Graph, Item, Leaf, Node
 from netspec.layers import REGISTRY
 from netspec.document import schema
 from netspec.document.expr import Budget, Expr, ExprError, interpolate, is_expr_text, parse
@@ -83,6 +84,8 @@ class _Resolver:
         self.expanded = 0
         self.budget = Budget()  # one bound on the range loops of all the spec's expressions
         self.globals: dict = {}
+        self.bodies = _Bodies()
+        self.layers: dict[tuple, object] = {}  # (type, frozen values) -> validated layer (see leaf)
         top = _Scope(self, self.globals, ())
         for key, raw in spec.vars.items():
             self.globals[key] = top.value(raw, ("vars", key))
@@ -137,6 +140,7 @@ class _Scope:
 
     def warn(self, message: str, path: tuple) -> None:
         from netspec.document.usage import warn
+        self.res.bodies.warned(self.stack, message, path)
         warn(self.error(message, path))
 
     @staticmethod
@@ -278,13 +282,14 @@ class _Scope:
             raise self.error(f"override {key!r} applies to a layer or block call, not a {type(item).__name__}", path)
         if isinstance(item, schema.When):
             return self.when(item, path)
-        for tag in CONSTRUCTS:
-            if isinstance(item, schema.STRUCTURAL[tag]):
-                return [CONSTRUCTS[tag].resolve(getattr(item, tag), self, path + (tag,))]
+        tag = schema.construct_of(item)
+        if tag is not None:
+            return [CONSTRUCTS[tag].resolve(getattr(item, tag), self, path + (tag,))]
         return [self.leaf(item, path, None)]
 
     def leaf(self, item, path: tuple, extra: dict | None) -> Leaf:
-        (tag, fields), = ((k, getattr(item, k)) for k in type(item).model_fields)
+        tag = schema.layer_of(item)
+        fields = getattr(item, tag)
         src = path + (tag,)
         raw = {k: getattr(fields, k) for k in fields.model_fields_set}
         if extra:
@@ -294,10 +299,13 @@ class _Scope:
             raw.update(extra)
         name = self.name(raw.pop("name", None), src + ("name",))
         values = {k: self.value(v, src + (k,)) for k, v in raw.items()}
-        try:
-            layer = REGISTRY[tag].model_validate(values)
-        except ValidationError as e:
-            raise self.blame(e, raw, src) from None
+        key = (tag, _frozen(values))  # layers are frozen models: one per distinct type and values
+        layer = self.res.layers.get(key)
+        if layer is None:
+            try:
+                layer = self.res.layers[key] = REGISTRY[tag].model_validate(values)
+            except ValidationError as e:
+                raise self.blame(e, raw, src) from None
         return Leaf(name, layer, src)
 
     def blame(self, e: ValidationError, raw: dict, src: tuple) -> SpecError:
@@ -345,9 +353,11 @@ class _Scope:
                 raise self.error(f"block '{call.block}' needs argument '{key}'", src)
             else:
                 bound[key] = top.value(default, ("blocks", call.block, "args", key))
-        inner = _Scope(self.res, {**self.res.globals, **bound}, self.stack + ((call.block, path),), args_at)
+        # the body's scope; its variables (the spec's vars and the arguments) are filled in
+        # by expand for a body it resolves, not for one it has resolved before
+        inner = _Scope(self.res, None, self.stack + ((call.block, path),), args_at)
         body_path = ("blocks", call.block, "body")
-        nodes = inner.items(block.body, body_path)
+        nodes = self.res.bodies.expand(inner, call.block, block, bound)
         if len(nodes) == 1 and not (isinstance(nodes[0], Node) and nodes[0].flat):
             return inner.group(nodes, name, body_path)
         return inner.sequence(name, nodes, src)
@@ -384,3 +394,89 @@ class _Scope:
                 raise self.error("overrides need a body of exactly one item (wrap several in a block)", where, on_key=True)
             out[index % n] = args
         return out
+
+
+class _Bodies:
+    """Block bodies resolved once per distinct argument set. A body sees only the spec's
+    vars and its block's arguments (lexical scope), so one argument set always resolves to
+    the same nodes: EfficientNet and RegNet call a block ~1,000 times with a few dozen
+    argument sets. A use after the first gets copies of the body's top-level nodes (the
+    caller names those); what lies below them is shared, since resolve never changes a
+    node once the node holding it is made. The body's warnings are given again, each
+    placed as at that use. A stored body is used only where resolving it again would
+    succeed too: it calls no block on the current call stack (a cycle is an error) and its
+    items and range-loop work fit what is left of the spec's bounds; otherwise it is
+    resolved again, to raise that error at its place. Errors are never stored: a body that
+    fails, fails on its first call with those arguments."""
+
+    def __init__(self):
+        self.done: dict[tuple, _Body] = {}
+        self.resolving: list[_Body] = []  # the bodies being resolved, innermost last
+
+    def expand(self, inner: _Scope, block_name: str, block, bound: dict) -> list:
+        res = inner.res
+        key = (block_name, _frozen(bound))
+        hit = self.done.get(key)
+        if hit is not None and not hit.blocks.intersection(b for b, _ in inner.stack) \
+                and res.expanded + hit.items <= res.max_items and hit.steps <= res.budget.left:
+            res.expanded += hit.items
+            res.budget.left -= hit.steps
+            self._called(hit.blocks | {block_name})
+            for frames, message, path in hit.warnings:
+                _Scope(res, None, inner.stack + frames).warn(message, path)
+            return [_unnamed_copy(node) for node in hit.nodes]
+        expanded, left = res.expanded, res.budget.left
+        body = _Body([], set(), 0, 0, [], len(inner.stack))
+        inner.vars = {**res.globals, **bound}
+        self.resolving.append(body)
+        try:
+            nodes = inner.items(block.body, ("blocks", block_name, "body"))
+        finally:
+            self.resolving.pop()
+        self._called(body.blocks | {block_name})
+        body.nodes = [_unnamed_copy(node) for node in nodes]
+        body.items, body.steps = res.expanded - expanded, left - res.budget.left
+        self.done[key] = body
+        return nodes
+
+    def _called(self, blocks: set[str]) -> None:
+        if self.resolving:
+            self.resolving[-1].blocks |= blocks
+
+    def warned(self, stack: tuple, message: str, path: tuple) -> None:
+        """A warning given while bodies are resolved: each keeps it, with the call frames
+        below its own call (its own call's place is where it is used)."""
+        for body in self.resolving:
+            body.warnings.append((stack[body.depth:], message, path))
+
+
+@dataclass
+class _Body:
+    nodes: list        # as resolved, before the caller names them
+    blocks: set[str]   # blocks it calls, directly or not
+    items: int         # items it expands (MAX_ITEMS)
+    steps: int         # range-loop operations its expressions spend (expr.Budget)
+    warnings: list     # (call frames below its call, message, path), in order
+    depth: int         # the length of the call stack with its own call
+
+
+def _frozen(value):
+    """A cache key that tells apart every two values a body could tell apart: 1, 1.0 and
+    True (equal in Python), 0.0 and -0.0 (`${x}` in a name), and mapping order."""
+    if isinstance(value, dict):
+        return dict, tuple([(k, _frozen(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return list, tuple([_frozen(v) for v in value])
+    kind = type(value)
+    return kind, repr(value) if kind is float else value
+
+
+def _unnamed_copy(node: Item) -> Item:
+    """A copy of what the caller may still name: the node, and a flat node's children
+    (they register on the caller's module); the children of any other node are named
+    already and are shared. Layers are frozen models: shared."""
+    if isinstance(node, Leaf):
+        return Leaf(node.name, node.layer, node.src)
+    slots = {slot: [_unnamed_copy(c) for c in children] for slot, children in node.slots.items()} if node.flat \
+        else node.slots
+    return Node(node.kind, node.name, slots, node.src, node.construct, node.settings, node.flat)

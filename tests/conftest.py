@@ -14,6 +14,22 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").rglob("*.yaml"))
 
 
+def pytest_configure(config) -> None:
+    """In each xdist worker, torch's threads are the cores divided among the workers. Its
+    default, a thread per core in every worker, puts two or more threads on each core: they
+    spin waiting for each other, and on a busy machine (load 12) a parity check that takes
+    1 s with one thread took 90 s. Set before torch is imported (it reads these once), and
+    inherited by the CLI and training subprocesses; a value the user set is kept."""
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    if workers is None:  # no xdist worker: torch's default
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, str(max(1, cores // workers)))
+    if "torch" in sys.modules:  # imported by a plugin already
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def pytest_xdist_auto_num_workers(config) -> int:
     """`-n auto` (pyproject's addopts): a worker per core, but at most one per 8 GiB of
     memory (a worker grew to ~7 GiB of zoo models, measured before the saved_bytes leak fix) and 4 in all (more buys little here)."""

@@ -559,6 +559,11 @@ class Gen:
                          "shortcut": "auto", "post": "relu"}}
 
 
+# Every random spec declares `base` and `width`; one without a layer that reads them warns
+# that they are never used, and a random graph may hold a node that reaches no output (the
+# warnings' own tests are tests/test_newuser.py's and test_graph.py's): a filterwarnings mark
+# for the tests that check other things on these specs.
+RANDOM_SPEC_WARNINGS = r"ignore:.*(variable '(base|width)' is never used|reaches no output of the graph):netspec.errors.SpecWarning"
 # `width` is 2 however it is written: the expression language's functions, conditional and range sums
 WIDTH_2 = [2, "${round(log(base + 1, 2))}", "${2 if base > 2 and not base == 5 else 3}",
            "${sum(1 for j in range(base) if j % 2 == 0)}", "${abs(floor(-base / 2)) ** 1}", "${int(ceil(base ** 0.5))}"]

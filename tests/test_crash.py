@@ -28,21 +28,23 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     with open(spec, "w") as f:
         ruamel.yaml.YAML().dump(doc, f)
 
-    full = _train(spec, "--out", tmp_path / "full")
-    assert full.wait(timeout=240) == 0, full.stderr.read()
+    with _train(spec, "--out", tmp_path / "full") as full:
+        _, err = full.communicate(timeout=240)
+        assert full.returncode == 0, err
 
-    cut = _train(spec, "--out", tmp_path / "cut")
-    checkpoint = tmp_path / "cut" / "last.pt"
-    deadline = time.time() + 240
-    while not checkpoint.exists() and cut.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert cut.poll() is None, "the run finished before it could be killed"
-    os.kill(cut.pid, signal.SIGKILL)
-    cut.wait()
+    with _train(spec, "--out", tmp_path / "cut") as cut:
+        checkpoint = tmp_path / "cut" / "last.pt"
+        deadline = time.time() + 240
+        while not checkpoint.exists() and cut.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert cut.poll() is None, "the run finished before it could be killed"
+        os.kill(cut.pid, signal.SIGKILL)
+        cut.communicate()
     assert not (tmp_path / "cut" / "summary.json").exists()
 
-    resumed = _train(spec, "--resume", tmp_path / "cut")
-    assert resumed.wait(timeout=240) == 0, resumed.stderr.read()
+    with _train(spec, "--resume", tmp_path / "cut") as resumed:
+        _, err = resumed.communicate(timeout=240)
+        assert resumed.returncode == 0, err
 
     a = json.loads((tmp_path / "full" / "summary.json").read_text())
     b = json.loads((tmp_path / "cut" / "summary.json").read_text())

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 import netspec
 from conftest import SPECS
-from specgen import Draw, differential, inplace_differential, mutate, random_spec, refused_or_exact, with_clashing_name
+from specgen import (RANDOM_SPEC_WARNINGS, Draw, differential, inplace_differential, mutate, random_spec, refused_or_exact,
+                     with_clashing_name)
 
 
 class HypothesisDraw(Draw):
@@ -27,6 +28,7 @@ class HypothesisDraw(Draw):
         return self.data.draw(st.integers(lo, hi))
 
 
+@pytest.mark.filterwarnings(RANDOM_SPEC_WARNINGS)
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_analysis_equals_built_module(data):
@@ -34,6 +36,7 @@ def test_analysis_equals_built_module(data):
     assert differential(spec) == []
 
 
+@pytest.mark.filterwarnings(RANDOM_SPEC_WARNINGS)
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_inplace_build_computes_what_the_out_of_place_build_does(data):
@@ -41,6 +44,7 @@ def test_inplace_build_computes_what_the_out_of_place_build_does(data):
     assert inplace_differential(spec) == []
 
 
+@pytest.mark.filterwarnings(RANDOM_SPEC_WARNINGS)
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_clashing_or_reserved_names_are_refused_or_built_exactly(data):

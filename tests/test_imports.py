@@ -61,3 +61,25 @@ def test_layers_import_torch_only_inside_build():
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
                 assert not any(n and n.split(".")[0] == "torch" for n in names), f"{path}: top-level torch import"
+
+
+def test_check_builds_the_models_of_what_the_document_uses_only():
+    """`netspec check` starts fast because the schema's per-type models are made and built on
+    first use (netspec/document/schema.py: PerTag, BuiltOnUse): a spec without `train:` never
+    loads the train config, and only the item types it writes are made."""
+    code = ("import sys; from netspec.cli import main; main(['check', sys.argv[1]]);"
+            "from netspec.document import schema;"
+            "print(sorted(schema.LAYER_ITEMS._made), sorted(schema.STRUCTURAL._made), 'netspec.document.train' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, str(ROOT / "specs" / "resnext50.yaml")],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "['avgpool', 'bn', 'conv', 'flatten', 'linear', 'maxpool', 'relu'] ['residual'] False"
+
+
+def test_check_called_in_a_process_that_goes_on_leaves_the_collector_as_it_was(cli):
+    """The `netspec` command freezes what its imports made for its check loop; main() called
+    by a program that goes on (an editor, this test) unfreezes it, or what was alive then
+    would never be collected."""
+    import gc
+    assert cli("check", ROOT / "specs" / "resnext50.yaml").code == 0
+    assert gc.get_freeze_count() == 0

@@ -5,12 +5,14 @@ pixel), and either every weight positive (1/fan-in; ReLU nets: nothing cancels o
 or random weights with activations replaced by identities (any spec: no dead units)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 import netspec
 from conftest import ROOT
 from netspec.ir import Leaf
 from netspec.receptive import Field, fields
+from specgen import RANDOM_SPEC_WARNINGS
 
 ACTIVATIONS = ("ReLU", "ReLU6", "Sigmoid", "Tanh", "SiLU", "GELU", "Hardswish", "Hardsigmoid", "LeakyReLU")
 
@@ -259,6 +261,7 @@ def test_inputs_without_positions_have_no_fields():
     assert fields(spec([{"linear": 4}], input=(8,))) == {}
 
 
+@pytest.mark.filterwarnings(RANDOM_SPEC_WARNINGS)
 def test_random_specs():
     """Every module of random valid specs (every layer type, every construct, permutes and
     reshapes) whose output positions are tracked: exact figures equal the measured extent,

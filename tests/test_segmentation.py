@@ -203,10 +203,11 @@ def test_eval_and_predict_on_a_segmentation_checkpoint(cli, trained, tmp_path):
     run = cli("predict", UNET, "--ckpt", ckpt, image.parent, "--out", tmp_path / "masks", "--json", *overrides)
     assert run.code == 0, run.err
     line = json.loads(run.out.strip().splitlines()[0])
-    mask = Image.open(line["mask"])
-    assert mask.mode == "P" and mask.size == (40, 48) and line["size"] == [48, 40]
+    with Image.open(line["mask"]) as mask:
+        assert mask.mode == "P" and mask.size == (40, 48) and line["size"] == [48, 40]
     assert sum(a["fraction"] for a in line["areas"]) == pytest.approx(1.0)
-    assert Image.open(line["overlay"]).mode == "RGB"
+    with Image.open(line["overlay"]) as overlay:
+        assert overlay.mode == "RGB"
     assert cli("predict", UNET, "--ckpt", ckpt, image, *overrides).code == 2   # masks need --out
 
 

@@ -71,7 +71,7 @@ def test_two_by_two_sweep_writes_tables_and_resumes(cli, sweep_dir, fits):
     for name in ("results.md", "results.csv", "runs.csv", "results.png"):
         assert (out / name).is_file(), name
 
-    rows = list(csv.DictReader((out / "results.csv").open()))
+    rows = list(_rows(out / "results.csv"))
     assert [r["label"] for r in rows] == ["0.02", "0.1"]
     for row in rows:
         assert row["params"] == "748" and row["seeds"] == "2" and row["done"] == "2"
@@ -80,7 +80,7 @@ def test_two_by_two_sweep_writes_tables_and_resumes(cli, sweep_dir, fits):
         assert float(row["images_per_s"]) > 0 and float(row["wall_s"]) >= 0
     assert rows[1]["reported_acc"] == "90"
     # the mean is over the two seeds' summaries
-    runs = list(csv.DictReader((out / "runs.csv").open()))
+    runs = list(_rows(out / "runs.csv"))
     assert len(runs) == 4 and {r["status"] for r in runs} == {"trained"}
     accs = [float(r["test_acc"]) for r in runs if r["label"] == "0.02"]
     assert float(rows[0]["test_acc_mean"]) == pytest.approx(sum(accs) / 2)
@@ -114,7 +114,7 @@ def test_variants_and_grid_from_the_command_line(cli, sweep_dir, write):
     assert "2 configurations, 2 runs" in r.out and not (out / "runs").exists()
     r = cli("sweep", sweep_dir / "tiny.yaml", sweep_dir / "wide.yaml", "--grid", "train.epochs=1", "--out", out, "--quiet")
     assert r.code == 0, r.err
-    rows = list(csv.DictReader((out / "results.csv").open()))
+    rows = list(_rows(out / "results.csv"))
     assert [(r["variant"], r["params"]) for r in rows] == [("tiny", "748"), ("wide", "1492")]
 
 
@@ -156,8 +156,13 @@ def test_shipped_sweep_definitions_plan_and_check(cli, name, monkeypatch, tmp_pa
 
 
 # -- --jobs N: runs as `netspec train` subprocesses ------------------------------------------------
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _runs(out) -> dict:
-    return {(r["label"], r["seed"]): r for r in csv.DictReader((out / "runs.csv").open())}
+    return {(r["label"], r["seed"]): r for r in _rows(out / "runs.csv")}
 
 
 def test_parallel_jobs_train_the_same_runs_as_one_after_another(cli, sweep_dir, fits):

@@ -63,3 +63,4 @@ def lock_held_elsewhere(folder, command: list[str]):
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()

@@ -1,5 +1,5 @@
 """The zoo's torchvision references and the parity procedure, shared by tests/test_zoo.py
-(CI: keys for every spec, outputs for a few per family at small inputs) and
+(CI: keys for every spec, outputs for one spec per family at small inputs) and
 bench/zoo_parity.py (outputs for every spec at full size).
 
 Parity, as it can fail: torchvision's model (seeded random weights) gets BatchNorm running
@@ -14,6 +14,7 @@ in torchvision's order).
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 
 import torch
@@ -148,18 +149,21 @@ FAMILIES = {
     "deeplabv3_resnet50": ["deeplabv3_resnet101"],
 }
 
-# the specs whose outputs CI compares (small inputs; the bench compares all at full size)
-OUTPUTS_IN_CI = ["resnet18", "resnet50", "resnext50", "vgg11_bn", "alexnet", "googlenet", "densenet121",
-                 "mobilenet_v2", "mobilenet_v3_small",
-                 "efficientnet_b0",   # EfficientNet: MBConv, SE gates, stochastic depth
-                 "squeezenet1_1", "inception_v3",
-                 "regnet_x_400mf", "regnet_y_400mf",   # RegNet: the two small ones (no SE / SE)
-                 # ShuffleNetV2, MNASNet, MobileNetV3-Large
-                 "shufflenet_v2_x0_5", "mnasnet0_5"]
-OUTPUTS_IN_CI += ["convnext_tiny", "efficientnet_v2_s"]   # ConvNeXt, EfficientNetV2
-
-OUTPUTS_IN_CI += ["vit_b_16", "vit_b_32"]
-OUTPUTS_IN_CI += ["swin_t", "swin_v2_t", "maxvit_t"]   # at 64: Swin's padded and shifted windows; MaxViT's 2x2 groups
+# One spec per family, a family being the specs whose torchvision models one builder file
+# makes (the same wiring code): CI checks outputs, torch.compile and the training-step model
+# on these, at the smallest input each takes (smallest_input); the benches check every spec
+# at full size (bench/zoo_parity.py, bench/compile_zoo.py, bench/memory.py). resnet.py's
+# Bottleneck (resnet50 and its members, resnext50) is tests/test_parity.py's, with groups.
+ONE_PER_FAMILY = [
+    "resnet18",            # resnet.py: BasicBlock
+    "vgg11_bn",            # vgg.py: with the batch norms that `when: $bn` adds
+    "densenet121", "efficientnet_b0", "efficientnet_v2_s",   # efficientnet.py's two block tables
+    "regnet_x_400mf", "regnet_y_400mf",                      # regnet.py without and with squeeze-excitation
+    "mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5", "shufflenet_v2_x0_5", "squeezenet1_1",
+    "googlenet", "inception_v3", "convnext_tiny", "vit_b_32", "alexnet",
+    "swin_t", "swin_v2_t",   # swin.py's two blocks; at 64 px the windows are padded and shifted
+    "maxvit_t",              # at 64 px its block and grid groups are 2x2
+]
 
 # specs whose image size is a variable as well as the input (a ViT's pos_embedding is declared for
 # (image // patch)^2 + 1 tokens): at another size, torchvision builds with image_size and the spec
@@ -169,6 +173,32 @@ IMAGE_VAR = {"vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"}
 # class_token): parity fills every all-zero parameter with seeded random values first, or the
 # outputs would be 0 whatever the spec computes
 ZERO_INIT = IMAGE_VAR
+
+
+# the specs other than the classification zoo's (TORCHVISION) and the family members: the
+# tutorials' (tests/test_zoo_tutorial.py compares each with its tutorial's code), netspec's own
+# small ones, the dense-prediction zoo (tests/zoo_segmentation.py, tests/zoo_detection.py)
+OWN_SPECS = sorted(p.stem for p in SPECS.glob("*.yaml")
+                   if p.stem not in TORCHVISION and not any(p.stem in members for members in FAMILIES.values()))
+
+
+@functools.lru_cache(maxsize=None)
+def smallest_input(name: str) -> int:
+    """The smallest of 32, 48, 64, 75, 96 and 128 px that spec `name` takes (its own size if none;
+    MaxViT's from 64, where its block and grid groups are 2x2, not single tokens)."""
+    from netspec.errors import SpecError
+    for size in (32, 48, 64, 75, 96, 128):
+        if name == "maxvit_t" and size < 64:
+            continue
+        try:
+            if at_size(name, size)[1]:
+                netspec.analyze(SPECS / f"{name}.yaml", overrides=at_size(name, size)[1])
+            else:
+                netspec.analyze(SPECS / f"{name}.yaml", input=(3, size, size))
+            return size
+        except SpecError:
+            continue
+    return netspec.analyze(SPECS / f"{name}.yaml").input[-1]
 
 
 def at_size(name: str, size: int) -> tuple[dict, list[str]]:

@@ -37,7 +37,7 @@ CONSTRUCTS: dict[str, type["Construct"]] = {}
 class Construct(BaseModel):
     """Base of every structural construct."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
 
     tag: ClassVar[str] = ""
     # fields holding item lists (in registration order), and the ones whose unnamed

@@ -11,7 +11,6 @@ from netspec.document.paths import absolute_paths, check_dataset_root
 from netspec.document.locate import validation_error
 from netspec.document.schema import Spec
 from netspec.document.usage import check_vars
-from netspec.document.train import input_problem
 
 
 def load_spec(spec, overrides=()) -> Spec:
@@ -37,6 +36,7 @@ def load_spec(spec, overrides=()) -> Spec:
     validated._source = source
     check_vars(source)
     if validated.train is not None:  # a train section that cannot work with the input is bad input now
+        from netspec.document.train import input_problem
         problem = input_problem(validated.train, validated.input)
         if problem is not None:
             raise source.error(*problem)

@@ -98,11 +98,15 @@ def _is_model(t) -> bool:
 
 
 def _alternatives(annotation, value) -> list:
-    """Annotated[X, ...] -> [X]; Union[X, Y] -> [X, Y] (a discriminated union: the member
-    `value` selects); RootModel -> its root."""
+    """Annotated[X, ...] -> [X] (a model built on use: that model); Union[X, Y] -> [X, Y] (a
+    discriminated union: the member `value` selects); RootModel -> its root."""
+    from netspec.document.schema import BuiltOnUse
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         inner, *meta = typing.get_args(annotation)
+        built = [m.model() for m in meta if isinstance(m, BuiltOnUse)]
+        if built:
+            return built
         pick = next((m.discriminator for m in meta if isinstance(m, Discriminator) and callable(m.discriminator)), None)
         if pick is not None:
             tag = pick(value)
@@ -130,6 +134,8 @@ def _step(annotation, seg, value) -> list:
         origin, args = typing.get_origin(alt), typing.get_args(alt)
         child = value.get(seg) if isinstance(value, dict) else None
         if _is_model(alt):
+            if not alt.__pydantic_complete__:   # built on first use: its fields' forward references resolve now
+                alt.model_rebuild()
             fields = {info.alias or name: info for name, info in alt.model_fields.items()}
             if seg in fields:
                 out.append((_field_type(fields[seg]), child))

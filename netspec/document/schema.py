@@ -17,17 +17,18 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, RootModel, Tag,
                       create_model, field_validator, model_validator)
+from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticCustomError, core_schema
 from typing_extensions import TypeAliasType
 
 from netspec.constructs import CONSTRUCTS
 from netspec.layers import REGISTRY
 from netspec.document.expr import ExprError, parse
-from netspec.document.train import TrainConfig
 
 EXPR_JSON = {"type": "string", "pattern": r"^\$", "description": "A reference `$name` or an expression `${...}`."}
 REQUIRED = "required"  # block argument without a default
@@ -53,7 +54,51 @@ class ExprOr:
 
 
 class Closed(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+    # validators are built when first used (netspec check of a spec builds only what it needs)
+    model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
+
+
+class PerTag(Mapping):
+    """tag -> model, each made the first time it is asked for: a document that uses a
+    few of the layer types and constructs pays for those only (`netspec check` starts
+    fast). Its keys are all the tags; iterating values or items makes every model."""
+
+    def __init__(self, tags, make):
+        self._tags, self._make, self._made = tags, make, {}
+
+    def __getitem__(self, tag):
+        model = self._made.get(tag)
+        if model is None:
+            if tag not in self._tags:
+                raise KeyError(tag)
+            model = self._made[tag] = self._make(tag)
+        return model
+
+    def __iter__(self):
+        return iter(self._tags)
+
+    def __len__(self):
+        return len(self._tags)
+
+    def __contains__(self, tag):
+        return tag in self._tags
+
+
+class BuiltOnUse:
+    """`Annotated[Any, BuiltOnUse(get_model)]`: a field validated by the model that
+    `get_model()` returns, made and built the first time a document has such a value.
+    Errors, JSON Schema and suggestions (locate.py) are the model's own."""
+
+    def __init__(self, get_model):
+        self.model = get_model
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        return core_schema.no_info_plain_validator_function(lambda value: self.model().model_validate(value),
+                                                            metadata={"built_on_use": True})
+
+    def __get_pydantic_json_schema__(self, schema, handler):
+        # the model's schema as if it stood here (a definition of its own, then a $ref to it)
+        return handler.generate_json_schema.generate_inner(self.model().__pydantic_core_schema__)
 
 
 # resolve checks every module name by one rule (netspec.resolver.name_problem), with a
@@ -87,7 +132,7 @@ def _spec_variant(cls):
     return variant
 
 
-LAYER_FIELDS = {tag: _spec_variant(cls) for tag, cls in REGISTRY.items()}
+LAYER_FIELDS = PerTag(REGISTRY, lambda tag: _spec_variant(REGISTRY[tag]))
 
 
 class _ItemBase(Closed):
@@ -97,11 +142,21 @@ class _ItemBase(Closed):
         return {value: None} if isinstance(value, str) else value
 
 
-LAYER_ITEMS = {
-    tag: create_model(f"{cls.__name__}Item", __base__=_ItemBase, __doc__=cls.__doc__,
-                      **{tag: (LAYER_FIELDS[tag], Field(description=(cls.__doc__ or "").strip()))})
-    for tag, cls in REGISTRY.items()
-}
+def _layer_item(tag):
+    cls = REGISTRY[tag]
+    item = create_model(f"{cls.__name__}Item", __base__=_ItemBase, __doc__=cls.__doc__,
+                        **{tag: (LAYER_FIELDS[tag], Field(description=(cls.__doc__ or "").strip()))})
+    _LAYER_OF[item] = tag
+    return item
+
+
+LAYER_ITEMS = PerTag(REGISTRY, _layer_item)
+_LAYER_OF: dict[type, str] = {}
+
+
+def layer_of(item) -> str | None:
+    """The layer type of a validated item, or None if it is no layer."""
+    return _LAYER_OF.get(type(item))
 
 
 # -- structural constructs ----------------------------------------------------------
@@ -153,12 +208,22 @@ def _construct_variant(cls):
     return create_model(f"{cls.__name__}Fields", __base__=cls, __module__=__name__, __doc__=cls.__doc__, **fields)
 
 
-CONSTRUCT_FIELDS = {tag: _construct_variant(cls) for tag, cls in CONSTRUCTS.items()}
-STRUCTURAL = {
-    tag: create_model(f"{cls.__name__}Item", __base__=_ItemBase, __module__=__name__, __doc__=cls.__doc__,
-                      **{tag: (CONSTRUCT_FIELDS[tag], Field(description=inspect.cleandoc(cls.__doc__ or "")))})
-    for tag, cls in CONSTRUCTS.items()
-}
+def _structural_item(tag):
+    cls = CONSTRUCTS[tag]
+    item = create_model(f"{cls.__name__}Item", __base__=_ItemBase, __module__=__name__, __doc__=cls.__doc__,
+                        **{tag: (CONSTRUCT_FIELDS[tag], Field(description=inspect.cleandoc(cls.__doc__ or "")))})
+    _CONSTRUCT_OF[item] = tag
+    return item
+
+
+CONSTRUCT_FIELDS = PerTag(CONSTRUCTS, lambda tag: _construct_variant(CONSTRUCTS[tag]))
+STRUCTURAL = PerTag(CONSTRUCTS, _structural_item)
+_CONSTRUCT_OF: dict[type, str] = {}
+
+
+def construct_of(item) -> str | None:
+    """The construct tag of a validated item, or None if it is no construct."""
+    return _CONSTRUCT_OF.get(type(item))
 
 
 class BlockCall(Closed):
@@ -196,16 +261,24 @@ def _item_tag(value) -> str | None:
     return None
 
 
+def _built_on_use(models: PerTag, tag: str):
+    return Annotated[Any, BuiltOnUse(lambda: models[tag])]
+
+
 _ITEM_UNION = Annotated[
     Union[tuple(Annotated[m, Tag(t)] for t, m in
-                [*LAYER_ITEMS.items(), *STRUCTURAL.items(), *INLINE_ITEMS.items(), ("call", BlockCall)])],
+                [*((t, _built_on_use(LAYER_ITEMS, t)) for t in REGISTRY), *((t, _built_on_use(STRUCTURAL, t)) for t in CONSTRUCTS),
+                 *INLINE_ITEMS.items(), ("call", BlockCall)])],
     Discriminator(_item_tag, custom_error_type="item",
                   custom_error_message="an item is a layer name, or a mapping with exactly one key (a layer type, block name or construct); `repeat:` items take body/name/overrides, `when:` items body/else"),
 ]
 
 
-class Item(RootModel[_ITEM_UNION]):
+class Item(RootModel):
     """One entry of a layer list: a layer, a block call, or a construct."""
+
+    model_config = ConfigDict(defer_build=True)
+    root: _ITEM_UNION
 
     @classmethod
     def __get_pydantic_json_schema__(cls, schema, handler):
@@ -216,10 +289,6 @@ class Item(RootModel[_ITEM_UNION]):
         inner["anyOf"] = alternatives
         inner.pop("discriminator", None)
         return out
-
-
-for _m in (*INLINE_ITEMS.values(), *CONSTRUCT_FIELDS.values(), *STRUCTURAL.values()):
-    _m.model_rebuild()
 
 
 # -- blocks and the spec ------------------------------------------------------------
@@ -305,13 +374,15 @@ class InsertAfterOp(Closed):
 PatchOp = Union[SetOp, DeleteOp, ReplaceOp, InsertBeforeOp, InsertAfterOp]
 
 
-GraphSpec = CONSTRUCT_FIELDS["graph"]
+def _train_config():
+    from netspec.document.train import TrainConfig  # its models are built for specs that have `train:` only
+    return TrainConfig
 
 
 class Spec(Closed):
     """A netspec architecture."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", title="netspec spec")
+    model_config = ConfigDict(strict=True, extra="forbid", title="netspec spec", defer_build=True)
 
     extends: str | None = Field(None, description="Base spec (path relative to this file) that this one is written over: top-level keys replace the base's (vars, blocks by entry; train, expect recursively), then `patch` applies.")
     patch: list[PatchOp] | None = Field(None, description="Edits applied in order after merging over the base: set, delete, replace, insert_before, insert_after.")
@@ -322,9 +393,9 @@ class Spec(Closed):
     vars: dict[str, Any] = Field(default_factory=dict, description="Variables for $name / ${...}; later ones may use earlier ones.")
     blocks: dict[str, Block] = Field(default_factory=dict, description="Named, parameterised blocks usable like layers.")
     layers: list[Item] | None = Field(None, min_length=1, description="The network, in order (or `graph:`).")
-    graph: "GraphSpec | None" = Field(None, description="The network as one graph of named nodes (instead of `layers:`): skips, merges, several outputs; its nodes register on the model itself.")
+    graph: Annotated[Any, BuiltOnUse(lambda: CONSTRUCT_FIELDS["graph"])] | None = Field(None, description="The network as one graph of named nodes (instead of `layers:`): skips, merges, several outputs; its nodes register on the model itself.")
     expect: Expect | None = Field(None, description="Expected totals, checked by --check-params.")
-    train: TrainConfig | None = Field(None, description="How `netspec train` trains this model.")
+    train: Annotated[Any, BuiltOnUse(_train_config)] | None = Field(None, description="How `netspec train` trains this model.")
 
     _source: Any = PrivateAttr(None)
 
@@ -390,8 +461,32 @@ def _graph_node_schema(defs: dict) -> dict:
             "anyOf": alternatives}
 
 
+class _WithModelsBuiltOnUse(GenerateJsonSchema):
+    """The JSON Schema generator for models built on use (BuiltOnUse): such a model's
+    core schema is its own and repeats the definitions it shares with the others (Item);
+    a definition already in progress is referred to, not generated again (for ever). Such
+    a field is a model's, which has a title of its own."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._started: set = set()
+
+    def generate_inner(self, schema):
+        ref = schema.get("ref") if isinstance(schema, dict) else None
+        if ref is not None:
+            if (ref, self.mode) in self._started:
+                return self.get_cache_defs_ref_schema(ref)[1]
+            self._started.add((ref, self.mode))
+        return super().generate_inner(schema)
+
+    def field_title_should_be_set(self, schema) -> bool:
+        if schema.get("metadata", {}).get("built_on_use"):
+            return False
+        return super().field_title_should_be_set(schema)
+
+
 def json_schema() -> dict:
-    schema = Spec.model_json_schema()
+    schema = Spec.model_json_schema(schema_generator=_WithModelsBuiltOnUse)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     defs = schema["$defs"]
     for tag, cls in REGISTRY.items():

@@ -8,6 +8,7 @@ the CLI). Must not import torch or any later stage.
 """
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 
@@ -28,11 +29,16 @@ def names_in(value, out: set[str]) -> set[str]:
     elif isinstance(value, str) and "$" in value:
         texts = [value] if value.startswith("$") else _EMBEDDED.findall(value)
         for text in texts:
-            try:
-                out |= parse(text).names()
-            except ExprError:
-                pass  # reported where the value is validated or resolved
+            out |= _names(text)
     return out
+
+
+@functools.lru_cache(maxsize=8192)  # the zoo's specs share most of their expressions
+def _names(text: str) -> frozenset[str]:
+    try:
+        return frozenset(parse(text).names())
+    except ExprError:
+        return frozenset()  # reported where the value is validated or resolved
 
 
 def used_vars(data: dict) -> set[str]:

@@ -272,7 +272,7 @@ class RunFolder:
         shown = set()
         for i in range(k):
             image = (x[i].float().cpu() * s + m).clamp(0, 1)
-            axes[i][0].imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0), cmap="gray")
+            axes[i][0].imshow((image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)).numpy(), cmap="gray")  # an array: matplotlib's copy of a tensor warns
             axes[i][1].imshow(painted(y[i]))
             axes[i][2].imshow(painted(predicted[i]))
             shown |= set(y[i].unique().tolist()) | set(predicted[i].unique().tolist())
