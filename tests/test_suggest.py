@@ -24,6 +24,7 @@ SLOTS = {
     ("graph", "nodes"): "graph: {nodes: {a: {X}}}",
     ("graph", "nodes", "with from"): "graph: {nodes: {a: identity, b: {from: input, X}}}",
     ("graph", "nodes", "body"): "graph: {nodes: {a: {body: [X]}}}",
+    ("partition", "body"): "partition: {size: 2, body: [X]}",
 }
 # Where an item list can sit: top-level layers, macros, a block's body and its construct shorthand.
 PLACES = {

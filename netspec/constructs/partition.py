@@ -223,7 +223,9 @@ class Partition(Construct):
                 else:
                     axes[name] = copy(axis.window(2 * size - 1, 1, size - 1, 1, n, n),
                                       bound=axis.bound or f"{m.path} groups tokens into windows")
-        inner = Reach(axes, (frozenset(),) * 3, x.uniform)
+        # inside, G and N each hold the positions of every grouped axis, mixed: not tracked
+        merged = frozenset({MERGED}).union(*(x.dims[d] for d in dims if d is not None))
+        inner = Reach(axes, (merged, merged, frozenset()), x.uniform)
         y = f.chain(m.slots["body"], inner)
         return Reach(y.axes, x.dims, y.uniform)
 
