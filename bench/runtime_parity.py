@@ -120,7 +120,8 @@ def parity(name: str, args, compiled: bool) -> dict:
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if args.bf16 else nullcontext
     reference, model = make_pair(name, device, args.channels_last)
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, 3, args.size, args.size, generator=gen).to(device)
+    size = args.size or netspec.analyze(ROOT / "specs" / f"{SPEC_OF[name]}.yaml").input[-1]   # default: the spec's own (swin_v2_t: 256)
+    x = torch.randn(args.batch, 3, size, size, generator=gen).to(device)
     if args.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (args.batch,), generator=gen).to(device)
@@ -173,7 +174,7 @@ def grouped_vs_loop(args) -> list[dict]:
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if args.bf16 else nullcontext
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     results = []
-    for stage, channels, size in (("conv2 (layer1)", 128, 56 * args.size // 224), ("conv3 (layer2)", 256, 28 * args.size // 224)):
+    for stage, channels, size in (("conv2 (layer1)", 128, 56 * (args.size or 224) // 224), ("conv3 (layer2)", 256, 28 * (args.size or 224) // 224)):
         torch.manual_seed(0)
         impls = {"grouped": nn.Conv2d(channels, channels, 3, padding=1, groups=32, bias=False),
                  "loop_shared": LoopSharedConv(channels), "loop_separate": LoopSeparateConvs(channels)}
@@ -210,7 +211,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=MODELS, choices=sorted(SPEC_OF), metavar="BUILDER",
                    help=f"torchvision builder names (default: {' '.join(MODELS)})")
     p.add_argument("--batch", type=int, help="default: 8 on CPU, 256 on CUDA")
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, help="input height and width (default: each spec's own; the grouped-conv comparison: 224)")
     p.add_argument("--iters", type=int, help="training steps per model per round (default: 2 CPU, 10 CUDA)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default: 6 CPU, 6 CUDA)")
     p.add_argument("--warmup", type=int, help="untimed steps per model (default: 1 CPU, 5 CUDA)")
