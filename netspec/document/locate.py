@@ -208,8 +208,12 @@ def validation_error(exc: ValidationError, source: Source, prefix: tuple = ()) -
     if first["type"] in ("missing", "extra_forbidden"):
         return _fields_error(errors, first, real, source)
     if first["type"] == "block_args":  # `avgpol: global`: a scalar after a key that is no block
-        word, blocks = first["ctx"]["block"], source.data.get("blocks") if isinstance(source.data, dict) else None
-        if not (isinstance(blocks, dict) and word in blocks):
+        # the block's word: the error's context, or (a nested model built on use drops the
+        # context on the way out) the one key of the item it was raised for
+        given = first.get("input")
+        word = first.get("ctx", {}).get("block") or (next(iter(given)) if isinstance(given, dict) and len(given) == 1 else None)
+        blocks = source.data.get("blocks") if isinstance(source.data, dict) else None
+        if word is not None and not (isinstance(blocks, dict) and word in blocks):
             return source.error(unknown_item(word, blocks if isinstance(blocks, dict) else {}), real + (word,), on_key=True)
     return source.error(message, real)
 
