@@ -71,6 +71,18 @@ def test_never_in_place_on_a_shared_or_kept_tensor():
     assert torch.equal(x, kept)
 
 
+def test_a_relu_after_a_reduction_whose_backward_reads_its_output_is_not_in_place():
+    # amax's and norm's backward read their result; mean's and sum's do not (found by bench/fuzz.py:
+    # "modified by an inplace operation ... output 0 of LinalgVectorNorm")
+    ops = ["mean", "sum", "max", "norm"]
+    s = spec([{"conv": {"out": 4, "k": 1}},
+              {"concat": {"branches": {op: [{"reduce": {"op": op, "dims": [1, 2], "keepdim": True}}, {"relu": {"name": "r"}}]
+                                       for op in ops}, "name": "cat"}}])
+    model = netspec.build(s)
+    assert inplace_relus(model) == {"cat.mean.r": True, "cat.sum.r": True, "cat.max.r": False, "cat.norm.r": False}
+    model(torch.randn(2, 4, 8, 8)).sum().backward()
+
+
 def test_inplace_false_builds_nothing_in_place():
     model = netspec.build(ROOT / "specs" / "resnet18.yaml", inplace=False)
     assert not any(inplace_relus(model).values())

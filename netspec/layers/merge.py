@@ -112,7 +112,11 @@ class Merge(Layer):
 class Reduce(Layer):
     """Reduce sample dims of one tensor: `mean`, `sum`, `max` (amax) or `norm` (the p-norm,
     torch.norm), keeping them as size 1 with `keepdim` (GRN's ||x|| over H and W)."""
-    fresh_output: ClassVar[bool] = True
+
+    @property
+    def fresh_output(self) -> bool:
+        # amax's and norm's backward read their output: a ReLU after them must not overwrite it
+        return self.op in ("mean", "sum")
 
     op: Literal["mean", "sum", "max", "norm"] = Field(description="The reduction (torch.mean, torch.sum, torch.amax, torch.norm).")
     dims: Annotated[list[int], Field(min_length=1)] = Field(description="Sample dims to reduce (0: channels of [C, H, W]; negative from the end).")
