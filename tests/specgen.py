@@ -99,7 +99,11 @@ class Gen:
             num = n + 2 * p - k
             o = (-(-num // stride) if ceil else num // stride) + 1
             return o - 1 if ceil and (o - 1) * stride >= n + p else o
-        return {kind: {"k": k, "stride": stride, "padding": p, "ceil_mode": ceil}}, (c, out(h), out(w))
+        fields = {"k": k, "stride": stride, "padding": p, "ceil_mode": ceil}
+        if kind == "avgpool" and p and r.chance(0.3):   # PoolFormer's: the padding not counted
+            fields["count_include_pad"] = False
+            self.used["avgpool without padding counted"] += 1
+        return {kind: fields}, (c, out(h), out(w))
 
     def zoo(self, shape) -> tuple[dict, tuple]:
         """One of the CNN-zoo leaf layers on [C, H, W], back on a [C, H, W] map."""

@@ -328,3 +328,58 @@ def test_export_keeps_the_record_names_and_verifies_each_output(cli, write, tmp_
         session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
         assert [o.name for o in session.get_outputs()] == ["0", "1", "pool"]
         assert [o.shape[1:] for o in session.get_outputs()] == [[8, 16, 16], [8, 8, 8], [8, 4, 4]]
+
+
+GRN = """\
+netspec: 1
+name: grn
+input: [6, 5, 4]   # [H, W, C], channels last as ConvNeXt-V2's blocks hold it
+graph:
+  nodes:
+    gx: {reduce: {op: norm, dims: [0, 1], keepdim: true}}
+    mean: {reduce: {op: mean, dims: [2], keepdim: true}}
+    nx: {from: [gx, mean], merge: {op: quotient, eps: 1.0e-6}}
+    xn: {from: [input, nx], merge: product}
+    gamma: {scale: {per: last, init: 0, name: gamma}}
+    beta: {add: {per: last, name: beta}}
+    out: {from: [beta, input], merge: sum}
+"""
+
+
+def test_convnext_v2_grn_is_written_with_merges_and_reductions(write):
+    """ConvNeXt-V2's GRN (Woo et al. 2023, their code): gamma * (x * Nx) + beta + x with
+    Nx = ||x||_HW / (mean_C ||x||_HW + 1e-6), bit for bit."""
+    model = seeded(write(GRN))
+    gamma, beta = torch.randn(4), torch.randn(4)
+    with torch.no_grad():
+        model.gamma.copy_(gamma), model.beta.copy_(beta)   # bare parameters, as ConvNeXt-V2 registers them
+    x = torch.randn(2, 6, 5, 4)
+    gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
+    nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+    want = gamma.view(1, 1, 1, 4) * (x * nx) + beta.view(1, 1, 1, 4) + x
+    with torch.no_grad():
+        assert torch.equal(model(x), want)
+    assert netspec.analyze(write(GRN)).params == 8
+
+
+POOLFORMER = """\
+netspec: 1
+name: poolformer_mixer
+input: [4, 7, 9]
+graph:
+  nodes:
+    pool: {avgpool: {k: 3, stride: 1, padding: 1, count_include_pad: COUNT}}
+    mixed: {from: [pool, input], merge: difference}
+"""
+
+
+def test_poolformer_token_mixer_is_pool_minus_input(write):
+    """PoolFormer's Pooling (Yu et al. 2022): AvgPool2d(3, 1, 1, count_include_pad=False)(x) - x, at
+    two sizes; counting the padding (a different border average) is caught."""
+    good, counted = seeded(write(POOLFORMER.replace("COUNT", "false"))), seeded(write(POOLFORMER.replace("COUNT", "true")))
+    for h, w in ((7, 9), (12, 5)):
+        x = torch.randn(2, 4, h, w)
+        want = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False) - x
+        with torch.no_grad():
+            assert torch.equal(good(x), want)
+            assert not torch.allclose(counted(x), want)

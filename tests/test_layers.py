@@ -28,7 +28,7 @@ SAMPLES = {
     "maxpool": [({"k": 3, "stride": 2, "padding": 1}, (2, 9, 9)), ({"k": 3, "stride": 2, "ceil_mode": True}, (2, 10, 10)),
                 ({"k": "global"}, (2, 5, 7)), ({"k": [2, 3]}, (1, 8, 9))],
     "avgpool": [({"k": 2}, (2, 8, 8)), ({"k": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (2, 10, 10)),
-                ({"k": "global"}, (3, 7, 7))],
+                ({"k": "global"}, (3, 7, 7)), ({"k": 3, "stride": 1, "padding": 1, "count_include_pad": False}, (2, 7, 9))],
     "adaptive_avgpool": [({"size": 3}, (2, 7, 7)), ({"size": [2, 1]}, (2, 6, 6))],
     "adaptive_maxpool": [({"size": 2}, (2, 5, 5))],
     "dropout": [({"p": 0.3}, (4, 2, 2))],

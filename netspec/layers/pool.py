@@ -63,6 +63,13 @@ class MaxPool(WindowPool):
 class AvgPool(WindowPool):
     """Average pooling (torch.nn.AvgPool2d; AdaptiveAvgPool2d(1) for k: global)."""
     torch_name: ClassVar[str] = "AvgPool2d"
+    count_include_pad: bool = Field(True, description="Count the implicit zero padding in each average (count_include_pad); false: average the real inputs only (PoolFormer's pooling).")
+
+    def build(self, shape: Shape):
+        module = super().build(shape)
+        if self.k != "global":
+            module.count_include_pad = self.count_include_pad
+        return module
 
 
 class AdaptivePool(Layer):
