@@ -178,17 +178,21 @@ class _Scope:
         except ValidationError as e:
             raise validation_error(e, self.res.source, prefix=path) from None
 
+    def text(self, raw, path: tuple) -> str:
+        """A string field that may embed `${...}` (a module name, a graph reference, an output key),
+        or an expression standing for the whole of it."""
+        try:
+            return str(raw.evaluate(self.vars, self.res.budget) if isinstance(raw, Expr) else
+                       interpolate(raw, self.vars, self.res.budget) if "${" in raw else raw)
+        except ExprError as e:
+            raise self.error(str(e), path) from None
+
     def name(self, raw, path: tuple, on_key: bool = False) -> str | None:
         if raw is None:
             return None
         if not isinstance(raw, (str, Expr)):
             raise self.error(f"a module name is a string, got {type(raw).__name__} {raw!r}", path)
-        try:
-            value = raw.evaluate(self.vars, self.res.budget) if isinstance(raw, Expr) else \
-                interpolate(raw, self.vars, self.res.budget) if "${" in raw else raw
-        except ExprError as e:
-            raise self.error(str(e), path) from None
-        value = str(value)
+        value = self.text(raw, path)
         for part in value.split("."):   # a dotted name: each part is a module name
             problem = name_problem(part)
             if problem:

@@ -383,3 +383,35 @@ def test_poolformer_token_mixer_is_pool_minus_input(write):
         with torch.no_grad():
             assert torch.equal(good(x), want)
             assert not torch.allclose(counted(x), want)
+
+
+def test_references_and_output_keys_take_expressions(cli, write):
+    """`from: c${lvl}` in a block's graph, called once per level, and `outputs: {"p${lvl}": ...}`:
+    the wiring follows the arguments; an undefined variable and two equal keys are located errors."""
+    spec = write("""\
+netspec: 1
+name: levels
+input: [3, 8, 8]
+blocks:
+  head:
+    args: {lvl: required}
+    graph:
+      nodes:
+        c1: {conv: {out: 4, k: 1}}
+        c2: {from: input, conv: {out: 5, k: 1}}
+        o: {from: "c${lvl}", relu: null}
+      outputs: {"p${lvl}": o}
+layers:
+  - head: {lvl: 2}
+""")
+    with pytest.warns(SpecWarning, match="'c1' reaches no output"):
+        a = netspec.analyze(spec)
+    assert {k: list(v) for k, v in a.output.items()} == {"p2": [5, 8, 8]} and a.params == 16 + 20
+    bad = write("netspec: 1\nname: t\ninput: [3, 8, 8]\ngraph:\n  nodes:\n    a: {conv: {out: 3, k: 1}}\n"
+                "    b: {from: \"a${zz}\", relu: null}\n", "bad.yaml")
+    run = cli("check", bad)
+    assert run.code == 2 and "bad.yaml:7:15: error: graph.nodes.b.from: undefined variable 'zz'" in run.err
+    twice = write("netspec: 1\nname: t\ninput: [3, 8, 8]\nvars: {k: p3}\ngraph:\n  nodes:\n    a: {conv: {out: 3, k: 1}}\n"
+                  "  outputs: {\"${k}\": a, p3: a}\n", "twice.yaml")
+    run = cli("check", twice)
+    assert run.code == 2 and "two outputs are named 'p3'" in run.err

@@ -258,6 +258,8 @@ class Graph(Construct):
     @classmethod
     def _ref(cls, r, text, path, ctx) -> Ref:
         node_id, known, ids, where, absent = ctx
+        if isinstance(text, str) and "${" in text:   # `from: lat${i}` in a block called per level
+            text = r.text(text, path)
         if not isinstance(text, str) or not text or any(not part for part in text.split(".")):
             raise r.error(f"a reference is a name such as 'input', 'p3' or 'body.layer3', got {text!r}", path)
         head, *keys = text.split(".")
@@ -295,11 +297,18 @@ class Graph(Construct):
         if isinstance(raw, str):
             return cls._ref(r, raw, path, ctx)
         # an output naming a node that `when:` left out is left out too (torchvision's aux)
-        present = lambda text: not (isinstance(text, str) and text.split(".")[0] in absent)  # noqa: E731
+        text = lambda raw, at: r.text(raw, at) if isinstance(raw, str) and "${" in raw else raw  # noqa: E731
+        present = lambda raw: not (isinstance(raw, str) and raw.split(".")[0] in absent)  # noqa: E731
         if isinstance(raw, list):
-            out = [cls._ref(r, text, path + (i,), ctx) for i, text in enumerate(raw) if present(text)]
+            refs = [(path + (i,), text(value, path + (i,))) for i, value in enumerate(raw)]
+            out = [cls._ref(r, value, at, ctx) for at, value in refs if present(value)]
         else:
-            out = {str(k): cls._ref(r, text, path + (k,), ctx) for k, text in raw.items() if present(text)}
+            refs = [(path + (k,), text(str(k), path + (k,)), text(value, path + (k,))) for k, value in raw.items()]
+            out = {key: cls._ref(r, value, at, ctx) for at, key, value in refs if present(value)}
+            if len(out) < len([1 for _, _, value in refs if present(value)]):
+                keys = [key for _, key, _ in refs]
+                twice = next(key for key in keys if keys.count(key) > 1)
+                raise r.error(f"two outputs are named {twice!r}", path)
         if not out:
             raise r.error("every output names a node left out by its when:", path)
         return out

@@ -21,7 +21,9 @@ _EMBEDDED = re.compile(r"\$\{[^}]*\}")  # `${...}` inside a longer string (modul
 def names_in(value, out: set[str]) -> set[str]:
     """Add to `out` every variable name that an expression in `value` (any plain data) reads."""
     if isinstance(value, dict):
-        for item in value.values():
+        for key, item in value.items():
+            if isinstance(key, str) and "${" in key:   # a graph's output key: `{"p${i}": ...}`
+                names_in(key, out)
             names_in(item, out)
     elif isinstance(value, list):
         for item in value:
