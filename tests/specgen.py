@@ -110,7 +110,7 @@ class Gen:
         r = self.r
         c, h, w = shape
         kind = r.choice(["permute", "reshape", "layernorm", "groupnorm", "channel_shuffle",
-                         "stochastic_depth", "conv_transpose", "upsample", "scale", "add", "normalize", "frozen_bn"])
+                         "stochastic_depth", "conv_transpose", "upsample", "scale", "add", "normalize", "frozen_bn", "space_to_depth"])
         self.used[kind] += 1
         divisor = r.choice([g for g in range(1, c + 1) if c % g == 0])
         if kind == "permute":  # to another order (maybe a layer over its last dim) and back
@@ -154,6 +154,10 @@ class Gen:
             return {"normalize": {"dim": r.choice([0, -1, 1]), "p": r.choice([2.0, 1.0])}}, shape
         if kind == "frozen_bn":
             return {"frozen_bn": {"eps": r.choice([1e-5, 1e-3])}}, shape
+        if kind == "space_to_depth":   # Swin's patch merging, on a channels-last view of the map
+            k = r.int(1, 3)
+            out = (k * k * c, -(-h // k), -(-w // k))   # H and W padded up to multiples of k
+            return {"sequence": {"body": [{"permute": [1, 2, 0]}, {"space_to_depth": k}, {"permute": [2, 0, 1]}]}}, out
         if kind == "stochastic_depth":
             return {"stochastic_depth": {"p": r.choice([0.0, 0.2, 0.5, 1.0]), "mode": r.choice(["row", "batch"])}}, shape
         if kind == "conv_transpose":
