@@ -251,11 +251,12 @@ class RunFolder:
         import torch
 
         from netspec.data.masks import palette
+        from netspec.train.task import main_output
         x, y, valid = next(iter(loader.epoch(0)))
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            predicted = task.main(net(x)).float().argmax(1)
+            predicted = main_output(net(x)).float().argmax(1)
         net.train(was_training)
         k = min(n, valid)
         colours = torch.tensor(palette(task.n_classes) + [(255, 255, 255)], dtype=torch.uint8)
