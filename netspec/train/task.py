@@ -141,10 +141,10 @@ def make_task(job, data, cfg) -> Task:
     output = job.outputs
     kind = task_of(output) if output is not None else ("segmentation" if segmenting else "classification")
     if kind == "classification" and not segmenting:
-        scores = output[0] if output is not None else n
-        if output is not None and len(output) != 1:
+        if isinstance(output, dict):   # refused by output_problem when the spec was loaded
             raise DataError(f"spec output {output} is not a vector of class scores; end the spec with "
                             f"flatten and linear: {{out: {n}}}")
+        scores = output[0] if output is not None else n
         if scores < n:
             raise DataError(f"spec output [{scores}] has fewer scores than {data.name}'s {n} classes")
         classes = list(data.classes) + [f"unused{i}" for i in range(n, scores)]
