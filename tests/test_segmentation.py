@@ -160,6 +160,29 @@ def test_record_output_weights_are_checked_against_its_keys(cli, write):
     assert run.code == 2 and "train.loss.outputs names 'auxx', but the spec's outputs are out, aux" in run.err
 
 
+@pytest.mark.parametrize("outputs", ["{out: head}", "{out: head, aux: head}"])
+def test_a_classifier_that_outputs_a_record_is_refused_in_one_located_line(cli, write, outputs):
+    # a record of class-score vectors: the trainer trains one tensor of class scores (was KeyError: 0, exit 3)
+    path = write(f"""\
+netspec: 1
+name: record-classifier
+input: [1, 8, 8]
+graph:
+  nodes:
+    flat: {{flatten: {{}}}}
+    head: {{linear: {{out: 10}}}}
+  outputs: {outputs}
+train:
+  dataset: {{name: digits}}
+  epochs: 1
+  device: cpu
+""")
+    for command in ("check", "train"):
+        run = cli(command, path, *(["--out", str(path.parent / "run")] if command == "train" else []))
+        assert run.code == 2 and "one tensor of class scores" in run.err and run.err.startswith(f"{path}:"), run.err
+        assert len(run.err.strip().splitlines()) == 1
+
+
 # -- training end to end -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -17,25 +17,20 @@ import torch
 import torch.nn.functional as F
 
 
-def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+def channel_stats(x: torch.Tensor | list, chunk: int = 4096) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images on the 0..1 scale (float64 sums, chunked
     so a 50,000-image set never becomes one float copy); `x` may be a list of C×H×W images of
-    several sizes (a segmentation folder)."""
-    if isinstance(x, list):
-        c = x[0].shape[0]
-        parts = [img.to(torch.float64).reshape(c, -1) / 255.0 for img in x]
-        n = sum(p.shape[1] for p in parts)
-        mean = sum(p.sum(1) for p in parts) / n
-        var = sum((p * p).sum(1) for p in parts) / n - mean * mean
-        return mean.tolist(), var.clamp_min(1e-12).sqrt().tolist()
-    c = x.shape[1]
+    several sizes (a segmentation folder), summed one image at a time."""
+    c = x[0].shape[0]
+    parts = (img[None] for img in x) if isinstance(x, list) else (x[i:i + chunk] for i in range(0, x.shape[0], chunk))
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)
-    for i in range(0, x.shape[0], chunk):
-        part = x[i:i + chunk].to(torch.float64).transpose(0, 1).reshape(c, -1) / 255.0
+    n = 0
+    for part in parts:
+        part = part.to(torch.float64).transpose(0, 1).reshape(c, -1) / 255.0
         total += part.sum(1).cpu()
         total_sq += (part * part).sum(1).cpu()
-    n = x.shape[0] * x[0, 0].numel()
+        n += part.shape[1]
     mean = total / n
     std = (total_sq / n - mean * mean).clamp_min(1e-12).sqrt()
     return mean.tolist(), std.tolist()

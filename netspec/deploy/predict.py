@@ -24,6 +24,7 @@ from netspec.data.datasets import IMAGE_SUFFIXES, DataError, load_dataset, read_
 from netspec.errors import EXIT_CHECK_FAILED, EXIT_INVALID, one_line
 from netspec.train import distributed
 from netspec.train.evaluate import autocast, normalization
+from netspec.train.task import forward, main_output
 from netspec.weights import Weights, WeightsError, load_into
 
 BATCH = 64
@@ -111,13 +112,8 @@ def predict(job, weights: Weights, paths: list[str], *, top: int = 5, device: st
         raise WeightsError(f"spec output {job.outputs} is not a vector of class scores")
     weights.check_channels(job.input[0])
     batch_size = _batch_size(job.analysis, dev)
-    model = job.build()
-    on_report(load_into(model, weights, skip, job.name).lines())
-    model = model.to(dev).eval()
-    classes, mean, std = labels_and_stats(job, weights, n_outputs)
+    model, classes, scale, shift = _prepared(job, weights, dev, n_outputs, skip, on_report)
     channels, size = job.input[0], tuple(job.input[1:])
-    scale = torch.tensor([1 / (255.0 * s) for s in std], device=dev).view(1, -1, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(mean, std)], device=dev).view(1, -1, 1, 1)
     k = min(top, n_outputs)
     batch: list[tuple[str, torch.Tensor]] = []
 
@@ -125,18 +121,14 @@ def predict(job, weights: Weights, paths: list[str], *, top: int = 5, device: st
         x = torch.stack([img for _, img in batch]).to(dev).float()
         x = torch.addcmul(shift, x, scale)  # (x/255 - mean)/std, as the evaluation loader computes it
         with torch.no_grad(), autocast(cfg, dev):
-            logits = model(x)
-            if cfg.augmentation.test_flip:
-                logits = (logits + model(x.flip(3))) / 2
-        logits = logits.float()
+            logits = forward(model, x, cfg.augmentation.test_flip).float()
         finite = torch.isfinite(logits).all(1).tolist()
         p, idx = logits.softmax(1).topk(k, dim=1)
         for (path, _), ok, pr, ix in zip(batch, finite, p.tolist(), idx.tolist()):
             if ok:
                 yield Prediction(path, [(classes[i], i, q) for q, i in zip(pr, ix)])
             else:
-                on_error(path, f"the model's output for {path} is not finite (NaN or inf) at train.precision "
-                               f"{cfg.precision}; no prediction", EXIT_CHECK_FAILED)
+                on_error(path, _not_finite(path, cfg), EXIT_CHECK_FAILED)
         batch.clear()
 
     for path in image_files(paths):
@@ -163,15 +155,9 @@ def predict_masks(job, weights: Weights, paths: list[str], out_dir: str, *, devi
         raise WeightsError(f"spec output {job.outputs} is not per-pixel class scores")
     cfg = job.config
     dev = distributed.pick_device(device or cfg.device)
-    main = job.outputs["out"] if isinstance(job.outputs, dict) else job.outputs
     weights.check_channels(job.input[0])
-    model = job.build()
-    on_report(load_into(model, weights, skip, job.name).lines())
-    model = model.to(dev).eval()
-    classes, mean, std = labels_and_stats(job, weights, main[0])
+    model, classes, scale, shift = _prepared(job, weights, dev, main_output(job.outputs)[0], skip, on_report)
     channels, size = job.input[0], tuple(job.input[1:])
-    scale = torch.tensor([1 / (255.0 * s) for s in std], device=dev).view(1, -1, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(mean, std)], device=dev).view(1, -1, 1, 1)
     os.makedirs(out_dir, exist_ok=True)
     written: set[str] = set()
     for path in image_files(paths):
@@ -184,15 +170,9 @@ def predict_masks(job, weights: Weights, paths: list[str], out_dir: str, *, devi
                                             align_corners=False) if tuple(image.shape[1:]) != size else image[None].float()
         x = torch.addcmul(shift, x.to(dev), scale)
         with torch.no_grad(), autocast(cfg, dev):
-            out = model(x)
-            logits = out["out"] if isinstance(out, dict) else out
-            if cfg.augmentation.test_flip:
-                other = model(x.flip(3))
-                logits = (logits + (other["out"] if isinstance(other, dict) else other).flip(3)) / 2
-        logits = logits.float()
+            logits = forward(model, x, cfg.augmentation.test_flip).float()
         if not bool(torch.isfinite(logits).all()):
-            on_error(path, f"the model's output for {path} is not finite (NaN or inf) at train.precision "
-                           f"{cfg.precision}; no prediction", EXIT_CHECK_FAILED)
+            on_error(path, _not_finite(path, cfg), EXIT_CHECK_FAILED)
             continue
         logits = torch.nn.functional.interpolate(logits, size=tuple(image.shape[1:]), mode="bilinear", align_corners=False)
         mask = logits.argmax(1)[0].to(torch.uint8).cpu()
@@ -203,6 +183,22 @@ def predict_masks(job, weights: Weights, paths: list[str], out_dir: str, *, devi
         total = mask.numel()
         areas = sorted(((classes[i], i, c / total) for i, c in enumerate(counts) if c), key=lambda a: -a[2])
         yield MaskPrediction(path, mask_path, overlay_path, tuple(image.shape[1:]), areas)
+
+
+def _prepared(job, weights: Weights, dev: torch.device, n_outputs: int, skip, on_report):
+    """(model with the weights, in eval mode on `dev`; class names; scale and shift such that
+    x * scale + shift = (x/255 - mean)/std, as the evaluation loader normalizes)."""
+    model = job.build()
+    on_report(load_into(model, weights, skip, job.name).lines())
+    model = model.to(dev).eval()
+    classes, mean, std = labels_and_stats(job, weights, n_outputs)
+    scale = torch.tensor([1 / (255.0 * s) for s in std], device=dev).view(1, -1, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std)], device=dev).view(1, -1, 1, 1)
+    return model, classes, scale, shift
+
+
+def _not_finite(path: str, cfg) -> str:
+    return f"the model's output for {path} is not finite (NaN or inf) at train.precision {cfg.precision}; no prediction"
 
 
 def _unique(stem: str, taken: set[str]) -> str:

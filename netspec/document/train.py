@@ -371,8 +371,10 @@ def output_problem(config: TrainConfig, output, shape: list[int]) -> tuple[str, 
     if task == "classification" and segmenting:
         return (f"train.dataset {config.dataset.name} labels every pixel, but the spec outputs {shown}, scores per "
                 f"image; end it with per-pixel scores [classes, H, W]"), ("train", "dataset", "name")
-    if task == "classification":
-        return None
+    if task == "classification":   # the loss takes one tensor of scores (records are for a segmenter's aux)
+        return None if not isinstance(output, dict) else (
+            f"the trainer trains a classifier on one tensor of class scores [classes]; this one gives a record "
+            f"{shown}: make the scores the spec's only output", ("train",))
     records = output if isinstance(output, dict) else {}
     main = records.get("out", output)
     if list(main[1:]) != list(shape[1:]):

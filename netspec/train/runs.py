@@ -251,11 +251,12 @@ class RunFolder:
         import torch
 
         from netspec.data.masks import palette
+        from netspec.train.task import main_output
         x, y, valid = next(iter(loader.epoch(0)))
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            predicted = task.main(net(x)).float().argmax(1)
+            predicted = main_output(net(x)).float().argmax(1)
         net.train(was_training)
         k = min(n, valid)
         colours = torch.tensor(palette(task.n_classes) + [(255, 255, 255)], dtype=torch.uint8)
@@ -416,10 +417,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def make_summary(job, cfg, d, data, st: dict, params: int, wall: float, task=None) -> dict:
+def make_summary(job, cfg, d, data, st: dict, params: int, wall: float, task) -> dict:
     """summary.json: the run's results and setting. `st` is the loop's state (history,
     best epoch, wall time before a resume); `d` its distributed setup; `data` the dataset;
-    for segmentation (`task`) also test_miou and best_test_miou (fractions)."""
+    for a segmentation `task` also test_miou and best_test_miou (fractions)."""
     import torch
 
     hist = st["history"]
@@ -444,7 +445,7 @@ def make_summary(job, cfg, d, data, st: dict, params: int, wall: float, task=Non
         "dataset": data.name, "train_images": len(data.train_x), "test_images": len(data.test_x),
         "torch": torch.__version__, "evaluated_weights": "ema" if cfg.ema.decay else "model",
     }
-    if task is not None and task.kind == "segmentation":   # the score the best checkpoint is chosen by
+    if task.kind == "segmentation":   # the score the best checkpoint is chosen by
         out.update(task="segmentation", test_miou=tested[-1]["test_miou"] if tested else None,
                    best_test_miou=max((r["test_miou"] for r in tested), default=None))
     if job.macs and out["images_per_s"]:

@@ -38,10 +38,6 @@ class Task:
         """The row field the best checkpoint is chosen by."""
         return "test_miou" if self.kind == "segmentation" else "test_acc"
 
-    def main(self, out) -> torch.Tensor:
-        """The logits measured: the output, or a record's `out`."""
-        return out["out"] if isinstance(out, dict) else out
-
     def loss(self, out, y: torch.Tensor) -> torch.Tensor:
         weight = None if self.class_weights is None else self.class_weights.to(y.device)
         if self.kind == "classification":
@@ -54,11 +50,12 @@ class Task:
             total = part if total is None else total + part
         return total
 
-    def hits(self, out, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(right, counted) in a batch: images, or pixels that are not ignored."""
-        predicted = self.main(out).detach().argmax(1)
+    def hits(self, out, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | int]:
+        """(right, counted) in a batch: images (a number: no copy to the device every step), or
+        pixels that are not ignored."""
+        predicted = main_output(out).detach().argmax(1)
         if self.kind == "classification":
-            return (predicted == y).sum(), torch.tensor(y.shape[0], device=y.device)
+            return (predicted == y).sum(), y.shape[0]
         counted = y != self.ignore
         return ((predicted == y) & counted).sum(), counted.sum()
 
@@ -76,23 +73,18 @@ class Task:
         counted = torch.zeros((), dtype=torch.float64, device=dev)
         confusion = torch.zeros(k * k, dtype=torch.long, device=dev)
         for x, y, valid in loader.epoch(0):
-            logits = self.main(net(x))
-            if test_flip:  # the mean of the image's and its mirror image's logits
-                flipped = self.main(net(x.flip(3)))
-                logits = (logits + (flipped.flip(3) if logits.dim() == 4 else flipped)) / 2
-            logits, y = logits[:valid].float(), y[:valid]
+            logits, y = forward(net, x, test_flip)[:valid].float(), y[:valid]
+            predicted = logits.argmax(1)
             if self.kind == "classification":
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
                 counted += y.shape[0]
-                predicted, kept = logits.argmax(1), y
+                true, guessed = y, predicted
             else:
                 keep = y != self.ignore
                 loss_sum += F.cross_entropy(logits, y, ignore_index=self.ignore, reduction="sum").double()
                 counted += keep.sum()
-                predicted = logits.argmax(1)
-                kept, predicted_kept = y[keep], predicted[keep]
-            confusion += torch.bincount(kept * k + (predicted if self.kind == "classification" else predicted_kept),
-                                        minlength=k * k)
+                true, guessed = y[keep], predicted[keep]
+            confusion += torch.bincount(true * k + guessed, minlength=k * k)
             if predictions is not None:
                 predictions.append(predicted.cpu())
         counts = torch.cat([loss_sum.view(1), counted.view(1), confusion.double()])
@@ -103,6 +95,21 @@ class Task:
         row = {"test_loss": float(counts[0]) / max(1.0, float(counts[1]))}
         row.update(metrics(confusion, self.kind))
         return row, confusion
+
+
+def main_output(out):
+    """The output measured (logits, or their shape): the output, or a record's `out`."""
+    return out["out"] if isinstance(out, dict) else out
+
+
+def forward(net: torch.nn.Module, x: torch.Tensor, test_flip: bool = False) -> torch.Tensor:
+    """The logits measured of a batch; with `test_flip` the mean of the images' and their mirror
+    images' (a segmenter's per-pixel logits mirrored back first). Evaluation and predict share it."""
+    logits = main_output(net(x))
+    if test_flip:
+        flipped = main_output(net(x.flip(3)))
+        logits = (logits + (flipped.flip(3) if logits.dim() == 4 else flipped)) / 2
+    return logits
 
 
 def metrics(confusion: torch.Tensor, kind: str) -> dict:
@@ -134,10 +141,10 @@ def make_task(job, data, cfg) -> Task:
     output = job.outputs
     kind = task_of(output) if output is not None else ("segmentation" if segmenting else "classification")
     if kind == "classification" and not segmenting:
-        scores = output[0] if output is not None else n
-        if output is not None and len(output) != 1:
+        if isinstance(output, dict):   # refused by output_problem when the spec was loaded
             raise DataError(f"spec output {output} is not a vector of class scores; end the spec with "
                             f"flatten and linear: {{out: {n}}}")
+        scores = output[0] if output is not None else n
         if scores < n:
             raise DataError(f"spec output [{scores}] has fewer scores than {data.name}'s {n} classes")
         classes = list(data.classes) + [f"unused{i}" for i in range(n, scores)]
@@ -145,7 +152,7 @@ def make_task(job, data, cfg) -> Task:
     if kind != "segmentation" or not segmenting:
         raise DataError(f"spec output {output} does not fit dataset {data.name} "
                         f"({'masks' if segmenting else 'one label per image'})")
-    main = output.get("out") if isinstance(output, dict) else output
+    main = main_output(output)
     if main[0] < n:
         raise DataError(f"the spec's output has {main[0]} channels (class scores), fewer than {data.name}'s {n} classes")
     if isinstance(output, dict):
