@@ -113,8 +113,8 @@ def train_problem(analysis) -> None:
 
 
 def cmd_compile(args) -> int:
-    from netspec.summary import COLUMNS, MEMORY_COLUMNS, as_json, render_table
-    columns = args.columns or (MEMORY_COLUMNS if args.memory else ())
+    from netspec.summary import COLUMNS, as_json, render_table
+    columns = args.columns or ()   # none chosen: render_table's defaults (--memory's with memory)
     memory_wanted = args.memory or any(COLUMNS[c].needs_memory for c in columns)
     worst = EXIT_OK
     for path in args.specs:

@@ -366,10 +366,10 @@ def load_into(model: torch.nn.Module, weights: Weights, skip: list[str] | tuple[
     if under is not None and not any(k.startswith(under) for k in mine):
         raise WeightsError(f"--init-prefix '{under}': the model has no key under it (keys look like "
                            f"{next(iter(mine), '?')!r})")
-    outside = [k for k in mine if under is not None and not k.startswith(under)]
+    outside = {k for k in mine if under is not None and not k.startswith(under)}   # --init-prefix leaves these
 
     def skipped(key: str) -> bool:
-        return any(fnmatchcase(key, p) for p in skip) or (under is not None and key in mine and not key.startswith(under))
+        return key in outside or any(fnmatchcase(key, p) for p in skip)
 
     counters = _fit(mine, weights.state, skipped, weights, spec, fresh)
     keep = set(counters) | {k for k in mine if skipped(k)}  # the model's own tensors

@@ -25,6 +25,7 @@ from typing import Callable
 
 import torch
 
+from netspec.document.train import SEGMENTATION_DATASETS
 from netspec.errors import NetspecError, first_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -67,7 +68,7 @@ def load_dataset(config, input_shape: list[int], progress: Callable[[str, int, i
     spec's input shape (C, H, W). `progress(message, done, total)` hears about slow
     preparation (decoding an image folder the first time): done 0 with the message,
     then counts up to total. A segmentation dataset (netspec.data.masks) gives a MaskData."""
-    if config.name in SEGMENTATION:
+    if config.name in SEGMENTATION_DATASETS:
         from netspec.data.masks import load_masks
         return load_masks(config, list(input_shape), progress or _silent)
     data = DATASETS[config.name](config, list(input_shape), progress or _silent)
@@ -354,8 +355,6 @@ def _save_atomic(obj, path: Path) -> None:
     except OSError:
         pass  # a cache we cannot write only costs time on the next run
 
-
-SEGMENTATION = ("digits_canvas", "segmentation_folder")   # netspec.data.masks owns these
 
 DATASETS: dict[str, Callable[..., ImageData]] = {
     "digits": _digits,

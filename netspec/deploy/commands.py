@@ -159,7 +159,7 @@ def _export(args, analyze) -> int:
     from netspec.deploy.predict import padded
     from netspec.document.train import TrainConfig
     from netspec.train.evaluate import normalization
-    from netspec.weights import load_into
+    from netspec.weights import TORCHVISION, load_into
 
     fmt, out = export_target(args)
     if fmt == "onnx":
@@ -172,7 +172,7 @@ def _export(args, analyze) -> int:
     # the eager model, the written file and the runtime that checks it each hold the weights
     refuse_running(analysis, batch, physical_memory(), "this machine's memory", copies=3,
                    batch_argument=None if args.dynamic_batch else f"--batch {args.batch}")
-    weights_file = args.ckpt or (args.init if args.init and not args.init.startswith("torchvision:") else None)
+    weights_file = args.ckpt or (args.init if args.init and not args.init.startswith(TORCHVISION) else None)
     out = ex.check_target(out, {args.spec: "the spec", **({weights_file: "the weights file"} if weights_file else {})})
     torch.manual_seed(0)  # initial weights (no --init) are the same each time
     model = netspec.build(analysis)
