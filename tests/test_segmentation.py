@@ -385,3 +385,25 @@ def test_the_zoos_recipe_trains_on_vocs_layout(cli, tmp_path):
     assert run.code == 0, run.err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["task"] == "segmentation" and summary["train_images"] == 2
+
+
+def test_predict_refuses_a_segmenter_that_cannot_run_one_image_before_building_it(cli, write, tmp_path, monkeypatch):
+    """As `predict` does for a classifier (tests/test_export.py): masks are predicted one image at a
+    time, but a model too large for the machine is one line, not an allocation."""
+    import netspec.budget
+    import netspec.deploy.predict
+
+    monkeypatch.setattr(netspec.budget, "physical_memory", lambda: 16 * 2**30)
+    monkeypatch.setattr(netspec.deploy.predict, "physical_memory", lambda: 16 * 2**30)
+    monkeypatch.setattr(netspec, "build", lambda *a, **k: pytest.fail("built"))
+    huge = write("netspec: 1\nname: huge\ninput: [1, 8, 8]\nlayers:\n  - conv: {out: 100000, k: 1}\n"
+                 "  - conv: {out: 100000, k: 1}\n  - conv: {out: 11, k: 1}\n"
+                 "train: {dataset: {name: digits_canvas}}\n")
+    with torch.device("meta"):   # its weights' shapes, in a file of a few KB
+        shapes = {"0.weight": torch.empty(100000, 1, 1, 1), "0.bias": torch.empty(100000),
+                  "1.weight": torch.empty(100000, 100000, 1, 1), "1.bias": torch.empty(100000),
+                  "2.weight": torch.empty(11, 100000, 1, 1), "2.bias": torch.empty(11)}
+    torch.save(shapes, tmp_path / "huge.pt")
+    run = cli("predict", huge, "--init", tmp_path / "huge.pt", "x.png", "--out", tmp_path / "masks")
+    assert run.code == 2 and "running the model needs at least" in run.err and "refused before allocating" in run.err, run.err
+    assert len(run.err.strip().splitlines()) == 1

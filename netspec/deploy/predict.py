@@ -156,6 +156,7 @@ def predict_masks(job, weights: Weights, paths: list[str], out_dir: str, *, devi
     cfg = job.config
     dev = distributed.pick_device(device or cfg.device)
     weights.check_channels(job.input[0])
+    _batch_size(job.analysis, dev)   # a model that cannot run one image is refused before it is built
     model, classes, scale, shift = _prepared(job, weights, dev, main_output(job.outputs)[0], skip, on_report)
     channels, size = job.input[0], tuple(job.input[1:])
     os.makedirs(out_dir, exist_ok=True)
