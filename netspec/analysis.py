@@ -46,6 +46,15 @@ class Module:
         return [child for children in self.slots.values() for child in children]
 
 
+def graph_sources(m: Module) -> list[tuple[Module, str, str]]:
+    """What each node of an analysed graph reads, as written: (the node's module, its id,
+    `lat4, up5`); none for a module that is no graph."""
+    if m.wiring is None:
+        return []
+    notes = m.node.construct.notes(m.node)
+    return [(child, *note.split(" <- ", 1)) for child, note in zip(m.slots["nodes"], notes)]
+
+
 @dataclass
 class LayerRow:
     path: str

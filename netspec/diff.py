@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from netspec.analysis import Analysis, Module
+from netspec.analysis import Analysis, Module, graph_sources
 from netspec.ir import Leaf, form
 
 
@@ -163,10 +163,7 @@ def _signature(m: Module) -> tuple:
 
 def _sources(m: Module) -> dict[int, str]:
     """What each node of a graph reads, as written, by id() of its module ({} elsewhere)."""
-    if m.wiring is None:
-        return {}
-    notes = m.node.construct.notes(m.node)
-    return {id(child): note.split(" <- ", 1)[1] for child, note in zip(m.slots["nodes"], notes)}
+    return {id(child): source for child, _, source in graph_sources(m)}
 
 
 def _pair(ma: Module, mb: Module, out: list[Entry], wired: tuple = (None, None)) -> None:

@@ -90,13 +90,11 @@ def show_form(value) -> str:
 
 
 def show(value) -> str:
-    """A value for a table cell or a message: [3, 32, 32], {out: [21, 8, 8], aux: [...]}."""
-    if isinstance(value, Record):
-        inner = ", ".join(show(v) if value.is_list else f"{k}: {show(v)}" for k, v in value.items())
-        return f"[{inner}]" if value.is_list else "{" + inner + "}"
+    """A value for a table cell or a message: [3, 32, 32], {out: [21, 8, 8], aux: [...]};
+    the inputs of a merge in parentheses."""
     if isinstance(value, list):
         return "(" + ", ".join(show(v) for v in value) + ")"
-    return str(list(value))
+    return show_form(form(value))
 
 
 @dataclass

@@ -17,7 +17,7 @@ import json
 import unicodedata
 from dataclasses import dataclass
 
-from netspec.analysis import Analysis, Module
+from netspec.analysis import Analysis, Module, graph_sources
 from netspec.errors import one_line
 from netspec.ir import Leaf, dump, form, show, show_form
 
@@ -78,12 +78,9 @@ def _sources(tree: Module) -> dict[int, str]:
     out, stack = {}, [tree]
     while stack:
         m = stack.pop()
-        if m.wiring is not None:
-            notes = m.node.construct.notes(m.node)
-            for child, note in zip(m.slots["nodes"], notes):
-                node_id, source = note.split(" <- ", 1)
-                named = getattr(child.node, "name", None) == node_id   # else the id is worth showing
-                out[id(child)] = source if named else f"{node_id} <- {source}"
+        for child, node_id, source in graph_sources(m):
+            named = getattr(child.node, "name", None) == node_id   # else the id is worth showing
+            out[id(child)] = source if named else f"{node_id} <- {source}"
         stack.extend(m.children)
     return out
 

@@ -134,8 +134,7 @@ def _step(annotation, seg, value) -> list:
         origin, args = typing.get_origin(alt), typing.get_args(alt)
         child = value.get(seg) if isinstance(value, dict) else None
         if _is_model(alt):
-            if not alt.__pydantic_complete__:   # built on first use: its fields' forward references resolve now
-                alt.model_rebuild()
+            alt.model_rebuild()   # a model not built yet (defer_build): its fields' forward references resolve now
             fields = {info.alias or name: info for name, info in alt.model_fields.items()}
             if seg in fields:
                 out.append((_field_type(fields[seg]), child))
@@ -208,12 +207,11 @@ def validation_error(exc: ValidationError, source: Source, prefix: tuple = ()) -
     if first["type"] in ("missing", "extra_forbidden"):
         return _fields_error(errors, first, real, source)
     if first["type"] == "block_args":  # `avgpol: global`: a scalar after a key that is no block
-        # the block's word: the error's context, or (a nested model built on use drops the
-        # context on the way out) the one key of the item it was raised for
-        given = first.get("input")
-        word = first.get("ctx", {}).get("block") or (next(iter(given)) if isinstance(given, dict) and len(given) == 1 else None)
+        # the word is the one key of the mapping BlockCall refused (read there, not from the
+        # error's context, which a graph node's re-raised errors do not keep)
+        (word,) = first["input"]
         blocks = source.data.get("blocks") if isinstance(source.data, dict) else None
-        if word is not None and not (isinstance(blocks, dict) and word in blocks):
+        if not (isinstance(blocks, dict) and word in blocks):
             return source.error(unknown_item(word, blocks if isinstance(blocks, dict) else {}), real + (word,), on_key=True)
     return source.error(message, real)
 
