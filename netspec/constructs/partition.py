@@ -14,7 +14,7 @@ goes back to the input's layout (C' may differ from C).
   (torchvision's Swin). `shift` rolls the map by -shift before grouping and back after
   (torchvision's cyclic shift; 0 along an axis where one window covers it, as torchvision
   does), and every `attend` in the body then masks the token pairs that the roll brought
-  together from different regions (Swin's attn_mask: a buffer made from the static shape).
+  together from different regions (Swin's attn_mask, made each step as torchvision makes it: no buffer).
 - `kind: grid`: each group is `size` tokens spread evenly over the map (token i of a group
   every H / size rows: MaxViT's grid attention); H and W must be multiples of size.
 The groups and tokens are ordered as torchvision orders them, so a position bias over a
