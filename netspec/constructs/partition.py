@@ -14,7 +14,7 @@ goes back to the input's layout (C' may differ from C).
   (torchvision's Swin). `shift` rolls the map by -shift before grouping and back after
   (torchvision's cyclic shift; 0 along an axis where one window covers it, as torchvision
   does), and every `attend` in the body then masks the token pairs that the roll brought
-  together from different regions (Swin's attn_mask: a buffer made from the static shape).
+  together from different regions (Swin's attn_mask, made each step as torchvision makes it: no buffer).
 - `kind: grid`: each group is `size` tokens spread evenly over the map (token i of a group
   every H / size rows: MaxViT's grid attention); H and W must be multiples of size.
 The groups and tokens are ordered as torchvision orders them, so a position bias over a
@@ -60,10 +60,38 @@ class Geometry:
         """The body's input: [G, N, C]."""
         return (prod(self.groups), prod(self.window), self.channels)
 
-    def outer(self, c: int) -> tuple:
-        """The partition's output for a body output of c channels."""
-        (h, w) = self.size
+    def outer(self, c: int, size: tuple | None = None) -> tuple:
+        """The partition's output for a body output of c channels (of `size`, default the input's)."""
+        (h, w) = size or self.size
         return {"hwc": (h, w, c), "chw": (c, h, w), "tokens": (w, c)}[self.layout]
+
+    @property
+    def axes(self) -> tuple:
+        """The sample dims of (rows, columns): None for the one row of tokens."""
+        return {"hwc": (0, 1), "chw": (1, 2), "tokens": (None, 0)}[self.layout]
+
+    def to_groups(self) -> tuple:
+        """The reshapes and permutes of sample dims, (("reshape", shape) | ("permute", dims), ...),
+        that turn the padded, shifted input into [G, N, C]. Both the built module and the memory
+        model run them."""
+        (wh, ww), (gh, gw), c = self.window, self.groups, self.channels
+        n, groups = wh * ww, gh * gw
+        # a window's tokens are neighbours (the group index outer); a grid's are spread (inner)
+        rows, cols = ((wh, gh), (ww, gw)) if self.grid else ((gh, wh), (gw, ww))
+        ops = {"hwc": (("reshape", (*rows, *cols, c)), ("permute", (0, 2, 1, 3, 4))),
+               "chw": (("reshape", (c, *rows, *cols)), ("permute", (1, 3, 2, 4, 0))), "tokens": ()}[self.layout]
+        if self.grid:
+            return ops + (("reshape", (n, groups, c)), ("permute", (1, 0, 2)))
+        return ops + (("reshape", (groups, n, c)),)
+
+    def from_groups(self, c: int) -> tuple:
+        """The reshapes and permutes that turn the body's [G, N, c] back into the padded layout."""
+        ops = (("permute", (1, 0, 2)),) if self.grid else ()
+        first, second = (self.window, self.groups) if self.grid else (self.groups, self.window)
+        if self.layout != "tokens":
+            ops += (("reshape", (*first, *second, c)),
+                    ("permute", (0, 2, 1, 3, 4) if self.layout == "hwc" else (4, 0, 2, 1, 3)))
+        return ops + (("reshape", self.outer(c, self.padded)),)
 
 
 def geometry(settings: dict, shape: tuple) -> Geometry:
@@ -153,46 +181,14 @@ class Partition(Construct):
     @classmethod
     def autograd(cls, m, f, x):
         g = cls.grouping(m)
-        (wh, ww), (gh, gw), (ph, pw) = g.window, g.groups, g.padded
-        c = g.channels
         grad = x.grad and not f.frozen
-        if g.layout == "tokens":
-            if g.padding:
-                x = f.new((pw, c), x.dtype, grad, like=x, layout="suggest")
-            if any(g.shift):
-                x = f.new(x.shape, x.dtype, grad)
-            x = f.permuted(f.reshaped(x, (ww, gw, c)), (1, 0, 2)) if g.grid else f.reshaped(x, g.inner)
-        else:
-            if g.padding:
-                x = f.new((ph, pw, c) if g.layout == "hwc" else (c, ph, pw), x.dtype, grad, like=x, layout="suggest")
-            if any(g.shift):
-                x = f.new(x.shape, x.dtype, grad)
-            if g.layout == "hwc" and not g.grid:
-                x = f.reshaped(f.permuted(f.reshaped(x, (gh, wh, gw, ww, c)), (0, 2, 1, 3, 4)), g.inner)
-            elif g.layout == "hwc":
-                x = f.reshaped(f.permuted(f.reshaped(x, (wh, gh, ww, gw, c)), (0, 2, 1, 3, 4)), (wh * ww, gh * gw, c))
-                x = f.permuted(x, (1, 0, 2))
-            elif not g.grid:
-                x = f.reshaped(f.permuted(f.reshaped(x, (c, gh, wh, gw, ww)), (1, 3, 2, 4, 0)), g.inner)
-            else:
-                x = f.reshaped(f.permuted(f.reshaped(x, (c, wh, gh, ww, gw)), (1, 3, 2, 4, 0)), (wh * ww, gh * gw, c))
-                x = f.permuted(x, (1, 0, 2))
-        y = f.chain(m.slots["body"], x)
+        if g.padding:
+            x = f.new(g.outer(g.channels, g.padded), x.dtype, grad, like=x, layout="suggest")
+        if any(g.shift):
+            x = f.new(x.shape, x.dtype, grad)
+        y = f.chain(m.slots["body"], _replayed(f, x, g.to_groups()))
         c = y.shape[-1]
-        if g.layout == "tokens":
-            y = f.reshaped(f.permuted(y, (1, 0, 2)) if g.grid else y, (pw, c))
-        elif g.layout == "hwc":
-            if g.grid:
-                y = f.permuted(f.reshaped(f.permuted(y, (1, 0, 2)), (wh, ww, gh, gw, c)), (0, 2, 1, 3, 4))
-            else:
-                y = f.permuted(f.reshaped(y, (gh, gw, wh, ww, c)), (0, 2, 1, 3, 4))
-            y = f.reshaped(y, (ph, pw, c))
-        else:
-            if g.grid:
-                y = f.permuted(f.reshaped(f.permuted(y, (1, 0, 2)), (wh, ww, gh, gw, c)), (4, 0, 2, 1, 3))
-            else:
-                y = f.permuted(f.reshaped(y, (gh, gw, wh, ww, c)), (4, 0, 2, 1, 3))
-            y = f.reshaped(y, (c, ph, pw))
+        y = _replayed(f, y, g.from_groups(c))
         if any(g.shift):
             y = f.new(y.shape, y.dtype, y.grad)
         if g.padding:
@@ -206,11 +202,9 @@ class Partition(Construct):
         """An upper bound: each output reads the positions of its group (a window: those within
         `size` - 1 of it, the seams' masked pairs, exp(-100), not counted; a grid: the whole
         axis). Inside, positions are not tracked."""
-        from dataclasses import replace as copy
-
         from netspec.receptive import MERGED, Reach
         g = cls.grouping(m)
-        dims = {"hwc": (0, 1), "chw": (1, 2), "tokens": (None, 0)}[g.layout]
+        dims = g.axes
         axes = dict(x.axes)
         for dim, size, n in zip(dims, g.window, g.size):
             if dim is None or size == 1:
@@ -221,7 +215,7 @@ class Partition(Construct):
                     axes[name] = axis.whole(n, f"{m.path} groups a {g.layout} map into a grid" if g.grid
                                             else f"{m.path} groups merged dims")
                 else:
-                    axes[name] = copy(axis.window(2 * size - 1, 1, size - 1, 1, n, n),
+                    axes[name] = replace(axis.window(2 * size - 1, 1, size - 1, 1, n, n),
                                       bound=axis.bound or f"{m.path} groups tokens into windows")
         # inside, G and N each hold the positions of every grouped axis, mixed: not tracked
         merged = frozenset({MERGED}).union(*(x.dims[d] for d in dims if d is not None))
@@ -233,68 +227,53 @@ class Partition(Construct):
     @classmethod
     def build(cls, m, b, owner):
         import torch
-        return PartitionStep(Chain(b.chain(m.slots["body"], owner)), cls.grouping(m), torch.nn.functional.pad)
+        g = cls.grouping(m)
+        return PartitionStep(Chain(b.chain(m.slots["body"], owner)), g, torch.nn.functional.pad,
+                             m.output[0 if g.layout == "chw" else -1])
+
+
+def _replayed(f, x, ops):
+    """`ops` (Geometry.to_groups, from_groups) over the memory model's views."""
+    for op, arg in ops:
+        x = f.reshaped(x, arg) if op == "reshape" else f.permuted(x, arg)
+    return x
 
 
 class PartitionStep:
     """Group, run the body, merge back: the operations of torchvision's Swin
     (shifted_window_attention) and MaxViT (WindowPartition, SwapAxes, WindowDepartition)."""
-    __slots__ = ("body", "g", "pad")
+    __slots__ = ("body", "g", "pad", "padding", "shifts", "shift_dims", "crop", "to_groups", "from_groups")
 
-    def __init__(self, body, g: Geometry, pad):
+    def __init__(self, body, g: Geometry, pad, c: int):
         self.body, self.g, self.pad = body, g, pad
+        (h, w), (ph, pw) = g.size, g.padded
+        # F.pad's amounts, from the last dim back to the first padded one
+        self.padding = {"tokens": (0, 0, 0, pw - w), "hwc": (0, 0, 0, pw - w, 0, ph - h),
+                        "chw": (0, pw - w, 0, ph - h)}[g.layout]
+        rolled = [(s, d + 1) for s, d in zip(g.shift, g.axes) if d is not None]
+        self.shifts, self.shift_dims = tuple(s for s, _ in rolled), tuple(d for _, d in rolled)
+        self.crop = (slice(None),) + tuple(slice(None, n) for n in g.outer(c))   # the body's c channels
+        self.to_groups, self.from_groups = g.to_groups(), g.from_groups(c)
 
     def __call__(self, owner, x):
         return self.merge(self.body(owner, self.split(x)))
 
+    @staticmethod
+    def run(x, ops):
+        b = x.shape[0]
+        for op, arg in ops:
+            x = x.reshape(b, *arg) if op == "reshape" else x.permute(0, *(d + 1 for d in arg))
+        return x
+
     def split(self, x):
-        g = self.g
-        b, c = x.shape[0], g.channels
-        (h, w), (wh, ww), (gh, gw), (ph, pw), (sh, sw) = g.size, g.window, g.groups, g.padded, g.shift
-        n, groups = wh * ww, gh * gw
-        if g.layout == "tokens":
-            if g.padding:
-                x = self.pad(x, (0, 0, 0, pw - w))
-            if sw:
-                x = x.roll(-sw, 1)
-            return x.reshape(b, ww, gw, c).transpose(1, 2) if g.grid else x.reshape(b, groups, n, c)
-        if g.layout == "hwc":
-            if g.padding:
-                x = self.pad(x, (0, 0, 0, pw - w, 0, ph - h))
-            if sh or sw:
-                x = x.roll((-sh, -sw), (1, 2))
-            if g.grid:
-                return x.reshape(b, wh, gh, ww, gw, c).permute(0, 1, 3, 2, 4, 5).reshape(b, n, groups, c).transpose(1, 2)
-            return x.reshape(b, gh, wh, gw, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(b, groups, n, c)
-        if g.padding:
-            x = self.pad(x, (0, pw - w, 0, ph - h))
-        if sh or sw:
-            x = x.roll((-sh, -sw), (2, 3))
-        if g.grid:
-            return x.reshape(b, c, wh, gh, ww, gw).permute(0, 2, 4, 3, 5, 1).reshape(b, n, groups, c).swapaxes(-2, -3)
-        return x.reshape(b, c, gh, wh, gw, ww).permute(0, 2, 4, 3, 5, 1).reshape(b, groups, n, c)
+        if self.g.padding:
+            x = self.pad(x, self.padding)
+        if any(self.g.shift):
+            x = x.roll(tuple(-s for s in self.shifts), self.shift_dims)
+        return self.run(x, self.to_groups)
 
     def merge(self, y):
-        g = self.g
-        b, c = y.shape[0], y.shape[-1]
-        (h, w), (wh, ww), (gh, gw), (ph, pw), (sh, sw) = g.size, g.window, g.groups, g.padded, g.shift
-        if g.layout == "tokens":
-            y = (y.transpose(1, 2) if g.grid else y).reshape(b, pw, c)
-            if sw:
-                y = y.roll(sw, 1)
-            return y[:, :w].contiguous() if g.padding else y
-        if g.layout == "hwc":
-            if g.grid:
-                y = y.transpose(1, 2).reshape(b, wh, ww, gh, gw, c).permute(0, 1, 3, 2, 4, 5).reshape(b, ph, pw, c)
-            else:
-                y = y.reshape(b, gh, gw, wh, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(b, ph, pw, c)
-            if sh or sw:
-                y = y.roll((sh, sw), (1, 2))
-            return y[:, :h, :w, :].contiguous() if g.padding else y
-        if g.grid:
-            y = y.swapaxes(-2, -3).reshape(b, wh, ww, gh, gw, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, ph, pw)
-        else:
-            y = y.reshape(b, gh, gw, wh, ww, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, ph, pw)
-        if sh or sw:
-            y = y.roll((sh, sw), (2, 3))
-        return y[:, :, :h, :w].contiguous() if g.padding else y
+        y = self.run(y, self.from_groups)
+        if any(self.g.shift):
+            y = y.roll(self.shifts, self.shift_dims)
+        return y[self.crop].contiguous() if self.g.padding else y

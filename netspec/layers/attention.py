@@ -98,6 +98,12 @@ class SelfAttention(Layer):
 
 
 # -- attention in parts --------------------------------------------------------------------
+def _unbatched(size: int, dtype: str):
+    """The memory model's tensor of `size` elements with no batch dim (the bias, the logit scale)."""
+    from netspec.autograd import Storage, View
+    return View(Storage(0, size, dtype), (size,), (0, 1), False)
+
+
 def _need_heads(shape: Shape, what: str) -> None:
     if len(shape) < 3:
         raise LayerError(None, f"{what} needs heads [..., heads, tokens, head width], got {list(shape)} "
@@ -302,11 +308,10 @@ class Attend(_Replayed):
         q, k, v = (f.selected(x, r, i) for i in range(3))
         if self.fused:
             return self.finish(f, m, self._fused_replay(f, path, q, k, v, grad), grad, x.grad, weight_grad)
-        fixed = lambda size, dtype: self._fixed(f, size, dtype)   # noqa: E731  (a tensor without batch dim)
         if self.cosine:
             qn, kn = self._normalized(f, path, q), self._normalized(f, path, k)
             logits = f.matmul(path, qn, f.permuted(kn, (*range(r + 1), r + 2, r + 1)))
-            scale = fixed(h, "fp32")   # clamp(logit_scale).exp(): exp keeps its result, the product each factor
+            scale = _unbatched(h, "fp32")   # clamp(logit_scale).exp(): exp keeps its result, the product each factor
             if weight_grad or logits.grad:
                 f.save(path, scale.storage)
             if weight_grad:
@@ -332,11 +337,6 @@ class Attend(_Replayed):
             weights = f.new(weights.shape, weights.dtype, grad)
         return self.finish(f, m, f.matmul(path, weights, v), grad, x.grad, weight_grad)
 
-    def _fixed(self, f, size: int, dtype: str):
-        """A tensor of `size` elements with no batch dim (the bias, the logit scale)."""
-        from netspec.autograd import Storage, View
-        return View(Storage(0, size, dtype), (size,), (0, 1), False)
-
     def _normalized(self, f, path, t):
         """F.normalize(t, dim=-1) = t / t.norm(dim=-1, keepdim=True).clamp_min(eps): the norm keeps
         its input and result, clamp_min its input, the quotient both its operands."""
@@ -359,16 +359,16 @@ class Attend(_Replayed):
             low = f.low or "fp32"
             if weight_grad and f.low:
                 f.save(path, Storage(0, t * 2, low))                        # the coordinates, cast
-            hidden = self._fixed(f, t * self.mlp, low)                      # ReLU(inplace) keeps it
+            hidden = _unbatched(t * self.mlp, low)                         # ReLU(inplace) keeps it
             if weight_grad:
                 f.save(path, hidden.storage)
                 if f.low:
                     f.save(path, Storage(0, self.mlp * h, low), "weight copy")
-            sigmoid = self._fixed(f, h * n * n, low)
+            sigmoid = _unbatched(h * n * n, low)
             if weight_grad:
                 f.save(path, sigmoid.storage)
             return sigmoid
-        return self._fixed(f, h * n * n, "fp32")
+        return _unbatched(h * n * n, "fp32")
 
     def _fused_replay(self, f, path, q, k, v, grad):
         """scaled_dot_product_attention's fused CPU kernel on [rows, H, N, Dh]: under autocast on
