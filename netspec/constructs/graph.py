@@ -204,7 +204,7 @@ class Graph(Construct):
                 if not holds:
                     absent[node_id] = npath
                     continue
-            ctx = (node_id, known, ids, where, absent)
+            ctx = (node_id, known, where, absent)
             source = cls._source(r, spec.source, npath + ("from",), ctx) if spec.source is not None else Ref(previous)
             item = cls._item(r, spec, npath, settings["keys"], position)
             refs = []
@@ -221,7 +221,7 @@ class Graph(Construct):
             previous = node_id
         if not children:
             raise r.error("every node of the graph is left out by its when:", path + ("nodes",))
-        ctx = (None, known, ids, where, absent)
+        ctx = (None, known, where, absent)
         settings["outputs"] = cls._outputs(r, f.outputs, path + ("outputs",), ctx, previous)
         settings["order"] = cls._order(r, f.order, path + ("order",), settings["ids"], ids, absent)
         settings["live"] = cls._live(r, settings)
@@ -257,7 +257,7 @@ class Graph(Construct):
 
     @classmethod
     def _ref(cls, r, text, path, ctx) -> Ref:
-        node_id, known, ids, where, absent = ctx
+        node_id, known, where, absent = ctx
         if isinstance(text, str) and "${" in text:   # `from: lat${i}` in a block called per level
             text = r.text(text, path)
         if not isinstance(text, str) or not text or any(not part for part in text.split(".")):
@@ -291,7 +291,7 @@ class Graph(Construct):
 
     @classmethod
     def _outputs(cls, r, raw, path, ctx, last):
-        _, known, ids, where, absent = ctx
+        absent = ctx[-1]
         if raw is None:
             return Ref(last)
         if isinstance(raw, str):
@@ -344,10 +344,6 @@ class Graph(Construct):
         return [node_id in read for node_id in s["ids"]]
 
     @classmethod
-    def claimed_names(cls, node):
-        return []
-
-    @classmethod
     def describe(cls, node):
         s = node.settings
         out = {}
@@ -397,7 +393,7 @@ class Graph(Construct):
             wires.append(NodeWire(s["ids"][i], access, [acc for _, acc in refs], spread, live=s["live"][i]))
         out, outputs = cls._fetch(a, node, m, s["outputs"], env, analysed, node.src + ("outputs",))
         m.wiring = Wiring(tuple(s["inputs"] or ()), wires, outputs)
-        read = cls._taps_and_frees(m.wiring, analysed)
+        read = cls._taps_and_frees(m.wiring)
         for wire in wires:
             if wire.taps:   # a chain read at its children stops after the last one read, unless its output is
                 wire.run = chain_run(analysed[wire.id], wire.taps, wire.id in read)
@@ -458,8 +454,9 @@ class Graph(Construct):
         return value, Access(slot, tuple(keys))
 
     @classmethod
-    def _taps_and_frees(cls, w: Wiring, analysed) -> None:
-        """Which children each node exposes (taps), and after which node each slot is last read."""
+    def _taps_and_frees(cls, w: Wiring) -> set[str]:
+        """Which children each node exposes (taps), and after which node each slot is last read;
+        returns the slots some node or output reads."""
         last: dict[str, int] = {}
         index = {wire.id: i for i, wire in enumerate(w.nodes)}
         reads = [(i, acc) for i, wire in enumerate(w.nodes) if wire.live for acc in accesses(wire.source) + wire.refs]
