@@ -154,10 +154,12 @@ def gather(source, env):
     return {k: gather(s, env) for k, s in source.items()}
 
 
-def accesses(source):
-    if isinstance(source, Access):
-        return [source]
-    return list(source) if isinstance(source, list) else list(source.values())
+def accesses(source) -> list:
+    """The references of a source form (one, a list, or a mapping's values), as written
+    (`Ref`) or resolved (`Access`)."""
+    if isinstance(source, dict):
+        return list(source.values())
+    return list(source) if isinstance(source, list) else [source]
 
 
 @register("graph")
@@ -333,10 +335,10 @@ class Graph(Construct):
     def _live(cls, r, s) -> list[bool]:
         """Which nodes some output depends on. The others never run (their modules are built,
         so weights still load): a warning says so."""
-        read = {ref.head for ref in _refs(s["outputs"])}
+        read = {ref.head for ref in accesses(s["outputs"])}
         for i in range(len(s["ids"]) - 1, -1, -1):
             if s["ids"][i] in read:
-                read |= {ref.head for ref in _refs(s["sources"][i]) + s["refs"][i]}
+                read |= {ref.head for ref in accesses(s["sources"][i]) + s["refs"][i]}
         for node_id, npath in zip(s["ids"], s["paths"]):
             if node_id not in read:
                 r.warn(f"node {node_id!r} reaches no output of the graph, so it is never run (its modules are "
@@ -382,7 +384,7 @@ class Graph(Construct):
             spread = isinstance(child, Leaf) and (child.layer.inputs != (1, 1) or bool(refs))
             if spread:
                 x = (x if isinstance(access, list) else [x]) + [v for v, _ in refs]
-            labels = [str(ref) for ref in _refs(source) + s["refs"][i]]
+            labels = [str(ref) for ref in accesses(source) + s["refs"][i]]
             cm = a.module(child, m.path, x, labels)
             if not s["live"][i]:   # never run: it costs no MACs
                 for module in _subtree(cm):
@@ -529,10 +531,8 @@ class Graph(Construct):
         for child, wire in zip(m.slots["nodes"], w.nodes):
             if not wire.live:
                 continue
-            xin = gather(wire.source, env)
-            if wire.spread:
-                xin = (xin if isinstance(wire.source, list) else [xin]) + [gather(acc, env) for acc in wire.refs]
-            elif isinstance(wire.source, dict):
+            xin = _node_input(wire.source, wire.refs, wire.spread, env)
+            if isinstance(wire.source, dict) and not wire.spread:
                 xin = Record(xin)
             with context(wire):
                 if wire.taps:
@@ -571,12 +571,6 @@ def _fail(a, m, message: str, where: tuple):
     return a.source.error(f"{message} (module {m.path or '<root>'})", where)
 
 
-def _refs(source) -> list[Ref]:
-    if isinstance(source, Ref):
-        return [source]
-    return list(source) if isinstance(source, list) else list(source.values())
-
-
 def _text(source) -> str:
     if isinstance(source, Ref):
         return str(source)
@@ -586,10 +580,20 @@ def _text(source) -> str:
 
 
 def _bound(names, x) -> dict:
-    """The declared inputs' values from what the graph got: a list (by position) or a record."""
+    """The declared inputs' values from what the graph got: a list or tuple (by position) or a
+    record."""
     if not names:
         return {}
-    return dict(zip(names, x)) if isinstance(x, list) else {n: x[n] for n in names}
+    return dict(zip(names, x)) if isinstance(x, (list, tuple)) else {n: x[n] for n in names}
+
+
+def _node_input(source, refs, spread: bool, env):
+    """What a node's module gets: its source's value, or for a module taking several tensors
+    (`spread`) the list of them, its references' values after its source's."""
+    x = gather(source, env)
+    if spread:
+        x = (x if isinstance(source, list) else [x]) + [gather(acc, env) for acc in refs]
+    return x
 
 
 def _as_record(out):
@@ -779,15 +783,11 @@ class GraphStep:
         self.program, self.inputs, self.outputs, self.unused = program, tuple(inputs), outputs, unused
 
     def __call__(self, owner, x):
-        env = {INPUT: x}
-        if self.inputs:
-            env.update(zip(self.inputs, x) if isinstance(x, (list, tuple)) else ((n, x[n]) for n in self.inputs))
+        env = {INPUT: x, **_bound(self.inputs, x)}
         for slot in self.unused:   # inputs no node reads
             env.pop(slot, None)
         for step, node_id, source, refs, spread, tapped, free in self.program:
-            xin = gather(source, env)
-            if spread:
-                xin = (xin if isinstance(source, list) else [xin]) + [gather(acc, env) for acc in refs]
+            xin = _node_input(source, refs, spread, env)
             if tapped:
                 y, captured = step(owner, xin)
                 env.update(captured)
