@@ -673,11 +673,9 @@ def chain_run(module, taps: dict, whole: bool, prefix: tuple = ()) -> ChainRun:
 
 def _idle_tail(a, cr: ChainRun) -> None:
     """The analysis of a chain that stops early: what never runs costs no MACs."""
-    ran = {id(child) for child, _, _ in cr.steps}
-    for child in _chain(cr.module):
-        if id(child) not in ran:
-            for module in _subtree(child):
-                a.idle(module)
+    for child in _chain(cr.module)[len(cr.steps):]:
+        for module in _subtree(child):
+            a.idle(module)
     for _, inner, _ in cr.steps:
         if inner is not None and not inner.whole:
             _idle_tail(a, inner)
@@ -711,10 +709,8 @@ def _plan_chain(cr: ChainRun, p, fresh: bool) -> bool:
         fresh = _plan_chain(inner, p, fresh) if inner is not None else (p.visit(child, fresh), p.fresh(child))[1]
         if slot is not None:
             fresh = False
-    ran = {id(child) for child, _, _ in cr.steps}
-    for child in _chain(cr.module):
-        if id(child) not in ran:
-            p.visit(child, False)
+    for child in _chain(cr.module)[len(cr.steps):]:
+        p.visit(child, False)
     return fresh
 
 
@@ -724,20 +720,19 @@ def _build_tapped(b, cr: ChainRun, owner) -> "TapStep":
     module = cr.module
     children = _chain(module)
     container = b.container(module, children)
-    inner_of = {id(child): inner for child, inner, _ in cr.steps if inner is not None}
-    slot_of = {id(child): slot for child, _, slot in cr.steps}
-    ran = {id(child) for child, _, _ in cr.steps}
     program, run = [], []
-    for child in children:
-        if id(child) in inner_of:
-            inner = _build_tapped(b, inner_of[id(child)], container)
+    for i, child in enumerate(children):
+        ran = i < len(cr.steps)   # the steps are a prefix of the children
+        _, inner_run, slot = cr.steps[i] if ran else (child, None, None)
+        if inner_run is not None:
+            inner = _build_tapped(b, inner_run, container)
             step, call = None, inner.call
         else:
             inner, step = None, b.step(child, container)
             call = step
         run.append(call)
-        if id(child) in ran:
-            program.append((step, inner, slot_of[id(child)]))
+        if ran:
+            program.append((step, inner, slot))
     b.attach(owner, module, container, run)
     return TapStep(module.node.name, tuple(program), b.step_for(module.node.name))
 
