@@ -255,9 +255,12 @@ def build_analysis(analysis: Analysis, device=None, inplace: bool = True) -> nn.
     return model
 
 
-def expected_tree(analysis: Analysis) -> dict[str, int]:
-    """Every module path the analysis registers -> the parameters registered directly on it."""
+def expected_tree(analysis: Analysis) -> tuple[dict[str, int], set[str]]:
+    """Every module path the analysis registers -> the parameters registered directly on it;
+    and the paths of leaf modules (a layer's own module, or a module an `owns_tensors` layer
+    registers on its enclosing one, as Swin-v2's `attn.cpb_mlp`), whose insides are theirs."""
     out: dict[str, int] = {}
+    leaves: set[str] = set()
 
     def visit(m: Module, owner: str) -> None:
         node = m.node
@@ -271,11 +274,14 @@ def expected_tree(analysis: Analysis) -> dict[str, int]:
             elif node.layer.owns_tensors:
                 for name, (kind, params) in node.layer.owned(m.input).items():
                     if kind == "module":
-                        out[f"{host}.{name}" if host else name] = params
+                        path = f"{host}.{name}" if host else name
+                        out[path] = params
+                        leaves.add(path)
                     elif kind == "parameter":
                         out[host] += params
             else:
                 out[m.path] = m.params
+                leaves.add(m.path)
             return
         if not node.flat:
             out[m.path] = 0
@@ -284,19 +290,7 @@ def expected_tree(analysis: Analysis) -> dict[str, int]:
             visit(child, owner)
 
     visit(analysis.tree, "")
-    return out
-
-
-def owned_modules(analysis: Analysis) -> set[str]:
-    """Paths of the modules `owns_tensors` layers register on their enclosing modules (Swin-v2's
-    `attn.cpb_mlp`)."""
-    out = set()
-    for m in analysis.tree_leaves():
-        layer = m.node.layer
-        if layer.owns_tensors:
-            host = m.path.rsplit(".", 1)[0] if "." in m.path else ""
-            out |= {f"{host}.{name}" if host else name for name, (kind, _) in layer.owned(m.input).items() if kind == "module"}
-    return out
+    return out, leaves
 
 
 def _containers(owner: str, path: str) -> list[str]:
@@ -315,9 +309,7 @@ def tree_mismatches(analysis: Analysis, model: nn.Module) -> list[str]:
     """Where the built module tree differs from the analysed one (paths, direct parameters;
     a leaf's torch module may have children of its own, as nn.MultiheadAttention's out_proj:
     they count in the leaf)."""
-    expected = expected_tree(analysis)
-    leaves = {m.path for m in analysis.tree_leaves() if m.node.layer.own_module}
-    leaves |= owned_modules(analysis)
+    expected, leaves = expected_tree(analysis)
     built = {}
     for path, module in model.named_modules(remove_duplicate=False):
         if _prefixes(path) & leaves:   # inside a leaf

@@ -154,10 +154,12 @@ def gather(source, env):
     return {k: gather(s, env) for k, s in source.items()}
 
 
-def accesses(source):
-    if isinstance(source, Access):
-        return [source]
-    return list(source) if isinstance(source, list) else list(source.values())
+def accesses(source) -> list:
+    """The references of a source form (one, a list, or a mapping's values), as written
+    (`Ref`) or resolved (`Access`)."""
+    if isinstance(source, dict):
+        return list(source.values())
+    return list(source) if isinstance(source, list) else [source]
 
 
 @register("graph")
@@ -204,7 +206,7 @@ class Graph(Construct):
                 if not holds:
                     absent[node_id] = npath
                     continue
-            ctx = (node_id, known, ids, where, absent)
+            ctx = (node_id, known, where, absent)
             source = cls._source(r, spec.source, npath + ("from",), ctx) if spec.source is not None else Ref(previous)
             item = cls._item(r, spec, npath, settings["keys"], position)
             refs = []
@@ -221,7 +223,7 @@ class Graph(Construct):
             previous = node_id
         if not children:
             raise r.error("every node of the graph is left out by its when:", path + ("nodes",))
-        ctx = (None, known, ids, where, absent)
+        ctx = (None, known, where, absent)
         settings["outputs"] = cls._outputs(r, f.outputs, path + ("outputs",), ctx, previous)
         settings["order"] = cls._order(r, f.order, path + ("order",), settings["ids"], ids, absent)
         settings["live"] = cls._live(r, settings)
@@ -257,7 +259,7 @@ class Graph(Construct):
 
     @classmethod
     def _ref(cls, r, text, path, ctx) -> Ref:
-        node_id, known, ids, where, absent = ctx
+        node_id, known, where, absent = ctx
         if isinstance(text, str) and "${" in text:   # `from: lat${i}` in a block called per level
             text = r.text(text, path)
         if not isinstance(text, str) or not text or any(not part for part in text.split(".")):
@@ -291,7 +293,7 @@ class Graph(Construct):
 
     @classmethod
     def _outputs(cls, r, raw, path, ctx, last):
-        _, known, ids, where, absent = ctx
+        absent = ctx[-1]
         if raw is None:
             return Ref(last)
         if isinstance(raw, str):
@@ -333,19 +335,15 @@ class Graph(Construct):
     def _live(cls, r, s) -> list[bool]:
         """Which nodes some output depends on. The others never run (their modules are built,
         so weights still load): a warning says so."""
-        read = {ref.head for ref in _refs(s["outputs"])}
+        read = {ref.head for ref in accesses(s["outputs"])}
         for i in range(len(s["ids"]) - 1, -1, -1):
             if s["ids"][i] in read:
-                read |= {ref.head for ref in _refs(s["sources"][i]) + s["refs"][i]}
+                read |= {ref.head for ref in accesses(s["sources"][i]) + s["refs"][i]}
         for node_id, npath in zip(s["ids"], s["paths"]):
             if node_id not in read:
                 r.warn(f"node {node_id!r} reaches no output of the graph, so it is never run (its modules are "
                        f"kept, with their parameters)", npath)
         return [node_id in read for node_id in s["ids"]]
-
-    @classmethod
-    def claimed_names(cls, node):
-        return []
 
     @classmethod
     def describe(cls, node):
@@ -386,7 +384,7 @@ class Graph(Construct):
             spread = isinstance(child, Leaf) and (child.layer.inputs != (1, 1) or bool(refs))
             if spread:
                 x = (x if isinstance(access, list) else [x]) + [v for v, _ in refs]
-            labels = [str(ref) for ref in _refs(source) + s["refs"][i]]
+            labels = [str(ref) for ref in accesses(source) + s["refs"][i]]
             cm = a.module(child, m.path, x, labels)
             if not s["live"][i]:   # never run: it costs no MACs
                 for module in _subtree(cm):
@@ -397,7 +395,7 @@ class Graph(Construct):
             wires.append(NodeWire(s["ids"][i], access, [acc for _, acc in refs], spread, live=s["live"][i]))
         out, outputs = cls._fetch(a, node, m, s["outputs"], env, analysed, node.src + ("outputs",))
         m.wiring = Wiring(tuple(s["inputs"] or ()), wires, outputs)
-        read = cls._taps_and_frees(m.wiring, analysed)
+        read = cls._taps_and_frees(m.wiring)
         for wire in wires:
             if wire.taps:   # a chain read at its children stops after the last one read, unless its output is
                 wire.run = chain_run(analysed[wire.id], wire.taps, wire.id in read)
@@ -458,8 +456,9 @@ class Graph(Construct):
         return value, Access(slot, tuple(keys))
 
     @classmethod
-    def _taps_and_frees(cls, w: Wiring, analysed) -> None:
-        """Which children each node exposes (taps), and after which node each slot is last read."""
+    def _taps_and_frees(cls, w: Wiring) -> set[str]:
+        """Which children each node exposes (taps), and after which node each slot is last read;
+        returns the slots some node or output reads."""
         last: dict[str, int] = {}
         index = {wire.id: i for i, wire in enumerate(w.nodes)}
         reads = [(i, acc) for i, wire in enumerate(w.nodes) if wire.live for acc in accesses(wire.source) + wire.refs]
@@ -532,10 +531,8 @@ class Graph(Construct):
         for child, wire in zip(m.slots["nodes"], w.nodes):
             if not wire.live:
                 continue
-            xin = gather(wire.source, env)
-            if wire.spread:
-                xin = (xin if isinstance(wire.source, list) else [xin]) + [gather(acc, env) for acc in wire.refs]
-            elif isinstance(wire.source, dict):
+            xin = _node_input(wire.source, wire.refs, wire.spread, env)
+            if isinstance(wire.source, dict) and not wire.spread:
                 xin = Record(xin)
             with context(wire):
                 if wire.taps:
@@ -574,12 +571,6 @@ def _fail(a, m, message: str, where: tuple):
     return a.source.error(f"{message} (module {m.path or '<root>'})", where)
 
 
-def _refs(source) -> list[Ref]:
-    if isinstance(source, Ref):
-        return [source]
-    return list(source) if isinstance(source, list) else list(source.values())
-
-
 def _text(source) -> str:
     if isinstance(source, Ref):
         return str(source)
@@ -589,10 +580,20 @@ def _text(source) -> str:
 
 
 def _bound(names, x) -> dict:
-    """The declared inputs' values from what the graph got: a list (by position) or a record."""
+    """The declared inputs' values from what the graph got: a list or tuple (by position) or a
+    record."""
     if not names:
         return {}
-    return dict(zip(names, x)) if isinstance(x, list) else {n: x[n] for n in names}
+    return dict(zip(names, x)) if isinstance(x, (list, tuple)) else {n: x[n] for n in names}
+
+
+def _node_input(source, refs, spread: bool, env):
+    """What a node's module gets: its source's value, or for a module taking several tensors
+    (`spread`) the list of them, its references' values after its source's."""
+    x = gather(source, env)
+    if spread:
+        x = (x if isinstance(source, list) else [x]) + [gather(acc, env) for acc in refs]
+    return x
 
 
 def _as_record(out):
@@ -672,11 +673,9 @@ def chain_run(module, taps: dict, whole: bool, prefix: tuple = ()) -> ChainRun:
 
 def _idle_tail(a, cr: ChainRun) -> None:
     """The analysis of a chain that stops early: what never runs costs no MACs."""
-    ran = {id(child) for child, _, _ in cr.steps}
-    for child in _chain(cr.module):
-        if id(child) not in ran:
-            for module in _subtree(child):
-                a.idle(module)
+    for child in _chain(cr.module)[len(cr.steps):]:
+        for module in _subtree(child):
+            a.idle(module)
     for _, inner, _ in cr.steps:
         if inner is not None and not inner.whole:
             _idle_tail(a, inner)
@@ -710,10 +709,8 @@ def _plan_chain(cr: ChainRun, p, fresh: bool) -> bool:
         fresh = _plan_chain(inner, p, fresh) if inner is not None else (p.visit(child, fresh), p.fresh(child))[1]
         if slot is not None:
             fresh = False
-    ran = {id(child) for child, _, _ in cr.steps}
-    for child in _chain(cr.module):
-        if id(child) not in ran:
-            p.visit(child, False)
+    for child in _chain(cr.module)[len(cr.steps):]:
+        p.visit(child, False)
     return fresh
 
 
@@ -723,20 +720,19 @@ def _build_tapped(b, cr: ChainRun, owner) -> "TapStep":
     module = cr.module
     children = _chain(module)
     container = b.container(module, children)
-    inner_of = {id(child): inner for child, inner, _ in cr.steps if inner is not None}
-    slot_of = {id(child): slot for child, _, slot in cr.steps}
-    ran = {id(child) for child, _, _ in cr.steps}
     program, run = [], []
-    for child in children:
-        if id(child) in inner_of:
-            inner = _build_tapped(b, inner_of[id(child)], container)
+    for i, child in enumerate(children):
+        ran = i < len(cr.steps)   # the steps are a prefix of the children
+        _, inner_run, slot = cr.steps[i] if ran else (child, None, None)
+        if inner_run is not None:
+            inner = _build_tapped(b, inner_run, container)
             step, call = None, inner.call
         else:
             inner, step = None, b.step(child, container)
             call = step
         run.append(call)
-        if id(child) in ran:
-            program.append((step, inner, slot_of[id(child)]))
+        if ran:
+            program.append((step, inner, slot))
     b.attach(owner, module, container, run)
     return TapStep(module.node.name, tuple(program), b.step_for(module.node.name))
 
@@ -782,15 +778,11 @@ class GraphStep:
         self.program, self.inputs, self.outputs, self.unused = program, tuple(inputs), outputs, unused
 
     def __call__(self, owner, x):
-        env = {INPUT: x}
-        if self.inputs:
-            env.update(zip(self.inputs, x) if isinstance(x, (list, tuple)) else ((n, x[n]) for n in self.inputs))
+        env = {INPUT: x, **_bound(self.inputs, x)}
         for slot in self.unused:   # inputs no node reads
             env.pop(slot, None)
         for step, node_id, source, refs, spread, tapped, free in self.program:
-            xin = gather(source, env)
-            if spread:
-                xin = (xin if isinstance(source, list) else [xin]) + [gather(acc, env) for acc in refs]
+            xin = _node_input(source, refs, spread, env)
             if tapped:
                 y, captured = step(owner, xin)
                 env.update(captured)
