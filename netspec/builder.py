@@ -149,8 +149,7 @@ class _Builder:
             return Owned(node.name.rsplit(".", 1)[0] if "." in node.name else None, module.functional)
         if isinstance(node, Leaf):
             _register(owner, node, self.leaf(m))
-            layer = node.layer
-            return CallSpread(node.name) if layer.inputs != (1, 1) or layer.refs else _call(node.name)
+            return CallSpread(node.name) if node.layer.takes_several() else _call(node.name)
         if node.flat:
             return node.construct.build(m, self, owner)
         _register(owner, node, self.module(m))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from netspec.constructs.graph import accesses
 from netspec.ir import Leaf
 
 FORMATS = (".png", ".svg")
@@ -447,7 +448,7 @@ class _Layout:
         lane = width + LANE / 2
         for i, (block, wire) in enumerate(zip(placed, wiring.nodes)):
             above = previous_of(wiring, i) if _reads(wire, previous_of(wiring, i)) else None
-            for slot in [acc.slot for acc in _accesses(wire.source) + wire.refs]:
+            for slot in [acc.slot for acc in accesses(wire.source) + wire.refs]:
                 if slot == above:   # the flow edge from above
                     above = None
                     continue
@@ -455,7 +456,7 @@ class _Layout:
                 x0, y0 = where.get(slot, (cx, 0.0))
                 entry = (cx - placed[i].cx + placed[i].w, top[i] + min(placed[i].h / 2, LINE))
                 out.line((x0, y0), (lane, y0), (lane, entry[1]), entry, kind="skip")
-        outs = _accesses(wiring.outputs)
+        outs = accesses(wiring.outputs)
         if isinstance(wiring.outputs, (dict, list)) or outs[0].slot != wiring.nodes[-1].id:
             names = list(wiring.outputs) if isinstance(wiring.outputs, dict) else [a.slot for a in outs]
             bar = _bar(f"outputs: {', '.join(map(str, names))}", cx, out.h, m.path, 1.2)
@@ -471,15 +472,9 @@ class _Layout:
         return out
 
 
-def _accesses(source) -> list:
-    if isinstance(source, dict):
-        return list(source.values())
-    return list(source) if isinstance(source, list) else [source]
-
-
 def _reads(wire, slot: str) -> bool:
     """Does the node read `slot` (the value above it) whole: a flow edge?"""
-    return any(acc.slot == slot and not acc.keys for acc in _accesses(wire.source))
+    return any(acc.slot == slot and not acc.keys for acc in accesses(wire.source))
 
 
 def previous_of(wiring, i: int) -> str:

@@ -415,3 +415,32 @@ layers:
                   "  outputs: {\"${k}\": a, p3: a}\n", "twice.yaml")
     run = cli("check", twice)
     assert run.code == 2 and "two outputs are named 'p3'" in run.err
+
+
+def test_a_chain_read_at_a_child_stops_there_and_its_tail_costs_nothing(write):
+    """`from: body.b` of a chain a, b, c whose own output nobody reads: c never runs, so it costs
+    no MACs and is marked as not running, while its parameters are kept (weights load)."""
+    spec = write("""\
+netspec: 1
+name: tail
+input: [3, 8, 8]
+graph:
+  nodes:
+    body:
+      body:
+        - conv: {out: 4, k: 1, name: a}
+        - conv: {out: 4, k: 1, name: b}
+        - conv: {out: 4, k: 1, name: c}
+    head: {from: body.b, relu: null}
+""")
+    a = netspec.analyze(spec)
+    rows = {r.path: r for r in a.layers}
+    assert (rows["body.c"].macs, rows["body.c"].runs) == (0, False) and rows["body.c"].params == 20
+    assert rows["body.b"].runs and rows["body.b"].macs == 4 * 4 * 64
+    assert a.macs == rows["body.a"].macs + rows["body.b"].macs
+    model = seeded(spec)
+    ran = []
+    for name in ("a", "b", "c"):
+        get(model, f"body.{name}").register_forward_hook(lambda *_, name=name: ran.append(name))
+    model(torch.randn(1, 3, 8, 8))
+    assert ran == ["a", "b"]

@@ -94,8 +94,9 @@ def _node(value, handler):
         errors += [{**err, "loc": err["loc"][1:] if only_body else err["loc"]} for err in e.errors()]
     if errors:
         raise ValidationError.from_exception_data("graph node", [
-            InitErrorDetails(type=PydanticCustomError(err["type"], err["msg"].replace("{", "{{").replace("}", "}}")),
-                             loc=tuple(err["loc"]), input=err.get("input")) for err in errors])
+            # without a context pydantic keeps the message as written: braces need no escaping
+            InitErrorDetails(type=PydanticCustomError(err["type"], err["msg"]), loc=tuple(err["loc"]), input=err.get("input"))
+            for err in errors])
     if isinstance(parsed.when, str) and not parsed.when.startswith("$"):
         raise PydanticCustomError("graph_when", "when takes true/false, 1/0 or a $variable/${expression}, got {v!r}",
                                   {"v": parsed.when})
@@ -299,7 +300,7 @@ class Graph(Construct):
         if isinstance(raw, str):
             return cls._ref(r, raw, path, ctx)
         # an output naming a node that `when:` left out is left out too (torchvision's aux)
-        text = lambda raw, at: r.text(raw, at) if isinstance(raw, str) and "${" in raw else raw  # noqa: E731
+        text = lambda raw, at: r.text(raw, at) if isinstance(raw, str) else raw  # noqa: E731
         present = lambda raw: not (isinstance(raw, str) and raw.split(".")[0] in absent)  # noqa: E731
         if isinstance(raw, list):
             refs = [(path + (i,), text(value, path + (i,))) for i, value in enumerate(raw)]
@@ -381,7 +382,7 @@ class Graph(Construct):
             x, access = cls._fetch(a, node, m, source, env, analysed, where)
             refs = [cls._fetch(a, node, m, ref, env, analysed, child.src + (fname,))
                     for ref, fname in zip(s["refs"][i], child.layer.refs if isinstance(child, Leaf) else ())]
-            spread = isinstance(child, Leaf) and (child.layer.inputs != (1, 1) or bool(refs))
+            spread = isinstance(child, Leaf) and child.layer.takes_several()
             if spread:
                 x = (x if isinstance(access, list) else [x]) + [v for v, _ in refs]
             labels = [str(ref) for ref in accesses(source) + s["refs"][i]]

@@ -126,6 +126,11 @@ class Layer(BaseModel):
     inputs: ClassVar[tuple[int, int | None]] = (1, 1)
     refs: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def takes_several(cls) -> bool:
+        """Called with a list of tensors (its `from:` inputs, then its references' values)."""
+        return cls.inputs != (1, 1) or bool(cls.refs)
+
     name: str | None = Field(None, description="Module name in the built model (a state_dict key segment); default: position in its container.")
     frozen: bool = Field(False, description="Freeze this layer's parameters (requires_grad=False); they count in params but not trainable_params.")
 
